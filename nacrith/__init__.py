@@ -1,0 +1,44 @@
+"""Nacrith: lossless compression with a language model.
+
+>>> import nacrith
+>>> blob = nacrith.compress(b"Hello, world!")
+>>> nacrith.decompress(blob)
+b'Hello, world!'
+"""
+
+__version__ = "0.1.0"
+
+from nacrith.api import Codec, compress, compress_file, decompress, decompress_file, info
+from nacrith.container import CompressOptions, Summary
+from nacrith.errors import (
+    ChecksumError,
+    CoderError,
+    FormatError,
+    ModelError,
+    ModelMismatchError,
+    NacrithError,
+    NacrithWarning,
+    TruncatedError,
+    UnsupportedVersionError,
+)
+
+__all__ = [
+    "ChecksumError",
+    "Codec",
+    "CoderError",
+    "CompressOptions",
+    "FormatError",
+    "ModelError",
+    "ModelMismatchError",
+    "NacrithError",
+    "NacrithWarning",
+    "Summary",
+    "TruncatedError",
+    "UnsupportedVersionError",
+    "__version__",
+    "compress",
+    "compress_file",
+    "decompress",
+    "decompress_file",
+    "info",
+]

@@ -1,0 +1,145 @@
+"""The Python API: bytes, streams and files in, Nacrith files out, and back."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from nacrith.container import (
+    CompressOptions,
+    FileInfo,
+    StreamProgress,
+    Summary,
+    check_model,
+    compress_stream,
+    decompress_stream,
+    read_info,
+)
+from nacrith.files import atomic_output
+from nacrith.format import Header
+from nacrith.models.llm import LanguageModel
+
+__all__ = ["Codec", "compress", "compress_file", "decompress", "decompress_file", "info"]
+
+PathLike = str | os.PathLike[str]
+
+
+class Codec:
+    """Compresses and decompresses with one language model, loaded on first use.
+
+    Reuse one Codec for many calls: loading the model costs about a second.
+    Not thread-safe: use one Codec per thread.
+    """
+
+    def __init__(self, model: PathLike | None = None, threads: int | None = None) -> None:
+        self.model_arg = model
+        self.threads = threads
+        self._model: LanguageModel | None = None
+
+    @property
+    def model(self) -> LanguageModel:
+        """The language model, loaded on first use (files without neural frames never need it)."""
+        if self._model is None:
+            self._model = LanguageModel(self.model_arg, self.threads)
+        return self._model
+
+    def _model_for(self, header: Header) -> LanguageModel:
+        check_model(header, self.model)
+        return self.model
+
+    def compress_stream(
+        self,
+        src: BinaryIO,
+        dst: BinaryIO,
+        *,
+        content_size: int | None = None,
+        progress: StreamProgress | None = None,
+        **options: object,
+    ) -> Summary:
+        """Compress src into dst frame by frame; ``options`` are CompressOptions fields."""
+        return compress_stream(src, dst, self.model, CompressOptions(**options), content_size, progress)  # type: ignore[arg-type]
+
+    def decompress_stream(
+        self, src: BinaryIO, dst: BinaryIO, *, progress: StreamProgress | None = None
+    ) -> int:
+        """Decompress src into dst; returns the number of bytes written."""
+        return decompress_stream(src, dst, self._model_for, progress)
+
+    def compress(self, data: bytes, **options: object) -> bytes:
+        out = io.BytesIO()
+        self.compress_stream(io.BytesIO(data), out, content_size=len(data), **options)  # type: ignore[arg-type]
+        return out.getvalue()
+
+    def decompress(self, blob: bytes) -> bytes:
+        out = io.BytesIO()
+        self.decompress_stream(io.BytesIO(blob), out)
+        return out.getvalue()
+
+    def compress_file(
+        self, src: PathLike, dst: PathLike, *, overwrite: bool = False, **options: object
+    ) -> Summary:
+        """Compress file src into dst, written atomically; src is kept."""
+        with open(src, "rb") as fin, atomic_output(dst, overwrite=overwrite, like=src) as fout:
+            return self.compress_stream(fin, fout, content_size=os.fstat(fin.fileno()).st_size, **options)  # type: ignore[arg-type]
+
+    def decompress_file(self, src: PathLike, dst: PathLike, *, overwrite: bool = False) -> int:
+        """Decompress file src into dst, written atomically; nothing is left behind on error."""
+        with open(src, "rb") as fin, atomic_output(dst, overwrite=overwrite, like=src) as fout:
+            return self.decompress_stream(fin, fout)
+
+
+_codecs: dict[tuple[str | None, int | None], Codec] = {}
+_codecs_lock = threading.Lock()
+
+
+def _codec(model: PathLike | None, threads: int | None) -> Codec:
+    """One cached Codec per (model, threads), so repeated calls load the model once."""
+    key = (None if model is None else os.fspath(model), threads)
+    with _codecs_lock:
+        if key not in _codecs:
+            _codecs[key] = Codec(model, threads)
+        return _codecs[key]
+
+
+def compress(
+    data: bytes, *, model: PathLike | None = None, threads: int | None = None, **options: object
+) -> bytes:
+    """Compress bytes. ``options``: context, slide, temperature, frame_size."""
+    return _codec(model, threads).compress(bytes(data), **options)
+
+
+def decompress(blob: bytes, *, model: PathLike | None = None, threads: int | None = None) -> bytes:
+    """Decompress bytes made by ``compress``; raises a NacrithError subclass on bad input."""
+    return _codec(model, threads).decompress(bytes(blob))
+
+
+def compress_file(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    model: PathLike | None = None,
+    threads: int | None = None,
+    overwrite: bool = False,
+    **options: object,
+) -> Summary:
+    return _codec(model, threads).compress_file(src, dst, overwrite=overwrite, **options)
+
+
+def decompress_file(
+    src: PathLike,
+    dst: PathLike,
+    *,
+    model: PathLike | None = None,
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> int:
+    return _codec(model, threads).decompress_file(src, dst, overwrite=overwrite)
+
+
+def info(path: PathLike) -> FileInfo:
+    """Header and frame index of a Nacrith file, read without loading any model."""
+    with Path(path).open("rb") as f:
+        return read_info(f)

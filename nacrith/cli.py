@@ -1,0 +1,321 @@
+"""`nacrith compress|decompress|test|info`, in the conventions of gzip, xz and zstd.
+
+Exit codes: 0 success, 1 data or I/O error, 2 usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from nacrith import __version__
+from nacrith.api import Codec
+from nacrith.container import CompressOptions, read_info
+from nacrith.errors import NacrithError
+from nacrith.files import atomic_output
+from nacrith.format import FORMAT_VERSION
+from nacrith.progress import ProgressLine, human_bytes, human_duration
+
+SUFFIX = ".nc"
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """The command line asks for something we refuse to do; exit 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    """Bytes, with an optional K/M/G suffix (powers of 1024)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    scale = units.get(text[-1:].lower(), 1)
+    return _positive_int(text[:-1] if scale > 1 else text) * scale
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nacrith",
+        description="Lossless compression with a language model. Source files are kept.",
+    )
+    parser.add_argument("--version", action="version", version=f"nacrith {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "file", nargs="?", default="-", metavar="FILE", help="input file; - or nothing for stdin"
+    )
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    common.add_argument(
+        "--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)"
+    )
+    common.add_argument(
+        "-T",
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="llama.cpp threads (default: cores available)",
+    )
+
+    writes = argparse.ArgumentParser(add_help=False)
+    writes.add_argument("-o", "--output", metavar="OUT", help="output file; - for stdout")
+    writes.add_argument("-c", "--stdout", action="store_true", help="write to stdout")
+    writes.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="overwrite existing files; allow compressed data on a terminal",
+    )
+
+    c = sub.add_parser("compress", parents=[common, writes], help="compress FILE to FILE.nc")
+    c.add_argument(
+        "--context",
+        type=_positive_int,
+        default=CompressOptions.context,
+        metavar="TOKENS",
+        help="model context window in tokens (default %(default)s)",
+    )
+    c.add_argument(
+        "--frame-size",
+        type=_size,
+        default=CompressOptions.frame_size,
+        metavar="BYTES",
+        help="bytes per independently coded frame, K/M/G suffixes allowed (default 1M)",
+    )
+    sub.add_parser("decompress", parents=[common, writes], help="decompress FILE.nc to FILE")
+    sub.add_parser("test", parents=[common], help="decompress and verify FILE, write nothing")
+    info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
+    info.add_argument("file", metavar="FILE")
+    return parser
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _is_std(name: str | None) -> bool:
+    return name == "-"
+
+
+def _display_name(name: str) -> str:
+    return "(stdin)" if _is_std(name) else name
+
+
+@contextlib.contextmanager
+def _open_input(name: str, refuse_terminal: bool) -> Iterator[tuple[BinaryIO, int | None]]:
+    """The input stream and its size when known."""
+    if _is_std(name):
+        if refuse_terminal and sys.stdin.isatty():
+            raise UsageError("refusing to read compressed data from a terminal")
+        yield sys.stdin.buffer, None
+        return
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError(f"{name} is a directory")
+    with path.open("rb") as f:
+        st = os.fstat(f.fileno())
+        yield f, st.st_size if path.is_file() else None
+
+
+@contextlib.contextmanager
+def _open_output(target: str, source: str, force: bool, compressed: bool) -> Iterator[BinaryIO]:
+    if _is_std(target):
+        if compressed and sys.stdout.isatty() and not force:
+            raise UsageError("refusing to write compressed data to a terminal (use -o FILE, redirect, or -f)")
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    if Path(target).exists() and not force:
+        raise UsageError(f"{target} already exists; use -f to overwrite")
+    like = None if _is_std(source) or not Path(source).is_file() else source
+    with atomic_output(target, overwrite=force, like=like) as f:
+        yield f
+
+
+def _output_name(args: argparse.Namespace, compressing: bool) -> str:
+    if args.stdout:
+        if args.output:
+            raise UsageError("-c and -o cannot be used together")
+        return "-"
+    if args.output:
+        return str(args.output)
+    if _is_std(args.file):
+        return "-"
+    if compressing:
+        return args.file + SUFFIX
+    if args.file.endswith(SUFFIX) and len(args.file) > len(SUFFIX):
+        return args.file[: -len(SUFFIX)]
+    raise UsageError(f"{args.file}: unknown suffix, expected {SUFFIX} (use -o OUT or -c)")
+
+
+def _progress(args: argparse.Namespace, label: str, total: int | None) -> ProgressLine | None:
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    return ProgressLine(label, total)
+
+
+def _say(args: argparse.Namespace, line: str) -> None:
+    if not args.quiet:
+        print(line, file=sys.stderr)
+
+
+def _rate(n_bytes: int, seconds: float) -> str:
+    return f"{human_bytes(n_bytes / seconds)}/s" if seconds > 0 else "-"
+
+
+# --- commands ---------------------------------------------------------------
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    try:
+        options = CompressOptions(context=args.context, frame_size=args.frame_size)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    target = _output_name(args, compressing=True)
+    codec = Codec(args.model, args.threads)
+    with _open_input(args.file, refuse_terminal=False) as (src, size):
+        progress = _progress(args, _display_name(args.file), size)
+        start = time.monotonic()
+        with _open_output(target, args.file, args.force, compressed=True) as dst:
+            try:
+                summary = codec.compress_stream(
+                    src,
+                    dst,
+                    content_size=size,
+                    progress=progress.update if progress else None,
+                    **options.__dict__,
+                )
+            finally:
+                if progress:
+                    progress.close()
+    elapsed = time.monotonic() - start
+    ratio = 100 * summary.coded_bytes / summary.raw_bytes if summary.raw_bytes else 0.0
+    frames = ", ".join(f"{n} {kind}" for kind, n in summary.frames.items()) or "no"
+    _say(
+        args,
+        f"{_display_name(args.file)}: {summary.raw_bytes} -> {summary.coded_bytes} bytes ({ratio:.2f}%, "
+        f"{summary.bpb:.3f} bpb), {frames} frame(s), {human_duration(elapsed)}, "
+        f"{_rate(summary.raw_bytes, elapsed)}, {summary.stats.symbols / max(elapsed, 1e-9):.0f} tok/s"
+        + ("" if _is_std(target) else f" -> {target}"),
+    )
+    return EXIT_OK
+
+
+def _decode(args: argparse.Namespace, dst: BinaryIO, src: BinaryIO, size: int | None) -> tuple[int, float]:
+    codec = Codec(args.model, args.threads)
+    progress = _progress(args, _display_name(args.file), None)
+    start = time.monotonic()
+    try:
+        n = codec.decompress_stream(src, dst, progress=progress.update if progress else None)
+    finally:
+        if progress:
+            progress.close()
+    return n, time.monotonic() - start
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    target = _output_name(args, compressing=False)
+    with (
+        _open_input(args.file, refuse_terminal=True) as (src, size),
+        _open_output(target, args.file, args.force, compressed=False) as dst,
+    ):
+        n, elapsed = _decode(args, dst, src, size)
+    _say(
+        args,
+        f"{_display_name(args.file)}: {n} bytes, {human_duration(elapsed)}, {_rate(n, elapsed)}"
+        + ("" if _is_std(target) else f" -> {target}"),
+    )
+    return EXIT_OK
+
+
+class _Discard(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        return len(b)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    with _open_input(args.file, refuse_terminal=True) as (src, size):
+        n, elapsed = _decode(args, _Discard(), src, size)  # type: ignore[arg-type]
+    _say(args, f"{_display_name(args.file)}: OK, {n} bytes verified in {human_duration(elapsed)}")
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with Path(args.file).open("rb") as f:
+        fi = read_info(f)
+    h, t = fi.header, fi.trailer
+    bpb = 8 * fi.file_size / t.content_size if t.content_size else 0.0
+    rows = [
+        ("file", args.file),
+        ("format", f"version {FORMAT_VERSION}"),
+        ("model", f"{h.model_name or '(unnamed)'}"),
+        ("model sha256", h.model_sha256.hex()),
+        ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
+        ("context", f"{h.context} tokens, slides by {h.slide}"),
+        ("temperature", f"{h.temperature:g}"),
+        ("made with", h.environment or "(not recorded)"),
+        ("original", f"{t.content_size} bytes"),
+        ("compressed", f"{fi.file_size} bytes ({bpb:.3f} bpb)"),
+        ("frames", str(len(t.entries))),
+    ]
+    out = [f"{k:<14}{v}" for k, v in rows]
+    out.append(f"  {'#':>4}  {'type':<7}{'original':>12}{'payload':>12}{'bpb':>8}")
+    for i, e in enumerate(t.entries, 1):
+        out.append(
+            f"  {i:>4}  {e.type.name.lower():<7}{e.raw_size:>12}{e.payload_size:>12}"
+            f"{8 * e.payload_size / e.raw_size:>8.3f}"
+        )
+    print("\n".join(out))
+    return EXIT_OK
+
+
+COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "test": cmd_test, "info": cmd_info}
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+    print(f"nacrith: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"nacrith: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (NacrithError, OSError) as exc:
+        where = "" if isinstance(exc, OSError) and exc.filename else f"{_display_name(args.file)}: "
+        print(f"nacrith: {where}{_one_line(exc)}", file=sys.stderr)
+        return EXIT_DATA
+    except KeyboardInterrupt:
+        print("nacrith: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

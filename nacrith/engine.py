@@ -1,0 +1,121 @@
+"""One frame: symbols <-> coded bytes, driving a predictor, the CDF and the coder.
+
+No file I/O and no knowledge of the container. Encoder and decoder run the
+same steps in the same order, which is what makes decoding possible:
+
+    reset the predictor (fresh context)
+    for each symbol:
+        CDF <- scores of the predictor (+ escape symbols at frequency 1)
+        code the symbol
+        if it is a token: the predictor advances by it (escapes leave it as it is)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from nacrith.coder import CDF_BITS, CDF_TOTAL, Decoder, Encoder, ScoreCDF
+from nacrith.errors import CoderError
+
+__all__ = ["FrameStats", "Predictor", "decode_frame", "encode_frame"]
+
+#: Called every PROGRESS_EVERY symbols with (symbols done, bits coded so far; 0 when decoding).
+Progress = Callable[[int, float], None]
+PROGRESS_EVERY = 64
+
+
+class Predictor(Protocol):
+    """Next-token scores for one stream of tokens."""
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    def reset(self) -> None:
+        """Forget all context; scores() then predicts the first token."""
+
+    def scores(self) -> object:
+        """The scores of the next token: a C float pointer (or address) of n_vocab entries."""
+
+    def advance(self, token: int) -> None:
+        """Append a token to the context."""
+
+
+@dataclass
+class FrameStats:
+    """What coding one frame cost, for reports and benchmarks."""
+
+    symbols: int = 0
+    escapes: int = 0
+    payload_bytes: int = 0
+    #: Sum of -log2 p over the model's unquantised probabilities.
+    model_bits: float = 0.0
+    #: Sum of -log2 p over the integer probabilities actually coded.
+    coded_bits: float = 0.0
+
+    def add(self, other: FrameStats) -> None:
+        self.symbols += other.symbols
+        self.escapes += other.escapes
+        self.payload_bytes += other.payload_bytes
+        self.model_bits += other.model_bits
+        self.coded_bits += other.coded_bits
+
+
+def encode_frame(
+    predictor: Predictor,
+    symbols: Sequence[int],
+    n_extra: int,
+    temperature: float,
+    progress: Progress | None = None,
+) -> tuple[bytes, FrameStats]:
+    """Code symbols (token ids < n_vocab, escapes above) into a payload."""
+    n_vocab = predictor.n_vocab
+    space = ScoreCDF(n_vocab, n_extra, temperature)
+    encoder = Encoder()
+    stats = FrameStats(symbols=len(symbols))
+    predictor.reset()
+    log2 = math.log2
+    for i, sym in enumerate(symbols):
+        freq, prob = encoder.encode_scores(space, predictor.scores(), sym)
+        stats.coded_bits -= log2(freq / CDF_TOTAL)
+        # Escapes are outside the model: count them at the floor, as coded.
+        stats.model_bits += -log2(prob) if prob > 0 else CDF_BITS
+        if sym >= n_vocab:
+            stats.escapes += 1
+        elif i + 1 < len(symbols):  # the decoder never needs scores after the last symbol
+            predictor.advance(sym)
+        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
+            progress(i + 1, stats.coded_bits)
+    payload = encoder.finish()
+    stats.payload_bytes = len(payload)
+    return payload, stats
+
+
+def decode_frame(
+    predictor: Predictor,
+    payload: bytes,
+    n_symbols: int,
+    n_extra: int,
+    temperature: float,
+    progress: Progress | None = None,
+) -> list[int]:
+    """The n_symbols symbols coded in payload. Raises CoderError on corrupt data."""
+    n_vocab = predictor.n_vocab
+    space = ScoreCDF(n_vocab, n_extra, temperature)
+    decoder = Decoder(payload)
+    predictor.reset()
+    out: list[int] = []
+    for i in range(n_symbols):
+        sym, _ = decoder.decode_scores(space, predictor.scores())
+        out.append(sym)
+        if sym < n_vocab and i + 1 < n_symbols:
+            predictor.advance(sym)
+        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
+            progress(i + 1, 0.0)
+    try:
+        decoder.check_end()
+    except CoderError:
+        raise CoderError("coded data is corrupt: payload length does not match its symbols") from None
+    return out

@@ -1,0 +1,42 @@
+"""Exception hierarchy.
+
+Every error caused by the data a user gives us is a NacrithError with a
+one-line message that names the problem; the CLI prints it and exits 1.
+Misuse of the Python API raises the usual built-ins (TypeError, ValueError).
+"""
+
+
+class NacrithError(Exception):
+    """Base of every data, model or environment error."""
+
+
+class FormatError(NacrithError, ValueError):
+    """The input is not a valid Nacrith file: bad magic, bad lengths, corrupt structure."""
+
+
+class TruncatedError(FormatError):
+    """The input ends before the file does."""
+
+
+class UnsupportedVersionError(FormatError):
+    """The file uses a format version or a must-understand feature this build does not know."""
+
+
+class ChecksumError(NacrithError):
+    """Decoded bytes do not match the checksum stored in the file."""
+
+
+class ModelError(NacrithError):
+    """The language model cannot be found, loaded or used."""
+
+
+class ModelMismatchError(ModelError):
+    """The file was made with a different model than the one loaded."""
+
+
+class CoderError(NacrithError):
+    """The arithmetic coder reported a broken precondition or corrupt coded data."""
+
+
+class NacrithWarning(UserWarning):
+    """Something that may stop a file from decoding elsewhere, e.g. a different llama.cpp build."""

@@ -1,0 +1,48 @@
+"""Output files that appear whole or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_output"]
+
+
+@contextlib.contextmanager
+def atomic_output(
+    path: str | os.PathLike[str],
+    overwrite: bool = False,
+    like: str | os.PathLike[str] | None = None,
+) -> Iterator[BinaryIO]:
+    """Write to a temporary file beside ``path``; rename it into place only on success.
+
+    On any error, KeyboardInterrupt included, the temporary file is removed and
+    ``path`` is left as it was. An existing ``path`` is replaced only with
+    ``overwrite``. With ``like``, the new file gets that file's mode and times,
+    as gzip does.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists (use -f to overwrite)")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if like is not None:
+            shutil.copystat(like, tmp)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)  # fails if a file appeared meanwhile: never clobber
+            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,384 @@
+"""Format v1: constants and the header, frame and trailer structures.
+
+docs/format.md specifies every byte; this module packs, unpacks and
+validates them. It imports nothing but ``errors`` so the format can be read
+and tested without a model.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from nacrith.errors import FormatError, TruncatedError, UnsupportedVersionError
+
+MAGIC = b"\x89NCR"
+FOOTER_MAGIC = b"NCIX"
+FORMAT_VERSION = 1
+
+#: Largest raw size of one frame a reader accepts; bounds memory per frame.
+MAX_FRAME_SIZE = 1 << 30
+#: A header larger than this is not ours; bounds what a reader allocates.
+MAX_PARAMS_SIZE = 1 << 16
+#: Escape symbols: one per byte value, for bytes the tokenizer cannot carry.
+ESCAPE_SYMBOLS = 256
+
+_TAG_IGNORABLE = 0x80
+
+
+class Tag(enum.IntEnum):
+    """Header parameter tags. Bit 7 set: a reader that does not know the tag skips it."""
+
+    MODEL_SHA256 = 0x01
+    VOCAB_SIZE = 0x02
+    CONTEXT = 0x03
+    SLIDE = 0x04
+    TEMPERATURE = 0x05
+    ESCAPES = 0x06
+    FRAME_SIZE = 0x07
+    CONTENT_SIZE = 0x08
+    MODEL_NAME = 0x81
+    ENVIRONMENT = 0x82
+
+
+_REQUIRED = (
+    Tag.MODEL_SHA256,
+    Tag.VOCAB_SIZE,
+    Tag.CONTEXT,
+    Tag.SLIDE,
+    Tag.TEMPERATURE,
+    Tag.ESCAPES,
+    Tag.FRAME_SIZE,
+)
+
+
+class FrameType(enum.IntEnum):
+    END = 0
+    STORED = 1
+    ZSTD = 2
+    NEURAL = 3
+
+
+# --- primitives -------------------------------------------------------------
+
+
+def pack_varint(value: int) -> bytes:
+    """Unsigned LEB128."""
+    if value < 0 or value >= 1 << 64:
+        raise ValueError(f"varint out of range: {value}")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
+    """Read exactly n bytes or raise TruncatedError naming what was being read."""
+    data = stream.read(n)
+    if data is None or len(data) != n:
+        raise TruncatedError(f"file is truncated: it ends inside the {what}")
+    return data
+
+
+class _Cursor:
+    """Reads primitives from a stream and keeps the bytes for checksumming."""
+
+    def __init__(self, stream: BinaryIO, what: str) -> None:
+        self.stream = stream
+        self.what = what
+        self.seen = bytearray()
+
+    def take(self, n: int) -> bytes:
+        data = read_exact(self.stream, n, self.what)
+        self.seen += data
+        return data
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u32(self) -> int:
+        return int(struct.unpack("<I", self.take(4))[0])
+
+    def varint(self) -> int:
+        value = 0
+        for shift in range(0, 70, 7):
+            byte = self.u8()
+            if shift == 63 and byte > 1:
+                break
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if byte == 0 and shift:
+                    raise FormatError(f"corrupt {self.what}: over-long varint")
+                return value
+        raise FormatError(f"corrupt {self.what}: varint too long")
+
+    def check_crc(self) -> None:
+        expected = zlib.crc32(self.seen)
+        stored = self.u32()
+        if stored != expected:
+            raise FormatError(f"corrupt {self.what}: checksum {stored:08x} != {expected:08x}")
+
+
+def _varint_from(data: bytes, what: str) -> int:
+    cur = _Cursor(io.BytesIO(data), what)
+    value = cur.varint()
+    if len(cur.seen) != len(data):
+        raise FormatError(f"corrupt {what}: trailing bytes after a varint")
+    return value
+
+
+# --- header -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything the decoder needs, plus informational fields."""
+
+    model_sha256: bytes
+    vocab_size: int
+    context: int
+    slide: int
+    temperature: float
+    frame_size: int
+    escapes: int = ESCAPE_SYMBOLS
+    content_size: int | None = None
+    model_name: str = ""
+    environment: str = ""
+    unknown_ignorable: dict[int, bytes] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.model_sha256) != 32:
+            raise ValueError("model_sha256 must be 32 bytes")
+        if not 0 < self.frame_size <= MAX_FRAME_SIZE:
+            raise ValueError(f"frame_size must be in 1..{MAX_FRAME_SIZE}")
+        if not 0 < self.slide < self.context - 1:
+            raise ValueError("slide must be in 1..context-2")
+
+    def pack(self) -> bytes:
+        params = bytearray()
+
+        def put(tag: Tag, value: bytes) -> None:
+            params.extend(bytes([tag]) + pack_varint(len(value)) + value)
+
+        put(Tag.MODEL_SHA256, self.model_sha256)
+        put(Tag.VOCAB_SIZE, pack_varint(self.vocab_size))
+        put(Tag.CONTEXT, pack_varint(self.context))
+        put(Tag.SLIDE, pack_varint(self.slide))
+        put(Tag.TEMPERATURE, struct.pack("<f", self.temperature))
+        put(Tag.ESCAPES, pack_varint(self.escapes))
+        put(Tag.FRAME_SIZE, pack_varint(self.frame_size))
+        if self.content_size is not None:
+            put(Tag.CONTENT_SIZE, pack_varint(self.content_size))
+        if self.model_name:
+            put(Tag.MODEL_NAME, self.model_name.encode())
+        if self.environment:
+            put(Tag.ENVIRONMENT, self.environment.encode())
+        body = MAGIC + bytes([FORMAT_VERSION, 0, 0]) + pack_varint(len(params)) + bytes(params)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @classmethod
+    def read(cls, stream: BinaryIO) -> Header:
+        magic = stream.read(len(MAGIC))
+        if not magic:
+            raise TruncatedError("input is empty: not a Nacrith file")
+        if magic != MAGIC[: len(magic)] or len(magic) < len(MAGIC):
+            if magic == MAGIC[: len(magic)]:
+                raise TruncatedError("file is truncated: it ends inside the magic number")
+            raise FormatError("not a Nacrith file (bad magic number)")
+        cur = _Cursor(stream, "file header")
+        cur.seen += magic
+        version = cur.u8()
+        if version != FORMAT_VERSION:
+            raise UnsupportedVersionError(
+                f"file uses format version {version}; this nacrith reads version {FORMAT_VERSION}"
+            )
+        required_flags = cur.u8()
+        cur.u8()  # optional flags: none defined, ignored by definition
+        if required_flags:
+            raise UnsupportedVersionError(
+                f"file needs features this nacrith does not know (required flags {required_flags:#04x})"
+            )
+        size = cur.varint()
+        if size > MAX_PARAMS_SIZE:
+            raise FormatError(f"corrupt file header: parameter block of {size} bytes")
+        params = cur.take(size)
+        cur.check_crc()
+        return cls._from_params(params)
+
+    @classmethod
+    def _from_params(cls, params: bytes) -> Header:
+        cur = _Cursor(io.BytesIO(params), "file header")
+        fields: dict[int, bytes] = {}
+        while len(cur.seen) < len(params):
+            tag = cur.u8()
+            length = cur.varint()
+            if length > len(params):
+                raise FormatError("corrupt file header: parameter longer than the header")
+            value = cur.take(length)
+            if tag in fields:
+                raise FormatError(f"corrupt file header: parameter {tag:#04x} appears twice")
+            if tag not in Tag._value2member_map_ and not tag & _TAG_IGNORABLE:
+                raise UnsupportedVersionError(
+                    f"file needs header parameter {tag:#04x}, which this nacrith does not know"
+                )
+            fields[tag] = value
+        missing = [t.name for t in _REQUIRED if t not in fields]
+        if missing:
+            raise FormatError(f"corrupt file header: missing {', '.join(missing)}")
+
+        def num(tag: Tag) -> int:
+            return _varint_from(fields[tag], f"header parameter {tag.name}")
+
+        if len(fields[Tag.MODEL_SHA256]) != 32 or len(fields[Tag.TEMPERATURE]) != 4:
+            raise FormatError("corrupt file header: bad parameter length")
+        temperature = struct.unpack("<f", fields[Tag.TEMPERATURE])[0]
+        if not 0 < temperature < float("inf"):
+            raise FormatError(f"corrupt file header: temperature {temperature}")
+        try:
+            name = fields.get(Tag.MODEL_NAME, b"").decode()
+            env = fields.get(Tag.ENVIRONMENT, b"").decode()
+            return cls(
+                model_sha256=fields[Tag.MODEL_SHA256],
+                vocab_size=num(Tag.VOCAB_SIZE),
+                context=num(Tag.CONTEXT),
+                slide=num(Tag.SLIDE),
+                temperature=temperature,
+                escapes=num(Tag.ESCAPES),
+                frame_size=num(Tag.FRAME_SIZE),
+                content_size=num(Tag.CONTENT_SIZE) if Tag.CONTENT_SIZE in fields else None,
+                model_name=name,
+                environment=env,
+                unknown_ignorable={t: v for t, v in fields.items() if t not in Tag._value2member_map_},
+            )
+        except (ValueError, UnicodeDecodeError) as exc:
+            if isinstance(exc, FormatError):
+                raise
+            raise FormatError(f"corrupt file header: {exc}") from None
+
+
+# --- frames -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameHeader:
+    type: FrameType
+    raw_size: int
+    payload_size: int
+    symbols: int
+    raw_crc32: int
+
+    def pack(self) -> bytes:
+        body = bytes([self.type]) + pack_varint(self.raw_size) + pack_varint(self.payload_size)
+        if self.type == FrameType.NEURAL:
+            body += pack_varint(self.symbols)
+        body += struct.pack("<I", self.raw_crc32)
+        return body + struct.pack("<I", zlib.crc32(body))
+
+    @staticmethod
+    def read_type(stream: BinaryIO) -> FrameType:
+        """Read the one-byte type that starts every frame and the trailer."""
+        byte = read_exact(stream, 1, "frame list")[0]
+        try:
+            return FrameType(byte)
+        except ValueError:
+            raise FormatError(f"corrupt file: unknown frame type {byte}") from None
+
+    @classmethod
+    def read_after_type(cls, stream: BinaryIO, ftype: FrameType, frame_size: int) -> FrameHeader:
+        cur = _Cursor(stream, "frame header")
+        cur.seen.append(ftype)
+        raw_size = cur.varint()
+        payload_size = cur.varint()
+        symbols = cur.varint() if ftype == FrameType.NEURAL else 0
+        raw_crc32 = cur.u32()
+        cur.check_crc()
+        if not 0 < raw_size <= frame_size:
+            raise FormatError(f"corrupt frame header: {raw_size} bytes in a frame of at most {frame_size}")
+        if not payload_fits(ftype, raw_size, payload_size):
+            raise FormatError(f"corrupt frame header: payload of {payload_size} bytes for {raw_size}")
+        if ftype == FrameType.NEURAL and not 0 < symbols <= raw_size:
+            raise FormatError(f"corrupt frame header: {symbols} symbols for {raw_size} bytes")
+        return cls(ftype, raw_size, payload_size, symbols, raw_crc32)
+
+
+def payload_fits(ftype: FrameType, raw_size: int, payload_size: int) -> bool:
+    """A stored payload is the raw bytes; any other is written only when it is smaller."""
+    if ftype == FrameType.STORED:
+        return payload_size == raw_size
+    return 0 < payload_size < raw_size
+
+
+# --- trailer (index) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    type: FrameType
+    raw_size: int
+    payload_size: int
+
+
+@dataclass(frozen=True)
+class Trailer:
+    """Follows the END frame type byte; lets ``info`` list frames without decoding."""
+
+    content_size: int
+    content_sha256_8: bytes
+    entries: tuple[IndexEntry, ...]
+
+    def pack(self) -> bytes:
+        body = bytes([FrameType.END]) + pack_varint(self.content_size) + self.content_sha256_8
+        body += pack_varint(len(self.entries))
+        for e in self.entries:
+            body += bytes([e.type]) + pack_varint(e.raw_size) + pack_varint(e.payload_size)
+        body += struct.pack("<I", zlib.crc32(body))
+        return body + struct.pack("<I", len(body)) + FOOTER_MAGIC
+
+    @classmethod
+    def read_after_type(cls, stream: BinaryIO) -> Trailer:
+        cur = _Cursor(stream, "index")
+        cur.seen.append(FrameType.END)
+        content_size = cur.varint()
+        digest = cur.take(8)
+        count = cur.varint()
+        if count > content_size:
+            raise FormatError(f"corrupt index: {count} frames for {content_size} bytes")
+        entries = []
+        for _ in range(count):
+            byte = cur.u8()
+            if byte not in (FrameType.STORED, FrameType.ZSTD, FrameType.NEURAL):
+                raise FormatError(f"corrupt index: frame type {byte}")
+            entries.append(IndexEntry(FrameType(byte), cur.varint(), cur.varint()))
+        cur.check_crc()
+        size = len(cur.seen)
+        tail = read_exact(stream, 8, "footer")
+        if struct.unpack("<I", tail[:4])[0] != size or tail[4:] != FOOTER_MAGIC:
+            raise FormatError("corrupt footer")
+        return cls(content_size, digest, tuple(entries))
+
+    @classmethod
+    def read_from_end(cls, stream: BinaryIO) -> Trailer:
+        """Read the trailer of a seekable file from its last bytes."""
+        end = stream.seek(0, 2)
+        if end < 8:
+            raise TruncatedError("file is truncated: no footer")
+        stream.seek(end - 8)
+        tail = stream.read(8)
+        if tail[4:] != FOOTER_MAGIC:
+            raise TruncatedError("file is truncated or corrupt: no footer at the end")
+        size = struct.unpack("<I", tail[:4])[0]
+        if size + 8 > end or size < 1:
+            raise FormatError("corrupt footer: index size out of range")
+        stream.seek(end - 8 - size)
+        if stream.read(1) != bytes([FrameType.END]):
+            raise FormatError("corrupt footer: index does not start with an end marker")
+        return cls.read_after_type(stream)

