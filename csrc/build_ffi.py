@@ -8,7 +8,7 @@ from cffi import FFI
 SOURCES = ["csrc/coder.c", "csrc/cdf.c"]
 
 # Determinism: no fused multiply-add and no fast-math, so the CDF is
-# bit-identical wherever it is built (see DESIGN.md section 3).
+# bit-identical wherever it is built (docs/format.md, Determinism).
 COMPILE_ARGS = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra"]
 
 CDEF = """

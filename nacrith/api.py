@@ -39,6 +39,13 @@ class Codec:
         self.threads = threads
         self._model: LanguageModel | None = None
 
+    @classmethod
+    def from_model(cls, model: LanguageModel) -> Codec:
+        """A Codec over an already loaded model."""
+        codec = cls(model.path, model.threads)
+        codec._model = model
+        return codec
+
     @property
     def model(self) -> LanguageModel:
         """The language model, loaded on first use (files without neural frames never need it)."""

@@ -269,9 +269,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("model", f"{h.model_name or '(unnamed)'}"),
         ("model sha256", h.model_sha256.hex()),
         ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
-        ("context", f"{h.context} tokens, slides by {h.slide}"),
+        ("context", f"{h.context} tokens, slides by {h.slide}, starts from token {h.start_token}"),
         ("temperature", f"{h.temperature:g}"),
-        ("made with", h.environment or "(not recorded)"),
+        ("made with", _environment_text(h.environment)),
         ("original", f"{t.content_size} bytes"),
         ("compressed", f"{fi.file_size} bytes ({bpb:.3f} bpb)"),
         ("frames", str(len(t.entries))),
@@ -285,6 +285,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     print("\n".join(out))
     return EXIT_OK
+
+
+def _environment_text(env: str) -> str:
+    parts = env.split()
+    if len(parts) == 3:
+        return f"llama-cpp-python {parts[0]}, {parts[1]} backend, system info {parts[2]}"
+    return env or "(not recorded)"
 
 
 COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "test": cmd_test, "info": cmd_info}

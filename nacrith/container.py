@@ -28,7 +28,9 @@ from nacrith.errors import (
 )
 from nacrith.format import (
     ESCAPE_SYMBOLS,
+    MAX_CONTEXT,
     MAX_FRAME_SIZE,
+    MIN_CONTEXT,
     FrameHeader,
     FrameType,
     Header,
@@ -63,9 +65,12 @@ class CodecModel(Protocol):
     symbols: SymbolCodec
     #: Longest context (tokens) this loaded model can hold.
     max_context: int
+    #: The token new files start each frame from.
+    start_token: int
 
-    def predictor(self, context: int, slide: int) -> Predictor:
-        """The model's predictor, set to a window of ``context`` tokens sliding by ``slide``."""
+    def predictor(self, context: int, slide: int, start_token: int) -> Predictor:
+        """The model's predictor: a window of ``context`` tokens sliding by ``slide``,
+        each frame starting from ``start_token``."""
         ...
 
 
@@ -82,8 +87,8 @@ class CompressOptions:
     frame_size: int = 1 << 20
 
     def __post_init__(self) -> None:
-        if not 16 <= self.context <= 1 << 20:
-            raise ValueError(f"context must be 16..{1 << 20} tokens, not {self.context}")
+        if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
+            raise ValueError(f"context must be {MIN_CONTEXT}..{MAX_CONTEXT} tokens, not {self.context}")
         if not 1 <= self.slide <= self.context - 2:
             raise ValueError(f"slide must be 1..context-2 tokens, not {self.slide}")
         if not 0.05 <= self.temperature <= 20:
@@ -190,7 +195,7 @@ def compress_stream(
     progress: StreamProgress | None = None,
 ) -> Summary:
     """Compress everything readable from src into dst, one frame at a time."""
-    predictor = model.predictor(options.context, options.slide)
+    predictor = model.predictor(options.context, options.slide, model.start_token)
     header = Header(
         model_sha256=model.sha256,
         vocab_size=model.symbols.n_vocab,
@@ -198,6 +203,7 @@ def compress_stream(
         slide=options.slide,
         temperature=options.temperature,
         frame_size=options.frame_size,
+        start_token=model.start_token,
         content_size=content_size,
         model_name=model.name,
         environment=model.environment,
@@ -263,18 +269,29 @@ def _decode_payload(
     if fh.type == FrameType.STORED:
         return payload
     if fh.type == FrameType.ZSTD:
-        try:
-            return zstandard.ZstdDecompressor().decompress(payload, max_output_size=fh.raw_size)
-        except zstandard.ZstdError as exc:
-            raise FormatError(f"corrupt zstd frame: {exc}") from None
+        return _unzstd(payload, fh.raw_size)
     model = load_model(header)
     if header.context > model.max_context:
         raise FormatError(
             f"file needs a context of {header.context} tokens, the model holds {model.max_context}"
         )
-    predictor = model.predictor(header.context, header.slide)
+    predictor = model.predictor(header.context, header.slide, header.start_token)
     symbols = decode_frame(predictor, payload, fh.symbols, ESCAPE_SYMBOLS, header.temperature, progress)
     return model.symbols.decode(symbols)
+
+
+def _unzstd(payload: bytes, raw_size: int) -> bytes:
+    """Exactly one zstd frame of at most raw_size bytes, with nothing after it."""
+    try:
+        # The bounded call first: a hostile payload cannot make us allocate more than raw_size.
+        data = zstandard.ZstdDecompressor().decompress(payload, max_output_size=raw_size)
+        whole = zstandard.ZstdDecompressor().decompressobj()
+        whole.decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"corrupt zstd frame: {exc}") from None
+    if not whole.eof or whole.unused_data:
+        raise FormatError("corrupt zstd frame: data after the end of the zstd frame")
+    return data
 
 
 def iter_decoded_frames(

@@ -24,6 +24,9 @@ FORMAT_VERSION = 1
 MAX_FRAME_SIZE = 1 << 30
 #: A header larger than this is not ours; bounds what a reader allocates.
 MAX_PARAMS_SIZE = 1 << 16
+#: Model window bounds, in tokens (BOS included).
+MIN_CONTEXT = 16
+MAX_CONTEXT = 1 << 20
 #: Escape symbols: one per byte value, for bytes the tokenizer cannot carry.
 ESCAPE_SYMBOLS = 256
 
@@ -41,6 +44,7 @@ class Tag(enum.IntEnum):
     ESCAPES = 0x06
     FRAME_SIZE = 0x07
     CONTENT_SIZE = 0x08
+    START_TOKEN = 0x09
     MODEL_NAME = 0x81
     ENVIRONMENT = 0x82
 
@@ -53,6 +57,7 @@ _REQUIRED = (
     Tag.TEMPERATURE,
     Tag.ESCAPES,
     Tag.FRAME_SIZE,
+    Tag.START_TOKEN,
 )
 
 
@@ -149,6 +154,7 @@ class Header:
     slide: int
     temperature: float
     frame_size: int
+    start_token: int
     escapes: int = ESCAPE_SYMBOLS
     content_size: int | None = None
     model_name: str = ""
@@ -160,8 +166,12 @@ class Header:
             raise ValueError("model_sha256 must be 32 bytes")
         if not 0 < self.frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame_size must be in 1..{MAX_FRAME_SIZE}")
+        if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
+            raise ValueError(f"context must be in {MIN_CONTEXT}..{MAX_CONTEXT} tokens")
         if not 0 < self.slide < self.context - 1:
             raise ValueError("slide must be in 1..context-2")
+        if not 0 <= self.start_token < self.vocab_size:
+            raise ValueError("start token outside the vocabulary")
 
     def pack(self) -> bytes:
         params = bytearray()
@@ -176,6 +186,7 @@ class Header:
         put(Tag.TEMPERATURE, struct.pack("<f", self.temperature))
         put(Tag.ESCAPES, pack_varint(self.escapes))
         put(Tag.FRAME_SIZE, pack_varint(self.frame_size))
+        put(Tag.START_TOKEN, pack_varint(self.start_token))
         if self.content_size is not None:
             put(Tag.CONTENT_SIZE, pack_varint(self.content_size))
         if self.model_name:
@@ -219,11 +230,13 @@ class Header:
         cur = _Cursor(io.BytesIO(params), "file header")
         fields: dict[int, bytes] = {}
         while len(cur.seen) < len(params):
-            tag = cur.u8()
-            length = cur.varint()
-            if length > len(params):
-                raise FormatError("corrupt file header: parameter longer than the header")
-            value = cur.take(length)
+            try:
+                tag = cur.u8()
+                length = cur.varint()
+                value = cur.take(length)
+            except TruncatedError:
+                # The checksum matched, so this is a malformed parameter list, not a short file.
+                raise FormatError("corrupt file header: a parameter runs past the parameter block") from None
             if tag in fields:
                 raise FormatError(f"corrupt file header: parameter {tag:#04x} appears twice")
             if tag not in Tag._value2member_map_ and not tag & _TAG_IGNORABLE:
@@ -240,6 +253,11 @@ class Header:
 
         if len(fields[Tag.MODEL_SHA256]) != 32 or len(fields[Tag.TEMPERATURE]) != 4:
             raise FormatError("corrupt file header: bad parameter length")
+        escapes = num(Tag.ESCAPES)
+        if escapes != ESCAPE_SYMBOLS:
+            raise UnsupportedVersionError(
+                f"file uses {escapes} escape symbols; this nacrith knows only {ESCAPE_SYMBOLS}"
+            )
         temperature = struct.unpack("<f", fields[Tag.TEMPERATURE])[0]
         if not 0 < temperature < float("inf"):
             raise FormatError(f"corrupt file header: temperature {temperature}")
@@ -252,8 +270,9 @@ class Header:
                 context=num(Tag.CONTEXT),
                 slide=num(Tag.SLIDE),
                 temperature=temperature,
-                escapes=num(Tag.ESCAPES),
+                escapes=escapes,
                 frame_size=num(Tag.FRAME_SIZE),
+                start_token=num(Tag.START_TOKEN),
                 content_size=num(Tag.CONTENT_SIZE) if Tag.CONTENT_SIZE in fields else None,
                 model_name=name,
                 environment=env,

@@ -5,11 +5,12 @@ token per ``llama_decode``, the same on encode and decode), slide the KV cache
 ourselves, and read logits in place through the pointer without copying a
 vocabulary-sized Python list per token.
 
-The context window: position 0 always holds the model's BOS token, so the
-first real token has something to be predicted from and the model never loses
-its start-of-text anchor. When ``context`` cells are full, the ``slide`` oldest
-tokens after BOS are removed and the rest shifted down (llama.cpp re-applies
-RoPE to the shifted keys) instead of re-evaluating the window from scratch.
+The context window: position 0 always holds the frame's start token (a
+document separator such as ``<|endoftext|>``), so the first real token has
+something to be predicted from and the model never loses its start-of-text
+anchor. When ``context`` cells are full, the ``slide`` oldest tokens after it
+are removed and the rest shifted down (llama.cpp re-applies RoPE to the
+shifted keys) instead of re-evaluating the window from scratch.
 """
 
 from __future__ import annotations
@@ -123,10 +124,20 @@ def _silence_llama_logs(llama_cpp) -> None:  # type: ignore[no-untyped-def]
         llama_cpp.llama_backend_init()
 
 
+def build_environment(llama_cpp) -> str:  # type: ignore[no-untyped-def]
+    """What decides llama.cpp's arithmetic besides the model, as
+    "<llama-cpp-python version> <backend> <hash>": the hash is the first 8 hex
+    digits of SHA-256 of llama.cpp's system info, which names the CPU kernels
+    compiled in and chosen at run time."""
+    system = hashlib.sha256(llama_cpp.llama_print_system_info()).hexdigest()[:8]
+    # Terse on purpose: it is in every file, and small files feel each byte.
+    return f"{llama_cpp.__version__} cpu {system}"
+
+
 @dataclass(frozen=True)
 class _Vocab:
     token_bytes: list[bytes | None]
-    bos: int
+    start: int
 
 
 def _read_vocab(llama_cpp, vocab) -> _Vocab:  # type: ignore[no-untyped-def]
@@ -144,12 +155,22 @@ def _read_vocab(llama_cpp, vocab) -> _Vocab:  # type: ignore[no-untyped-def]
             token_bytes.append(None if attrs & skip_attrs else bytes(decoder[c] for c in chars))
         except (UnicodeDecodeError, KeyError):
             token_bytes.append(None)  # not a byte-level token: never produced from plain text
-    bos = llama_cpp.llama_vocab_bos(vocab)
-    if bos < 0:
-        bos = llama_cpp.llama_vocab_eos(vocab)
-    if bos < 0:
-        raise ModelError("the model has neither a BOS nor an EOS token to start from")
-    return _Vocab(token_bytes, bos)
+    return _Vocab(token_bytes, _start_token(llama_cpp, vocab))
+
+
+def _start_token(llama_cpp, vocab) -> int:  # type: ignore[no-untyped-def]
+    """The token every frame starts from: the document separator the model was
+    pretrained with when the vocabulary has one (``<|endoftext|>`` in GPT-2 style
+    vocabularies; instruct models often declare a chat token as BOS instead), else
+    BOS, else EOS. Measured on SmolLM2: 0.2-0.5% fewer bits on the first 3,000
+    bytes of Canterbury texts than its declared BOS ``<|im_start|>``."""
+    for tok in range(min(llama_cpp.llama_vocab_n_tokens(vocab), 1024)):
+        if llama_cpp.llama_vocab_get_text(vocab, tok) == b"<|endoftext|>":
+            return tok
+    for tok in (llama_cpp.llama_vocab_bos(vocab), llama_cpp.llama_vocab_eos(vocab)):
+        if tok >= 0:
+            return tok
+    raise ModelError("the model has no <|endoftext|>, BOS or EOS token to start from")
 
 
 class LanguageModel:
@@ -177,8 +198,9 @@ class LanguageModel:
         vocab = _read_vocab(llama_cpp, self._vocab_ptr)
         self.symbols = SymbolCodec(vocab.token_bytes, self._tokenize)
         self.max_context = int(llama_cpp.llama_model_n_ctx_train(self._model))
-        self.environment = f"llama-cpp-python {llama_cpp.__version__} cpu"
-        self._bos = vocab.bos
+        self.environment = build_environment(llama_cpp)
+        #: Default first token of every frame; files record the one they used.
+        self.start_token = vocab.start
         self._predictor: LlamaPredictor | None = None
 
     def _tokenize(self, text: bytes) -> list[int]:
@@ -190,19 +212,23 @@ class LanguageModel:
             raise ModelError(f"tokenizer needs {-n} slots for {len(text)} bytes")
         return list(buf[:n])
 
-    def predictor(self, context: int, slide: int) -> LlamaPredictor:
+    def predictor(self, context: int, slide: int, start_token: int) -> LlamaPredictor:
         if not 1 < context <= self.max_context:
             raise ModelError(f"{self.name} holds at most {self.max_context} tokens of context, not {context}")
         if not 0 < slide < context - 1:
             raise ValueError(f"slide must be in 1..{context - 2}, not {slide}")
+        if not 0 <= start_token < self.symbols.n_vocab:
+            raise ValueError(f"start token {start_token} is not in the vocabulary")
         p = self._predictor
         if p is None or p.context != context:
             if p is not None:
                 p.close()
-            # A context of exactly `context` cells: the KV size is part of what
-            # llama.cpp computes over, so encoder and decoder must match it.
+            # The KV cache size is part of what llama.cpp computes over, so the
+            # decoder asks for the same size as the encoder did (llama.cpp may pad
+            # it, identically on both sides).
             p = self._predictor = LlamaPredictor(self, context, slide)
         p.slide = slide
+        p.start_token = start_token
         return p
 
     def close(self) -> None:
@@ -233,7 +259,7 @@ class LlamaPredictor:
         self.n_vocab = model.symbols.n_vocab
         self.context = context
         self.slide = slide
-        self._bos = model._bos
+        self.start_token = model.start_token
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context
         params.n_batch = 1
@@ -264,7 +290,7 @@ class LlamaPredictor:
     def reset(self) -> None:
         self._llama_cpp.llama_memory_clear(self._memory, True)
         self._pos = 0
-        self._decode(self._bos)
+        self._decode(self.start_token)
 
     def scores(self) -> int:
         if self._scores is None:

@@ -1,0 +1,5 @@
+import sys
+
+from nacrith.cli import main
+
+sys.exit(main())

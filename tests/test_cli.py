@@ -1,0 +1,194 @@
+"""The `nacrith` command line, run as a real subprocess with the real model."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nacrith.format import Header
+
+pytestmark = pytest.mark.llm
+
+TEXT = b"Compression is prediction: a model that guesses the next word well needs few bits.\n" * 2
+ENV = {**os.environ, "NACRITH_THREADS": "1"}
+
+
+def nacrith(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nacrith", *args],
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        env=ENV,
+        timeout=300,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, code: int, words: str) -> None:
+    """A user mistake: the given exit code, one line on stderr naming the problem, no traceback."""
+    err = result.stderr.decode()
+    assert result.returncode == code, err
+    assert "Traceback" not in err
+    assert err.startswith("nacrith: ") and err.count("\n") == 1, err
+    assert words in err
+
+
+def run_in_pty(args: list[str], stdin_tty: bool = False, stdout_tty: bool = False, stderr_tty: bool = False):
+    """Run nacrith with some of its standard streams on a pseudo-terminal; returns (code, terminal output)."""
+    master, slave = pty.openpty()
+    streams = {
+        "stdin": slave if stdin_tty else subprocess.DEVNULL,
+        "stdout": slave if stdout_tty else subprocess.DEVNULL,
+        "stderr": slave if stderr_tty else subprocess.DEVNULL,
+    }
+    proc = subprocess.Popen([sys.executable, "-m", "nacrith", *args], env=ENV, **streams)
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 300)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "a.txt").write_bytes(TEXT)
+    return tmp_path
+
+
+def test_compress_decompress_test_info(workdir):
+    r = nacrith("compress", "a.txt", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert (workdir / "a.txt").read_bytes() == TEXT, "source is kept"
+    summary = r.stderr.decode()
+    assert "a.txt:" in summary and "bpb" in summary and "tok/s" in summary and "-> a.txt.nc" in summary
+
+    r = nacrith("test", "a.txt.nc", cwd=workdir)
+    assert r.returncode == 0 and b"OK" in r.stderr
+
+    r = nacrith("info", "a.txt.nc", cwd=workdir)
+    out = r.stdout.decode()
+    assert r.returncode == 0
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in out and "neural" in out and f"{len(TEXT)} bytes" in out
+
+    (workdir / "a.txt").unlink()
+    r = nacrith("decompress", "a.txt.nc", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert (workdir / "a.txt").read_bytes() == TEXT
+    assert (workdir / "a.txt.nc").exists(), "compressed file is kept"
+
+
+def test_refuses_to_overwrite_without_force(workdir):
+    (workdir / "a.txt.nc").write_bytes(b"precious")
+    r = nacrith("compress", "a.txt", cwd=workdir)
+    assert_clean_error(r, 2, "already exists")
+    assert (workdir / "a.txt.nc").read_bytes() == b"precious"
+    r = nacrith("compress", "-f", "-q", "a.txt", cwd=workdir)
+    assert r.returncode == 0 and r.stderr == b""
+    assert (workdir / "a.txt.nc").read_bytes().startswith(b"\x89NCR")
+
+
+def test_stdin_to_stdout_pipeline(workdir):
+    data = b"piped \x00 binary \xff and text\r\n" * 3
+    packed = nacrith("compress", "-q", stdin=data)
+    assert packed.returncode == 0 and packed.stdout.startswith(b"\x89NCR")
+    unpacked = nacrith("decompress", "-q", "-", stdin=packed.stdout)
+    assert unpacked.returncode == 0 and unpacked.stdout == data
+
+
+def test_output_options(workdir):
+    assert nacrith("compress", "-q", "a.txt", "-o", "x.bin", cwd=workdir).returncode == 0
+    r = nacrith("decompress", "-c", "x.bin", cwd=workdir)
+    assert r.returncode == 0 and r.stdout == TEXT
+    assert_clean_error(nacrith("decompress", "x.bin", cwd=workdir), 2, "unknown suffix")
+    assert_clean_error(
+        nacrith("compress", "a.txt", "-c", "-o", "y", cwd=workdir), 2, "cannot be used together"
+    )
+
+
+def test_corrupt_file_exits_1_and_leaves_nothing(workdir):
+    assert nacrith("compress", "-q", "a.txt", cwd=workdir).returncode == 0
+    blob = bytearray((workdir / "a.txt.nc").read_bytes())
+    header_len = len(Header.read(io.BytesIO(bytes(blob))).pack())
+    blob[header_len + 20] ^= 0x10  # inside the first frame's payload
+    (workdir / "bad.nc").write_bytes(bytes(blob))
+    before = sorted(p.name for p in workdir.iterdir())
+    assert_clean_error(nacrith("decompress", "bad.nc", cwd=workdir), 1, "bad.nc: frame 1")
+    assert sorted(p.name for p in workdir.iterdir()) == before, "no output, no temporary file"
+
+
+def test_truncated_and_foreign_files(workdir):
+    assert nacrith("compress", "-q", "a.txt", cwd=workdir).returncode == 0
+    blob = (workdir / "a.txt.nc").read_bytes()
+    (workdir / "cut.nc").write_bytes(blob[: len(blob) // 2])
+    assert_clean_error(nacrith("test", "cut.nc", cwd=workdir), 1, "truncated")
+    assert_clean_error(nacrith("info", "a.txt", cwd=workdir), 1, "not a Nacrith file")
+    assert_clean_error(nacrith("test", "missing.nc", cwd=workdir), 1, "No such file")
+
+
+def test_wrong_model_is_refused(workdir):
+    assert nacrith("compress", "-q", "a.txt", cwd=workdir).returncode == 0
+    blob = (workdir / "a.txt.nc").read_bytes()
+    header = Header.read(io.BytesIO(blob))
+    other = Header(**{**header.__dict__, "model_sha256": bytes(32)})
+    (workdir / "other.nc").write_bytes(other.pack() + blob[len(header.pack()) :])
+    assert_clean_error(nacrith("test", "other.nc", cwd=workdir), 1, "file needs model sha256 0000")
+    assert_clean_error(
+        nacrith("compress", "--model", "nope.gguf", "a.txt", "-o", "new.nc", cwd=workdir), 1, "nope.gguf"
+    )
+
+
+def test_usage_errors_exit_2(workdir):
+    assert nacrith(cwd=workdir).returncode == 2
+    assert nacrith("compress", "--context", "x", "a.txt", cwd=workdir).returncode == 2
+    assert_clean_error(nacrith("compress", "--context", "4", "a.txt", cwd=workdir), 2, "context")
+
+
+def test_refuses_compressed_data_on_a_terminal(workdir):
+    code, _ = run_in_pty(["compress", "-c", str(workdir / "a.txt")], stdout_tty=True)
+    assert code == 2
+    code, _ = run_in_pty(["decompress", "-c"], stdin_tty=True)
+    assert code == 2
+
+
+def test_progress_line_on_a_terminal(workdir):
+    big = workdir / "big.txt"
+    big.write_bytes(TEXT * 4)
+    code, screen = run_in_pty(["compress", str(big)], stderr_tty=True)
+    assert code == 0
+    assert "tok/s" in screen and "bpb" in screen and "ETA" in screen
+
+
+def test_interrupt_removes_partial_output(workdir):
+    big = workdir / "big.txt"
+    big.write_bytes(TEXT * 40)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nacrith", "compress", str(big)], env=ENV, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p.name.endswith(".tmp") for p in workdir.iterdir()):
+        time.sleep(0.05)
+    time.sleep(1.0)  # well inside the model's work on the first frame
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert b"interrupted" in proc.stderr.read()
+    assert sorted(p.name for p in workdir.iterdir()) == ["a.txt", "big.txt"]

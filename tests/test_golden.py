@@ -1,0 +1,51 @@
+"""Golden files of format v1: they decode byte-exactly, forever.
+
+The files in tests/golden/v1 were made by tests/golden/regen.py and are never
+regenerated once released. If the encoder's output changes, the second test
+fails: decide then whether that is a format change (a new version) or a bug.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from nacrith.errors import NacrithWarning
+from nacrith.format import Header
+
+pytestmark = pytest.mark.llm
+
+GOLDEN = Path(__file__).parent / "golden" / "v1"
+CASES = json.loads((GOLDEN / "cases.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_file_decodes(codec, name):
+    expected = (GOLDEN / f"{name}.bin").read_bytes()
+    with warnings.catch_warnings():
+        # A newer llama.cpp build warns that it differs from the recorded one; the bytes must still match.
+        warnings.simplefilter("ignore", NacrithWarning)
+        assert codec.decompress((GOLDEN / f"{name}.nc").read_bytes()) == expected
+
+
+def split_header(blob: bytes) -> tuple[Header, bytes]:
+    header = Header.read(io.BytesIO(blob))
+    return dataclasses.replace(header, environment=""), blob[len(header.pack()) :]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_encoder_still_writes_golden_bytes(codec, name):
+    """Same header fields and the same frames, byte for byte.
+
+    The ENVIRONMENT field is left out: it names the llama.cpp build and CPU
+    kernels of the machine that wrote the file, and is informational.
+    """
+    data = (GOLDEN / f"{name}.bin").read_bytes()
+    assert split_header(codec.compress(data, **CASES[name])) == split_header(
+        (GOLDEN / f"{name}.nc").read_bytes()
+    )

@@ -1,0 +1,152 @@
+"""Round trips through the real model and llama.cpp: every input comes back byte for byte."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+import nacrith
+from nacrith.container import read_info
+from nacrith.format import FrameType, Header
+from nacrith.models.llm import LanguageModel
+
+pytestmark = pytest.mark.llm
+
+SPECIAL_TOKEN_TEXT = (
+    b"<|endoftext|><|im_start|>user\nhi<|im_end|>\n<repo_name>x<file_sep><filename>a.py"
+    b"<gh_stars>10<issue_start><jupyter_code><empty_output><reponame>"
+)
+
+CASES = {
+    "empty": b"",
+    "one_byte": b"a",
+    "ascii": b"The quick brown fox jumps over the lazy dog.\n",
+    "unicode": "Zoë's café — naïve 東京 Привет 😀👍🏽 e\u0301 \ufeffBOM\n".encode(),
+    "crlf": b"line one\r\nline two\r\n\r\nline four\r\n",
+    "nul_bytes": b"before\x00\x00after\x00 text with a NUL\n",
+    "invalid_utf8": b"valid text \xff\xfe\xc3\x28 then \x80\x81 more text and \xed\xa0\x80 surrogate\n",
+    "special_tokens": SPECIAL_TOKEN_TEXT,
+    "long_whitespace": b"header\n"
+    + b" " * 48
+    + b"indented\n"
+    + b"\t" * 40
+    + b"tabs\n"
+    + b" " * 300
+    + b"end\n",
+    # Bytes and characters with no token in SmolLM2's vocabulary.
+    "untokenizable": "ctrl \x04\x06\x13\x14\x16\x1d chars, plane 4 \U00040000 and \U000bffff.\n".encode(),
+    "binary": bytes(random.Random(7).randrange(256) for _ in range(300)),
+}
+
+
+def frame_types(blob: bytes) -> list[FrameType]:
+    return [e.type for e in read_info(io.BytesIO(blob)).trailer.entries]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_round_trip(codec, name):
+    data = CASES[name]
+    blob = codec.compress(data)
+    assert codec.decompress(blob) == data
+
+
+def test_text_goes_through_the_model(codec):
+    """Short English text must be coded by the model, and beat zstd and stored frames."""
+    data = b"It was the best of times, it was the worst of times, it was the age of wisdom.\n" * 2
+    blob = codec.compress(data)
+    assert frame_types(blob) == [FrameType.NEURAL]
+    assert codec.decompress(blob) == data
+
+
+def test_special_token_strings_are_plain_text(codec, model):
+    """Literal special-token strings are tokenized as text, never as control tokens."""
+    symbols = model.symbols.encode(SPECIAL_TOKEN_TEXT)
+    assert all(s < model.symbols.n_vocab for s in symbols), "no escapes needed"
+    assert all(model.symbols.token_bytes[s] is not None for s in symbols), "no control tokens"
+    blob = codec.compress(SPECIAL_TOKEN_TEXT)
+    assert frame_types(blob) == [FrameType.NEURAL]
+    assert codec.decompress(blob) == SPECIAL_TOKEN_TEXT
+
+
+def test_empty_input_has_no_frames(codec):
+    blob = codec.compress(b"")
+    assert frame_types(blob) == []
+    assert codec.decompress(blob) == b""
+
+
+def test_sliding_window_small_context(codec):
+    """A window of 64 tokens sliding by 16 slides dozens of times over this text."""
+    data = b"".join(f"Item {i}: the value of {i} squared is {i * i}.\n".encode() for i in range(60))
+    blob = codec.compress(data, context=64, slide=16)
+    header = Header.read(io.BytesIO(blob))
+    assert (header.context, header.slide) == (64, 16)
+    assert frame_types(blob) == [FrameType.NEURAL]
+    assert codec.decompress(blob) == data
+
+
+def test_crosses_default_window(codec, model):
+    """More than 3,000 tokens with the default 2,048-token window: the KV cache slides."""
+    corpus = Path(__file__).parent.parent / "README.md"
+    words = corpus.read_text().split()
+    rng = random.Random(3)
+    data = " ".join(rng.choice(words) for _ in range(2600)).encode()
+    n_tokens = len(model.symbols.encode(data))
+    assert n_tokens > 3000
+    blob = codec.compress(data)
+    assert frame_types(blob) == [FrameType.NEURAL]
+    assert codec.decompress(blob) == data
+
+
+def test_several_frames(codec):
+    data = b"Frames are independent: each restarts the model from its first token.\n" * 6
+    blob = codec.compress(data, frame_size=100)
+    assert len(frame_types(blob)) == 5
+    assert codec.decompress(blob) == data
+
+
+def test_temperature_round_trips_through_float32(codec):
+    """0.9 is not a float32; the encoder must code with the value the header stores."""
+    data = b"A temperature that float32 cannot hold exactly.\n"
+    blob = codec.compress(data, temperature=0.9)
+    assert Header.read(io.BytesIO(blob)).temperature != 0.9
+    assert codec.decompress(blob) == data
+
+
+def test_deterministic(codec):
+    data = CASES["unicode"] + CASES["ascii"]
+    assert codec.compress(data) == codec.compress(data)
+
+
+def test_thread_count_does_not_change_the_file(codec, model):
+    """A file made with 1 thread decodes with 2, and 2 threads make the same bytes."""
+    data = b"Threads split the matrix work, but every logit must come out the same.\n"
+    blob = codec.compress(data)
+    with LanguageModel(model.path, threads=2) as model2:
+        codec2 = nacrith.Codec.from_model(model2)
+        assert codec2.decompress(blob) == data
+        assert codec2.compress(data) == blob
+
+
+def test_module_level_api(model):
+    data = b"nacrith.compress and nacrith.decompress use a cached default model.\n"
+    blob = nacrith.compress(data, threads=1)
+    assert nacrith.decompress(blob, threads=1) == data
+
+
+def test_file_api_is_atomic_and_keeps_source(codec, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_bytes(CASES["crlf"])
+    dst = tmp_path / "in.txt.nc"
+    codec.compress_file(src, dst)
+    assert src.read_bytes() == CASES["crlf"]
+    with pytest.raises(FileExistsError):
+        codec.compress_file(src, dst)
+    out = tmp_path / "out.txt"
+    codec.decompress_file(dst, out)
+    assert out.read_bytes() == CASES["crlf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "in.txt.nc", "out.txt"]
+    assert os.stat(out).st_mtime == os.stat(dst).st_mtime
