@@ -16,7 +16,7 @@
 /* Largest alphabet accepted: half the total, so floors never take all the mass. */
 #define NC_MAX_SYMBOLS (NC_CDF_TOTAL / 2)
 
-/* exp(x) for x <= 0, deterministic; returns 0 below the smallest normal result. */
+/* exp(x), deterministic, for x <= 0 (x > 0 is treated as 0); 0 for x <= -745 or NaN. */
 double nc_exp(double x);
 
 /* Build the CDF of n_logits scored symbols followed by n_extra symbols of

@@ -73,7 +73,7 @@ static int put_bits_with_pending(nc_encoder *enc, unsigned bit) {
 }
 
 static int valid_interval(const uint32_t *cdf, uint32_t nsym, uint32_t sym) {
-    return cdf && nsym > 0 && sym < nsym && cdf[nsym] == NC_CDF_TOTAL && cdf[sym] < cdf[sym + 1];
+    return cdf && nsym > 0 && sym < nsym && cdf[0] == 0 && cdf[nsym] == NC_CDF_TOTAL && cdf[sym] < cdf[sym + 1];
 }
 
 int nc_encoder_encode(nc_encoder *enc, const uint32_t *cdf, uint32_t nsym, uint32_t sym) {

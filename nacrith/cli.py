@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import io
 import os
+import re
 import sys
 import time
 import warnings
@@ -288,9 +289,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _environment_text(env: str) -> str:
-    parts = env.split()
-    if len(parts) == 3:
-        return f"llama-cpp-python {parts[0]}, {parts[1]} backend, system info {parts[2]}"
+    """Spell out "<version> <backend> <system hash>"; show anything else as it is."""
+    match = re.fullmatch(r"(\d[\w.+-]*) (\w+) ([0-9a-f]{8})", env)
+    if match:
+        version, backend, system = match.groups()
+        return f"llama-cpp-python {version}, {backend} backend, system info {system}"
     return env or "(not recorded)"
 
 

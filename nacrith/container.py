@@ -51,6 +51,11 @@ __all__ = [
 ]
 
 ZSTD_LEVEL = 19
+#: Largest zstd window a reader accepts (level 19 writes at most 8 MiB).
+ZSTD_MAX_WINDOW = 1 << 27
+#: Compressed bytes fed to the zstd decoder at a time: each can expand by at most
+#: a few 128 KiB blocks, which bounds how far past raw_size a hostile frame gets.
+ZSTD_FEED = 64
 #: Every escape costs at least 24 bits: a frame with this many escapes per
 #: byte of the best classical encoding cannot win, so the model is not run.
 ESCAPE_BYTES = 3
@@ -78,7 +83,7 @@ class CodecModel(Protocol):
 class CompressOptions:
     """Encoder settings; all are written into the header, so decoding takes none."""
 
-    #: Tokens the model sees at most, BOS included.
+    #: Tokens the model sees at most, the start token included.
     context: int = 2048
     #: Tokens dropped from the front of the window when it is full.
     slide: int = 512
@@ -246,7 +251,7 @@ def check_model(header: Header, model: CodecModel) -> None:
             f"file needs model sha256 {header.model_sha256.hex()[:16]}…{named}, "
             f"loaded model is {model.sha256.hex()[:16]}… ({model.name})"
         )
-    if header.vocab_size != model.symbols.n_vocab or header.escapes != ESCAPE_SYMBOLS:
+    if header.vocab_size != model.symbols.n_vocab:
         raise ModelMismatchError(
             f"file needs a vocabulary of {header.vocab_size} tokens, the model has {model.symbols.n_vocab}"
         )
@@ -281,17 +286,29 @@ def _decode_payload(
 
 
 def _unzstd(payload: bytes, raw_size: int) -> bytes:
-    """Exactly one zstd frame of at most raw_size bytes, with nothing after it."""
+    """Exactly one zstd frame of at most raw_size bytes, with nothing after it.
+
+    The payload is fed in small pieces so that a hostile one (a frame that
+    declares a huge size, or blocks that expand without end) is stopped
+    within a few MiB of raw_size, never allocated whole.
+    """
+    decoder = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompressobj()
+    out = bytearray()
+    view = memoryview(payload)
+    fed = 0
     try:
-        # The bounded call first: a hostile payload cannot make us allocate more than raw_size.
-        data = zstandard.ZstdDecompressor().decompress(payload, max_output_size=raw_size)
-        whole = zstandard.ZstdDecompressor().decompressobj()
-        whole.decompress(payload)
+        while fed < len(view) and not decoder.eof:
+            out += decoder.decompress(view[fed : fed + ZSTD_FEED])
+            fed += len(view[fed : fed + ZSTD_FEED])
+            if len(out) > raw_size:
+                raise FormatError(f"corrupt zstd frame: it holds more than {raw_size} bytes")
     except zstandard.ZstdError as exc:
         raise FormatError(f"corrupt zstd frame: {exc}") from None
-    if not whole.eof or whole.unused_data:
+    if not decoder.eof:
+        raise FormatError("corrupt zstd frame: it ends early")
+    if decoder.unused_data or fed < len(view):
         raise FormatError("corrupt zstd frame: data after the end of the zstd frame")
-    return data
+    return bytes(out)
 
 
 def iter_decoded_frames(

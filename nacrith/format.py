@@ -24,13 +24,14 @@ FORMAT_VERSION = 1
 MAX_FRAME_SIZE = 1 << 30
 #: A header larger than this is not ours; bounds what a reader allocates.
 MAX_PARAMS_SIZE = 1 << 16
-#: Model window bounds, in tokens (BOS included).
+#: Model window bounds, in tokens (the start token included).
 MIN_CONTEXT = 16
 MAX_CONTEXT = 1 << 20
 #: Escape symbols: one per byte value, for bytes the tokenizer cannot carry.
 ESCAPE_SYMBOLS = 256
 
 _TAG_IGNORABLE = 0x80
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 class Tag(enum.IntEnum):
@@ -135,7 +136,10 @@ class _Cursor:
 
 def _varint_from(data: bytes, what: str) -> int:
     cur = _Cursor(io.BytesIO(data), what)
-    value = cur.varint()
+    try:
+        value = cur.varint()
+    except TruncatedError:
+        raise FormatError(f"corrupt {what}: empty or cut varint") from None
     if len(cur.seen) != len(data):
         raise FormatError(f"corrupt {what}: trailing bytes after a varint")
     return value
@@ -172,6 +176,10 @@ class Header:
             raise ValueError("slide must be in 1..context-2")
         if not 0 <= self.start_token < self.vocab_size:
             raise ValueError("start token outside the vocabulary")
+        if not 0 < self.temperature <= _FLOAT32_MAX:
+            raise ValueError(f"temperature must be a positive float32, not {self.temperature}")
+        if self.escapes != ESCAPE_SYMBOLS:
+            raise ValueError(f"format v{FORMAT_VERSION} has {ESCAPE_SYMBOLS} escape symbols")
 
     def pack(self) -> bytes:
         params = bytearray()
@@ -193,6 +201,10 @@ class Header:
             put(Tag.MODEL_NAME, self.model_name.encode())
         if self.environment:
             put(Tag.ENVIRONMENT, self.environment.encode())
+        for tag, value in sorted(self.unknown_ignorable.items()):
+            params.extend(bytes([tag]) + pack_varint(len(value)) + value)
+        if len(params) > MAX_PARAMS_SIZE:
+            raise ValueError(f"header parameters take {len(params)} bytes, more than {MAX_PARAMS_SIZE}")
         body = MAGIC + bytes([FORMAT_VERSION, 0, 0]) + pack_varint(len(params)) + bytes(params)
         return body + struct.pack("<I", zlib.crc32(body))
 

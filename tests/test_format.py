@@ -1,0 +1,544 @@
+"""nacrith.format: varints, the file header, frame headers and the trailer, without any model.
+
+A reader must turn every malformed input into a FormatError subclass with a
+message naming the problem; anything else (IndexError, struct.error, a
+silently wrong header) would be a bug.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nacrith.errors import FormatError, TruncatedError, UnsupportedVersionError
+from nacrith.format import (
+    ESCAPE_SYMBOLS,
+    FOOTER_MAGIC,
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_CONTEXT,
+    MAX_FRAME_SIZE,
+    MAX_PARAMS_SIZE,
+    MIN_CONTEXT,
+    FrameHeader,
+    FrameType,
+    Header,
+    IndexEntry,
+    Tag,
+    Trailer,
+    _varint_from,
+    pack_varint,
+)
+
+# --- helpers ------------------------------------------------------------------
+
+SHA = bytes(range(32))
+
+
+def make_header(**changes) -> Header:
+    fields = dict(
+        model_sha256=SHA,
+        vocab_size=49152,
+        context=2048,
+        slide=512,
+        temperature=0.75,  # exact in float32, as CompressOptions guarantees
+        frame_size=1 << 20,
+        start_token=0,
+        escapes=256,
+        content_size=12345,
+        model_name="SmolLM2-135M ✓",
+        environment="llama.cpp b1234 / cpu",
+    )
+    fields.update(changes)
+    return Header(**fields)
+
+
+def param(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + pack_varint(len(value)) + value
+
+
+def required_params(**changes: bytes) -> dict[int, bytes]:
+    """The raw values of the required parameters of a valid header, keyed by tag."""
+    values = {
+        Tag.MODEL_SHA256: SHA,
+        Tag.VOCAB_SIZE: pack_varint(49152),
+        Tag.CONTEXT: pack_varint(2048),
+        Tag.SLIDE: pack_varint(512),
+        Tag.TEMPERATURE: struct.pack("<f", 1.0),
+        Tag.ESCAPES: pack_varint(256),
+        Tag.FRAME_SIZE: pack_varint(1 << 20),
+        Tag.START_TOKEN: pack_varint(7),
+    }
+    values.update({Tag[name]: v for name, v in changes.items()})
+    return values
+
+
+def raw_header(params: bytes, version: int = FORMAT_VERSION, required: int = 0, optional: int = 0) -> bytes:
+    """A header with any parameter bytes and a correct CRC, to reach the checks after the CRC."""
+    body = MAGIC + bytes([version, required, optional]) + pack_varint(len(params)) + params
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def params_of(values: dict[int, bytes]) -> bytes:
+    return b"".join(param(tag, value) for tag, value in values.items())
+
+
+def read_header(data: bytes) -> Header:
+    return Header.read(io.BytesIO(data))
+
+
+def read_frame_header(data: bytes, frame_size: int = 1000) -> FrameHeader:
+    stream = io.BytesIO(data)
+    return FrameHeader.read_after_type(stream, FrameHeader.read_type(stream), frame_size)
+
+
+def read_trailer(data: bytes) -> Trailer:
+    stream = io.BytesIO(data)
+    assert FrameHeader.read_type(stream) == FrameType.END
+    return Trailer.read_after_type(stream)
+
+
+def flip(data: bytes, bit: int) -> bytes:
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+# --- varints --------------------------------------------------------------------
+
+
+@given(st.integers(0, 2**64 - 1))
+def test_varint_round_trip(value):
+    packed = pack_varint(value)
+    assert _varint_from(packed, "test") == value
+    assert len(packed) == max(1, -(-value.bit_length() // 7))  # 7 bits a byte, no padding
+
+
+@pytest.mark.parametrize(
+    ("value", "packed"),
+    [
+        (0, b"\x00"),
+        (1, b"\x01"),
+        (127, b"\x7f"),
+        (128, b"\x80\x01"),
+        (300, b"\xac\x02"),
+        (49152, b"\x80\x80\x03"),  # the worked example of docs/format.md
+        (2**64 - 1, b"\xff" * 9 + b"\x01"),
+    ],
+)
+def test_varint_known_encodings(value, packed):
+    """Unsigned LEB128, least significant group first."""
+    assert pack_varint(value) == packed
+
+
+@pytest.mark.parametrize("value", [-1, 2**64, 2**70])
+def test_varint_out_of_range_refused(value):
+    with pytest.raises(ValueError, match="out of range"):
+        pack_varint(value)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"\x80\x00", FormatError, "over-long"),  # 0 written in two bytes: one value, one encoding
+        (b"\xff\x80\x00", FormatError, "over-long"),
+        (b"\xff" * 9 + b"\x02", FormatError, "too long"),  # 2^64: beyond 64 bits
+        (b"\xff" * 9 + b"\x81\x00", FormatError, "too long"),
+        (b"\x80" * 11, FormatError, "too long"),
+        # A parameter value passed the header checksum: a cut varint in it is corruption, not truncation.
+        (b"\x80", FormatError, "cut varint"),
+        (b"", FormatError, "cut varint"),
+        (b"\x05\x00", FormatError, "trailing bytes"),
+    ],
+)
+def test_varint_malformed(data, error, message):
+    with pytest.raises(error, match=message):
+        _varint_from(data, "test")
+
+
+# --- file header ----------------------------------------------------------------
+
+
+def test_header_round_trip_all_fields():
+    header = make_header()
+    packed = header.pack()
+    stream = io.BytesIO(packed + b"frames follow")
+    read = Header.read(stream)
+    assert read == header
+    assert (read.content_size, read.model_name, read.environment) == (
+        12345,
+        "SmolLM2-135M ✓",
+        header.environment,
+    )
+    assert read.unknown_ignorable == {}
+    assert stream.tell() == len(packed)  # the reader stops exactly at the header's end
+
+
+def test_header_round_trip_optional_fields_absent():
+    """content_size None and empty names are not written at all, and read back as such."""
+    header = make_header(content_size=None, model_name="", environment="")
+    packed = header.pack()
+    assert len(packed) < len(make_header().pack())
+    assert read_header(packed) == header
+    assert read_header(make_header(content_size=0).pack()).content_size == 0
+
+
+@given(
+    sha=st.binary(min_size=32, max_size=32),
+    vocab=st.integers(1, 2**64 - 1),
+    start_frac=st.floats(0, 1, exclude_max=True),
+    context=st.integers(MIN_CONTEXT, MAX_CONTEXT),
+    slide_frac=st.floats(0, 1),
+    temperature=st.floats(min_value=0, exclude_min=True, width=32, allow_infinity=False),
+    frame_size=st.integers(1, MAX_FRAME_SIZE),
+    content_size=st.none() | st.integers(0, 2**64 - 1),
+    name=st.text(max_size=40),
+    env=st.text(max_size=40),
+)
+def test_header_round_trip_any_values(
+    sha, vocab, start_frac, context, slide_frac, temperature, frame_size, content_size, name, env
+):
+    header = Header(
+        model_sha256=sha,
+        vocab_size=vocab,
+        context=context,
+        slide=1 + int(slide_frac * (context - 3)),
+        temperature=temperature,
+        frame_size=frame_size,
+        start_token=min(int(start_frac * vocab), vocab - 1),
+        escapes=ESCAPE_SYMBOLS,
+        content_size=content_size,
+        model_name=name,
+        environment=env,
+    )
+    assert read_header(header.pack()) == header
+
+
+def test_header_rejects_invalid_values_on_construction():
+    with pytest.raises(ValueError, match="32 bytes"):
+        make_header(model_sha256=b"x" * 31)
+    with pytest.raises(ValueError, match="frame_size"):
+        make_header(frame_size=0)
+    with pytest.raises(ValueError, match="frame_size"):
+        make_header(frame_size=MAX_FRAME_SIZE + 1)
+    with pytest.raises(ValueError, match="slide"):
+        make_header(context=100, slide=99)
+    with pytest.raises(ValueError, match="slide"):
+        make_header(slide=0)
+    with pytest.raises(ValueError, match="context"):
+        make_header(context=MIN_CONTEXT - 1, slide=1)
+    with pytest.raises(ValueError, match="context"):
+        make_header(context=MAX_CONTEXT + 1)
+    with pytest.raises(ValueError, match="start token"):
+        make_header(start_token=49152)
+    with pytest.raises(ValueError, match="start token"):
+        make_header(start_token=-1)
+
+
+def test_header_unknown_ignorable_tag_is_skipped_and_kept():
+    """Bit 7 set: a newer writer's optional parameter; this reader skips it but keeps its bytes."""
+    values = required_params()
+    params = params_of(values) + param(0x90, b"hello") + param(0xFF, b"")
+    header = read_header(raw_header(params))
+    assert header == Header(
+        model_sha256=SHA,
+        vocab_size=49152,
+        context=2048,
+        slide=512,
+        temperature=1.0,
+        frame_size=1 << 20,
+        start_token=7,
+    )
+    assert header.unknown_ignorable == {0x90: b"hello", 0xFF: b""}
+
+
+def test_header_known_ignorable_tags_are_not_unknown():
+    header = read_header(make_header().pack())
+    assert Tag.MODEL_NAME & 0x80 and Tag.ENVIRONMENT & 0x80
+    assert header.unknown_ignorable == {}
+
+
+@pytest.mark.parametrize("tag", [0x00, max(t for t in Tag if t < 0x80) + 1, 0x7F])  # first unassigned, last
+def test_header_unknown_required_tag(tag):
+    params = params_of(required_params()) + param(tag, b"\x01")
+    with pytest.raises(UnsupportedVersionError, match=f"header parameter {tag:#04x}"):
+        read_header(raw_header(params))
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_header_other_version(version):
+    data = raw_header(params_of(required_params()), version=version)
+    with pytest.raises(UnsupportedVersionError, match=f"format version {version}"):
+        read_header(data)
+
+
+@pytest.mark.parametrize("flags", [0x01, 0x80, 0xFF])
+def test_header_required_flags(flags):
+    with pytest.raises(UnsupportedVersionError, match="required flags"):
+        read_header(raw_header(params_of(required_params()), required=flags))
+
+
+@pytest.mark.parametrize("escapes", [0, 255, 257])
+def test_header_other_escape_count(escapes):
+    """Version 1 has exactly 256 escapes; another count is a feature this reader does not know."""
+    params = params_of(required_params(ESCAPES=pack_varint(escapes)))
+    with pytest.raises(UnsupportedVersionError, match=f"{escapes} escape symbols"):
+        read_header(raw_header(params))
+
+
+def test_header_optional_flags_are_ignored():
+    """Optional flags mark features a reader may skip: any value reads."""
+    assert read_header(raw_header(params_of(required_params()), optional=0xFF)).vocab_size == 49152
+
+
+@pytest.mark.parametrize("data", [b"PK\x03\x04" + bytes(40), b"\x88NCR" + bytes(40), b"NCR\x89", b"\x89NCX"])
+def test_header_bad_magic(data):
+    with pytest.raises(FormatError, match="bad magic") as info:
+        read_header(data)
+    assert not isinstance(info.value, TruncatedError)
+
+
+def test_header_empty_input():
+    with pytest.raises(TruncatedError, match="empty"):
+        read_header(b"")
+
+
+def test_header_every_truncation_is_truncated_error():
+    """Cut anywhere inside the header: the reader says the file is truncated, nothing else."""
+    packed = make_header().pack()
+    for n in range(len(packed)):
+        with pytest.raises(TruncatedError, match=r"truncated|empty"):
+            read_header(packed[:n])
+
+
+def test_header_crc_mismatch():
+    packed = make_header().pack()
+    with pytest.raises(FormatError, match="checksum"):
+        read_header(packed[:-4] + struct.pack("<I", zlib.crc32(packed[:-4]) ^ 1))
+    # A change to the parameters is caught by the same CRC.
+    name_at = packed.index(b"SmolLM2")
+    with pytest.raises(FormatError, match="checksum"):
+        read_header(flip(packed, 8 * name_at))
+
+
+def test_header_every_bit_flip_is_a_format_error():
+    """No single-bit error in a header reads as a header, or escapes as a non-FormatError."""
+    packed = make_header().pack()
+    for bit in range(8 * len(packed)):
+        with pytest.raises(FormatError):
+            read_header(flip(packed, bit))
+
+
+def test_header_parameter_block_too_large():
+    data = MAGIC + bytes([FORMAT_VERSION, 0, 0]) + pack_varint(MAX_PARAMS_SIZE + 1)
+    with pytest.raises(FormatError, match="parameter block"):
+        read_header(data + bytes(16))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (params_of(required_params()) + param(Tag.VOCAB_SIZE, b"\x01"), "appears twice"),
+        (params_of({t: v for t, v in required_params().items() if t != Tag.SLIDE}), "missing SLIDE"),
+        (params_of(required_params()) + b"\x90\x7f", "runs past the parameter block"),
+        (params_of(required_params()) + b"\x90", "runs past the parameter block"),  # a tag, no length
+        (params_of(required_params()) + b"\x90\x80", "runs past the parameter block"),  # half a length
+        (params_of(required_params(MODEL_SHA256=SHA[:31])), "bad parameter length"),
+        (params_of(required_params(TEMPERATURE=b"\x00\x00\x80\x3f\x00")), "bad parameter length"),
+        (params_of(required_params(TEMPERATURE=struct.pack("<f", 0.0))), "temperature"),
+        (params_of(required_params(TEMPERATURE=struct.pack("<f", -1.0))), "temperature"),
+        (params_of(required_params(TEMPERATURE=struct.pack("<f", float("inf")))), "temperature"),
+        (params_of(required_params(TEMPERATURE=struct.pack("<f", float("nan")))), "temperature"),
+        (params_of(required_params(VOCAB_SIZE=b"\x05\x00")), "trailing bytes"),
+        (params_of(required_params(CONTEXT=b"")), "CONTEXT"),
+        (params_of({t: v for t, v in required_params().items() if t != Tag.START_TOKEN}), "START_TOKEN"),
+        (params_of(required_params(START_TOKEN=pack_varint(49152))), "start token"),
+        (params_of(required_params(SLIDE=pack_varint(2047))), "slide"),
+        (params_of(required_params(SLIDE=pack_varint(0))), "slide"),
+        (params_of(required_params(CONTEXT=pack_varint(MIN_CONTEXT - 1), SLIDE=pack_varint(1))), "context"),
+        (params_of(required_params(CONTEXT=pack_varint(MAX_CONTEXT + 1))), "context"),
+        (params_of(required_params(FRAME_SIZE=pack_varint(0))), "frame_size"),
+        (params_of(required_params(FRAME_SIZE=pack_varint(MAX_FRAME_SIZE + 1))), "frame_size"),
+        (params_of(required_params()) + param(Tag.MODEL_NAME, b"\xff\xfe"), "corrupt file header"),
+    ],
+)
+def test_header_bad_parameters(params, message):
+    """Parameters that pass the CRC but make no sense: FormatError naming the problem."""
+    with pytest.raises(FormatError, match=message):
+        read_header(raw_header(params))
+
+
+# --- frame headers --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        FrameHeader(FrameType.STORED, 1000, 1000, 0, 0xDEADBEEF),
+        FrameHeader(FrameType.ZSTD, 1000, 999, 0, 0),
+        FrameHeader(FrameType.NEURAL, 1000, 1, 1000, 0xFFFFFFFF),
+        FrameHeader(FrameType.NEURAL, 2, 1, 2, 0x12345678),
+        FrameHeader(FrameType.STORED, 1, 1, 0, 0),
+    ],
+)
+def test_frame_header_round_trip(frame):
+    packed = frame.pack()
+    stream = io.BytesIO(packed + b"payload")
+    assert FrameHeader.read_after_type(stream, FrameHeader.read_type(stream), 1000) == frame
+    assert stream.tell() == len(packed)
+
+
+@given(
+    st.sampled_from([FrameType.STORED, FrameType.ZSTD, FrameType.NEURAL]),
+    st.integers(2, MAX_FRAME_SIZE),
+    st.data(),
+)
+def test_frame_header_round_trip_any_sizes(ftype, raw_size, data):
+    payload = raw_size if ftype == FrameType.STORED else data.draw(st.integers(1, raw_size - 1))
+    symbols = data.draw(st.integers(1, raw_size)) if ftype == FrameType.NEURAL else 0
+    frame = FrameHeader(ftype, raw_size, payload, symbols, data.draw(st.integers(0, 2**32 - 1)))
+    assert read_frame_header(frame.pack(), MAX_FRAME_SIZE) == frame
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (FrameHeader(FrameType.STORED, 0, 0, 0, 0), "0 bytes in a frame"),
+        (FrameHeader(FrameType.ZSTD, 1001, 10, 0, 0), "1001 bytes in a frame of at most 1000"),
+        (FrameHeader(FrameType.STORED, 100, 99, 0, 0), "payload of 99 bytes for 100"),
+        (FrameHeader(FrameType.STORED, 100, 101, 0, 0), "payload of 101 bytes"),
+        (FrameHeader(FrameType.ZSTD, 100, 100, 0, 0), "payload of 100 bytes"),
+        (FrameHeader(FrameType.ZSTD, 100, 0, 0, 0), "payload of 0 bytes"),
+        (FrameHeader(FrameType.NEURAL, 100, 100, 10, 0), "payload of 100 bytes"),
+        (FrameHeader(FrameType.NEURAL, 100, 0, 10, 0), "payload of 0 bytes"),
+        (FrameHeader(FrameType.NEURAL, 100, 10, 101, 0), "101 symbols for 100 bytes"),
+        (FrameHeader(FrameType.NEURAL, 100, 10, 0, 0), "0 symbols"),
+    ],
+)
+def test_frame_header_validation(frame, message):
+    """Sizes a writer never produces are refused after the CRC, before any payload is read."""
+    with pytest.raises(FormatError, match=message):
+        read_frame_header(frame.pack())
+
+
+@pytest.mark.parametrize("byte", [4, 0x7F, 0xFF])
+def test_frame_unknown_type(byte):
+    with pytest.raises(FormatError, match=f"unknown frame type {byte}"):
+        FrameHeader.read_type(io.BytesIO(bytes([byte])))
+
+
+def test_frame_header_truncated_and_corrupt():
+    packed = FrameHeader(FrameType.NEURAL, 900, 300, 200, 0xCAFEBABE).pack()
+    for n in range(len(packed)):
+        with pytest.raises(TruncatedError, match="truncated"):
+            read_frame_header(packed[:n])
+    for bit in range(8, 8 * len(packed)):  # every bit after the type byte
+        with pytest.raises(FormatError):
+            read_frame_header(flip(packed, bit))
+    with pytest.raises(FormatError, match="corrupt frame header: checksum"):
+        read_frame_header(packed[:-1] + bytes([packed[-1] ^ 0x10]))
+
+
+# --- trailer ----------------------------------------------------------------------
+
+TRAILER = Trailer(
+    content_size=2500,
+    content_sha256_8=b"\x01\x23\x45\x67\x89\xab\xcd\xef",
+    entries=(
+        IndexEntry(FrameType.NEURAL, 1000, 200),
+        IndexEntry(FrameType.ZSTD, 1000, 50),
+        IndexEntry(FrameType.STORED, 500, 500),
+    ),
+)
+
+
+def test_trailer_round_trip():
+    packed = TRAILER.pack()
+    assert packed.endswith(FOOTER_MAGIC)
+    assert struct.unpack("<I", packed[-8:-4])[0] == len(packed) - 8
+    assert read_trailer(packed) == TRAILER
+
+
+def test_trailer_read_from_end():
+    """info reads the index from the end of a file without touching the frames before it."""
+    stream = io.BytesIO(b"header and frames, anything at all" + TRAILER.pack())
+    assert Trailer.read_from_end(stream) == TRAILER
+    empty = Trailer(0, bytes(8), ())
+    assert Trailer.read_from_end(io.BytesIO(empty.pack())) == empty
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([FrameType.STORED, FrameType.ZSTD, FrameType.NEURAL]),
+            st.integers(0, 2**40),
+            st.integers(0, 2**40),
+        ),
+        max_size=20,
+    ),
+    st.integers(0, 2**64 - 1),
+    st.binary(min_size=8, max_size=8),
+)
+def test_trailer_round_trip_any_entries(entries, extra, digest):
+    trailer = Trailer(len(entries) + extra // 2, digest, tuple(IndexEntry(*e) for e in entries))
+    assert read_trailer(trailer.pack()) == trailer
+    assert Trailer.read_from_end(io.BytesIO(b"x" + trailer.pack())) == trailer
+
+
+def test_trailer_every_truncation_and_bit_flip():
+    packed = TRAILER.pack()
+    for n in range(1, len(packed)):
+        with pytest.raises(TruncatedError, match="truncated"):
+            read_trailer(packed[:n])
+    for bit in range(8, 8 * len(packed)):
+        with pytest.raises(FormatError):
+            read_trailer(flip(packed, bit))
+        with pytest.raises(FormatError):
+            Trailer.read_from_end(io.BytesIO(flip(packed, bit)))
+
+
+def footer(body: bytes) -> bytes:
+    """body (starting at the END byte, without CRC) closed with a correct CRC, size and magic."""
+    body += struct.pack("<I", zlib.crc32(body))
+    return body + struct.pack("<I", len(body)) + FOOTER_MAGIC
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            footer(b"\x00" + pack_varint(1) + bytes(8) + pack_varint(2) + b"\x01\x01\x01" * 2),
+            "2 frames for 1",
+        ),
+        (footer(b"\x00" + pack_varint(9) + bytes(8) + pack_varint(1) + b"\x00\x01\x01"), "frame type 0"),
+        (footer(b"\x00" + pack_varint(9) + bytes(8) + pack_varint(1) + b"\x04\x01\x01"), "frame type 4"),
+        (TRAILER.pack()[:-8] + struct.pack("<I", 3) + FOOTER_MAGIC, "corrupt footer"),
+        (TRAILER.pack()[:-4] + b"NCIY", "corrupt footer"),
+        (TRAILER.pack()[:-9] + b"\x00" + TRAILER.pack()[-8:], "index: checksum"),
+    ],
+)
+def test_trailer_malformed(data, message):
+    with pytest.raises(FormatError, match=message):
+        read_trailer(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"", TruncatedError, "no footer"),
+        (b"NCIX", TruncatedError, "no footer"),
+        (TRAILER.pack()[:-1], TruncatedError, "no footer at the end"),
+        (TRAILER.pack() + b"\x00", TruncatedError, "no footer at the end"),
+        (struct.pack("<I", 100) + FOOTER_MAGIC, FormatError, "index size out of range"),
+        (struct.pack("<I", 0) + FOOTER_MAGIC, FormatError, "index size out of range"),
+        (b"\x01" + struct.pack("<I", 1) + FOOTER_MAGIC, FormatError, "end marker"),
+    ],
+)
+def test_trailer_read_from_end_malformed(data, error, message):
+    with pytest.raises(error, match=message):
+        Trailer.read_from_end(io.BytesIO(data))

@@ -1,0 +1,335 @@
+"""Reader robustness with the real model: damaged files fail with a NacrithError, quickly.
+
+Whatever bytes a reader is given, decompress must either return exactly the
+original content or raise a NacrithError subclass: never another exception,
+never wrong bytes, never a hang. The inputs are tiny so that the neural frame
+(about 20 tokens) decodes in well under a second on one thread; every damage
+that gets past the frame's header checks costs one such decode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import signal
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from nacrith.errors import (
+    ChecksumError,
+    FormatError,
+    ModelMismatchError,
+    NacrithError,
+    NacrithWarning,
+    TruncatedError,
+    UnsupportedVersionError,
+)
+from nacrith.format import (
+    MAGIC,
+    MAX_CONTEXT,
+    FrameHeader,
+    FrameType,
+    Header,
+    Tag,
+    Trailer,
+    _varint_from,
+    pack_varint,
+)
+
+#: Inputs chosen so each file holds one frame of a given type (or none).
+SAMPLES = {
+    # ~20 tokens of plain text: the model wins.
+    "neural": (b"The quick brown fox jumps over the lazy dog. " * 2, [FrameType.NEURAL]),
+    # Bytes >= 0x80 are mostly invalid UTF-8, hence escapes: the model is not even run, zstd cannot shrink it.
+    "stored": (bytes(np.random.default_rng(1).integers(128, 256, 40).astype(np.uint8)), [FrameType.STORED]),
+    # Repetitive, but all escapes again, so compressing it does not run the model over 2 KB.
+    "zstd": (bytes(range(0x80, 0x100)) * 8, [FrameType.ZSTD]),
+    "empty": (b"", []),
+}
+
+#: Seconds any single decompress may take; a real decode of these files takes well under one.
+TIME_LIMIT = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    original: bytes
+    blob: bytes
+    #: (name, start, end) of the header, each frame header and payload, and the trailer.
+    regions: list[tuple[str, int, int]]
+
+    def region(self, name: str) -> tuple[int, int]:
+        return next((start, end) for n, start, end in self.regions if n == name)
+
+
+def layout(blob: bytes) -> list[tuple[str, int, int]]:
+    """Where each structure of a valid file lies, read with the format module itself."""
+    stream = io.BytesIO(blob)
+    header = Header.read(stream)
+    regions = [("header", 0, stream.tell())]
+    while True:
+        start = stream.tell()
+        ftype = FrameHeader.read_type(stream)
+        if ftype == FrameType.END:
+            regions.append(("trailer", start, len(blob)))
+            return regions
+        fh = FrameHeader.read_after_type(stream, ftype, header.frame_size)
+        regions.append(("frame", start, stream.tell()))
+        regions.append(("payload", stream.tell(), stream.tell() + fh.payload_size))
+        stream.seek(fh.payload_size, io.SEEK_CUR)
+
+
+@pytest.fixture(scope="module")
+def samples(codec) -> dict[str, Sample]:
+    out = {}
+    for name, (original, frame_types) in SAMPLES.items():
+        blob = codec.compress(original)
+        trailer = Trailer.read_from_end(io.BytesIO(blob))
+        assert [e.type for e in trailer.entries] == frame_types, f"{name} input no longer makes that frame"
+        out[name] = Sample(original, blob, layout(blob))
+    return out
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Turn a hang into a test failure (a TimeoutError, which is no NacrithError)."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"decompress took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def decode_or_error(codec, blob: bytes, original: bytes) -> NacrithError | None:
+    """None when blob decodes to exactly original; the NacrithError when it is refused.
+
+    Any other exception, a hang or different bytes fail the test.
+    """
+    with time_limit(TIME_LIMIT):
+        try:
+            result = codec.decompress(blob)
+        except NacrithError as exc:
+            return exc
+    assert result == original, "damaged file decoded to different bytes without an error"
+    return None
+
+
+def flip(blob: bytes, bit: int) -> bytes:
+    out = bytearray(blob)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+def test_samples_round_trip(codec, samples):
+    for sample in samples.values():
+        assert codec.decompress(sample.blob) == sample.original
+
+
+# --- single bit flips ---------------------------------------------------------------
+
+
+# Every bit of the files without a neural frame, and of the neural file's headers,
+# is flipped exhaustively below. The neural payload and trailer cost one model
+# decode per flip, so hypothesis samples them, weighted to where that matters.
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_random_bit_flip_in_neural_file(codec, samples, data):
+    """A flipped bit anywhere is refused with a NacrithError, or (padding bits) changes nothing.
+
+    The region is drawn first, so the payload and the trailer, the parts that
+    need the model, are hit far more often than their share of the file.
+    """
+    sample = samples["neural"]
+    region, start, end = data.draw(st.sampled_from(sample.regions))
+    event(region)  # shown by --hypothesis-show-statistics
+    bit = data.draw(st.integers(8 * start, 8 * end - 1))
+    decode_or_error(codec, flip(sample.blob, bit), sample.original)
+
+
+@pytest.mark.parametrize("name", ["stored", "zstd", "empty"])
+def test_every_bit_flip_without_model(codec, samples, name):
+    """Files without a neural frame decode without the model: every bit of them can be tried."""
+    sample = samples[name]
+    accepted = [
+        bit
+        for bit in range(8 * len(sample.blob))
+        if decode_or_error(codec, flip(sample.blob, bit), sample.original) is None
+    ]
+    # Only bits inside the zstd payload may be ones zstd itself ignores; everything else is checked.
+    if accepted:
+        assert name == "zstd", f"bits {accepted} of the {name} file are not checked"
+        start, end = sample.region("payload")
+        assert all(8 * start <= bit < 8 * end for bit in accepted)
+
+
+def test_every_bit_flip_in_neural_headers(codec, samples):
+    """The file and frame headers of a neural file are CRC-checked before any decoding."""
+    sample = samples["neural"]
+    _, end = sample.region("frame")
+    for bit in range(8 * end):
+        error = decode_or_error(codec, flip(sample.blob, bit), sample.original)
+        assert isinstance(error, FormatError), f"bit {bit}: {error!r}"
+
+
+# --- truncation, garbage, trailing data ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_truncation(codec, samples, name):
+    """A file cut anywhere says it is truncated, even when the cut falls in the trailer."""
+    sample = samples[name]
+    for n in range(len(sample.blob)):
+        error = decode_or_error(codec, sample.blob[:n], sample.original)
+        assert isinstance(error, TruncatedError), f"cut at {n} of {len(sample.blob)}: {error!r}"
+
+
+@given(st.binary(max_size=300))
+def test_random_garbage(codec, garbage):
+    with pytest.raises(FormatError):
+        codec.decompress(garbage)
+
+
+@given(st.binary(max_size=300))
+def test_garbage_after_magic(codec, garbage):
+    with pytest.raises(FormatError):
+        codec.decompress(MAGIC + garbage)
+    with pytest.raises(FormatError):
+        codec.decompress(MAGIC + b"\x01\x00\x00" + garbage)  # version 1, no flags
+
+
+@given(st.binary(max_size=300))
+def test_garbage_after_valid_header(codec, samples, garbage):
+    """A genuine header followed by noise: the frame list is refused before any model runs."""
+    sample = samples["neural"]
+    _, end = sample.region("header")
+    with pytest.raises(FormatError):
+        codec.decompress(sample.blob[:end] + garbage)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_trailing_bytes(codec, samples, name):
+    """Data after the footer is an error, not ignored; two files concatenated are not one."""
+    blob = samples[name].blob
+    for extra in (b"\x00", b"trailing garbage", blob):
+        with pytest.raises(FormatError, match="after the end"):
+            codec.decompress(blob + extra)
+
+
+# --- damage that keeps every CRC valid ----------------------------------------------
+# A buggy writer, or deliberate tampering, can produce structures whose CRCs
+# match but whose contents lie. The reader must still fail cleanly.
+
+
+def replace_header(blob: bytes, **changes) -> bytes:
+    stream = io.BytesIO(blob)
+    header = Header.read(stream)
+    return dataclasses.replace(header, **changes).pack() + blob[stream.tell() :]
+
+
+def replace_frame(sample: Sample, **changes) -> bytes:
+    start, end = sample.region("frame")
+    stream = io.BytesIO(sample.blob[start:end])
+    fh = FrameHeader.read_after_type(stream, FrameHeader.read_type(stream), 1 << 30)
+    return sample.blob[:start] + dataclasses.replace(fh, **changes).pack() + sample.blob[end:]
+
+
+def replace_trailer(sample: Sample, **changes) -> bytes:
+    start, _ = sample.region("trailer")
+    trailer = Trailer.read_from_end(io.BytesIO(sample.blob))
+    return sample.blob[:start] + dataclasses.replace(trailer, **changes).pack()
+
+
+@pytest.mark.parametrize(
+    ("where", "changes", "error", "message"),
+    [
+        ("header", {"model_sha256": bytes(32)}, ModelMismatchError, "model sha256"),
+        ("header", {"vocab_size": 1000}, ModelMismatchError, "vocabulary"),
+        ("header", {"context": MAX_CONTEXT}, FormatError, "needs a context"),  # more than the model holds
+        ("header", {"frame_size": 50}, FormatError, "in a frame of at most 50"),
+        ("header", {"content_size": 89}, FormatError, "header says 89 bytes"),
+        ("header", {"temperature": 2.0}, ChecksumError, "frame 1"),
+        ("header", {"start_token": 1}, ChecksumError, "frame 1"),  # another first token, other predictions
+        ("frame", {"symbols": 1}, ChecksumError, "frame 1"),
+        ("frame", {"symbols": 90}, ChecksumError, "frame 1"),
+        ("frame", {"raw_size": 89}, ChecksumError, "do not match the checksum"),
+        ("frame", {"raw_crc32": 0}, ChecksumError, "do not match the checksum"),
+        ("frame", {"type": FrameType.ZSTD}, FormatError, "corrupt zstd frame"),
+        ("frame", {"type": FrameType.STORED}, FormatError, "payload of"),
+        ("trailer", {"content_sha256_8": bytes(8)}, ChecksumError, "content checksum"),
+        ("trailer", {"content_size": 91}, FormatError, "index"),
+        ("trailer", {"entries": ()}, FormatError, "index"),
+    ],
+)
+def test_consistent_lies_in_a_neural_file(codec, samples, where, changes, error, message):
+    """Every CRC is valid but a field lies: refused with the error that names the real problem."""
+    sample = samples["neural"]
+    if where == "header":
+        blob = replace_header(sample.blob, **changes)
+    elif where == "frame":
+        blob = replace_frame(sample, **changes)
+    else:
+        blob = replace_trailer(sample, **changes)
+    with time_limit(TIME_LIMIT), pytest.raises(error, match=message):
+        codec.decompress(blob)
+
+
+def test_other_escape_count_is_refused(codec, samples):
+    """ESCAPES is a must-understand value: a writer cannot make 255, so patch the bytes."""
+    blob = samples["neural"].blob
+    stream = io.BytesIO(blob)
+    Header.read(stream)
+    header, rest = blob[: stream.tell() - 4], blob[stream.tell() :]
+    escapes_256 = bytes([Tag.ESCAPES, 2]) + pack_varint(256)
+    assert header.count(escapes_256) == 1
+    patched = header.replace(escapes_256, bytes([Tag.ESCAPES, 2]) + pack_varint(255))
+    with pytest.raises(UnsupportedVersionError, match="255 escape symbols"):
+        codec.decompress(patched + struct.pack("<I", zlib.crc32(patched)) + rest)
+
+
+def test_other_environment_warns_but_decodes(codec, samples):
+    """The environment field is informational: another build only warns, and decoding proceeds."""
+    sample = samples["neural"]
+    blob = replace_header(sample.blob, environment="llama-cpp-python 0.0.1 metal")
+    with pytest.warns(NacrithWarning, match="metal"):
+        assert codec.decompress(blob) == sample.original
+
+
+def with_extra_header_parameter(blob: bytes, extra: bytes) -> bytes:
+    """blob with ``extra`` (tag, length, value) appended to its header's parameters, CRC recomputed."""
+    stream = io.BytesIO(blob)
+    Header.read(stream)
+    header, rest = blob[: stream.tell()], blob[stream.tell() :]
+    prefix = len(MAGIC) + 3  # magic, version, required and optional flags
+    size_len = next(k for k in (1, 2, 3) if header[prefix + k - 1] < 0x80)
+    assert _varint_from(header[prefix : prefix + size_len], "size") == len(header) - prefix - size_len - 4
+    params = header[prefix + size_len : -4] + extra
+    body = header[:prefix] + pack_varint(len(params)) + params
+    return body + struct.pack("<I", zlib.crc32(body)) + rest
+
+
+def test_unknown_ignorable_header_parameter_is_accepted(codec, samples):
+    """A newer writer's optional header parameter (tag bit 7 set) does not stop this reader."""
+    sample = samples["stored"]
+    blob = with_extra_header_parameter(sample.blob, b"\xc0\x02hi")
+    assert codec.decompress(blob) == sample.original
+
+
+def test_unknown_required_header_parameter_is_refused(codec, samples):
+    sample = samples["stored"]
+    blob = with_extra_header_parameter(sample.blob, b"\x40\x02hi")
+    with pytest.raises(UnsupportedVersionError, match="0x40"):
+        codec.decompress(blob)
