@@ -23,6 +23,7 @@ from nacrith.errors import (
     ChecksumError,
     CoderError,
     FormatError,
+    InputChangedError,
     ModelMismatchError,
     NacrithWarning,
 )
@@ -234,7 +235,7 @@ def compress_stream(
         if progress is not None:
             progress(ProgressInfo(summary.raw_bytes, summary.stats.symbols, 8 * summary.coded_bytes))
     if content_size is not None and content_size != summary.raw_bytes:
-        raise FormatError(
+        raise InputChangedError(
             f"input changed while reading: expected {content_size} bytes, read {summary.raw_bytes}"
         )
     out = Trailer(summary.raw_bytes, digest.digest()[:8], tuple(entries)).pack()

@@ -26,6 +26,10 @@ class ChecksumError(NacrithError):
     """Decoded bytes do not match the checksum stored in the file."""
 
 
+class InputChangedError(NacrithError):
+    """The input file changed size while it was being compressed."""
+
+
 class ModelError(NacrithError):
     """The language model cannot be found, loaded or used."""
 

@@ -150,3 +150,9 @@ def test_file_api_is_atomic_and_keeps_source(codec, tmp_path):
     assert out.read_bytes() == CASES["crlf"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "in.txt.nc", "out.txt"]
     assert os.stat(out).st_mtime == os.stat(dst).st_mtime
+
+
+def test_input_that_changes_size_is_an_error(codec):
+    """A file that grows or shrinks while being read must not yield a file that lies about its size."""
+    with pytest.raises(nacrith.InputChangedError, match="expected 5 bytes, read 4"):
+        codec.compress_stream(io.BytesIO(b"\x00\xff\x00\xff"), io.BytesIO(), content_size=5)
