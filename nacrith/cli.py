@@ -102,6 +102,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("test", parents=[common], help="decompress and verify FILE, write nothing")
     info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
     info.add_argument("file", metavar="FILE")
+
+    b = sub.add_parser(
+        "bench",
+        help="bits per byte, speed and memory on corpora, beside classical compressors",
+        description="Compress, decompress and verify every input with nacrith and its peers; "
+        "print Markdown tables (a run that does not verify is a failure, never a number).",
+    )
+    b.add_argument(
+        "--corpus",
+        action="append",
+        metavar="NAME|NAME/FILE|PATH",
+        help="canterbury (default), canterbury-large, enwik8, enwik8-prefix, one file of a corpus "
+        "(canterbury/alice29.txt), or any file; repeatable",
+    )
+    b.add_argument(
+        "--limit", type=_size, metavar="BYTES", help="benchmark only the first BYTES of each input"
+    )
+    b.add_argument(
+        "--peers",
+        default="gzip -9,bzip2 -9,xz -9e,zstd -22,brotli -q 11",
+        metavar="LIST",
+        help="comma-separated built-in peers, or 'none' (default: %(default)s)",
+    )
+    b.add_argument(
+        "--peer", action="append", default=[], metavar="NAME='CMD {in} {out}'", help="external compressor"
+    )
+    b.add_argument(
+        "--peer-decompress",
+        action="append",
+        default=[],
+        metavar="NAME='CMD {in} {out}'",
+        help="its decompressor, needed to verify the round trip",
+    )
+    b.add_argument("--no-nacrith", action="store_true", help="peers only (no model needed)")
+    b.add_argument("--json", metavar="OUT", help="write all results as JSON")
+    b.add_argument("--chart", metavar="OUT.png", help="write a bar chart of bpb (needs matplotlib)")
+    b.add_argument("--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)")
+    b.add_argument("-T", "--threads", type=_positive_int, metavar="N", help="llama.cpp threads")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    corp = sub.add_parser("corpora", help="list or fetch benchmark corpora")
+    corp.add_argument("action", choices=["list", "fetch"])
+    corp.add_argument("name", nargs="?", help="corpus to fetch")
     return parser
 
 
@@ -288,7 +331,78 @@ def _environment_text(env: str) -> str:
     return env or "(not recorded)"
 
 
-COMMANDS = {"compress": cmd_compress, "decompress": cmd_decompress, "test": cmd_test, "info": cmd_info}
+def _named_commands(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, cmd = item.partition("=")
+        if not sep or not name or "{in}" not in cmd or "{out}" not in cmd:
+            raise UsageError(f"{flag} takes NAME='CMD {{in}} {{out}}', not {item!r}")
+        out[name] = cmd
+    return out
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from nacrith import bench
+
+    peers = [] if args.peers.strip() == "none" else [p.strip() for p in args.peers.split(",") if p.strip()]
+    compress_cmds = _named_commands(args.peer, "--peer")
+    decompress_cmds = _named_commands(args.peer_decompress, "--peer-decompress")
+    if stray := set(decompress_cmds) - set(compress_cmds):
+        raise UsageError(f"--peer-decompress for unknown peer(s): {', '.join(sorted(stray))}")
+    external = {name: (cmd, decompress_cmds.get(name)) for name, cmd in compress_cmds.items()}
+    on_path = bench.external_on_path()
+    for name in [p for p in peers if p in on_path]:
+        external.setdefault(name, on_path[name])
+        peers.remove(name)
+    inputs = bench.resolve_inputs(args.corpus or ["canterbury"], args.limit)
+    interactive = not args.quiet and sys.stderr.isatty()
+    report = bench.run_bench(
+        inputs,
+        peers,
+        external,
+        model=args.model,
+        threads=args.threads,
+        with_nacrith=not args.no_nacrith,
+        show_progress=interactive,
+        log=(lambda line: print(f"nacrith: bench {line}", file=sys.stderr))
+        if not args.quiet
+        else (lambda _: None),
+    )
+    print(bench.markdown(report))
+    if args.json:
+        bench.write_json(report, Path(args.json))
+    if args.chart:
+        bench.write_chart(report, Path(args.chart))
+    return EXIT_OK if report.ok() else EXIT_DATA
+
+
+def cmd_corpora(args: argparse.Namespace) -> int:
+    from nacrith import corpora
+
+    if args.action == "list":
+        for c in corpora.load_manifest().values():
+            found = []
+            for f in c.files:
+                with contextlib.suppress(NacrithError):
+                    found.append(str(corpora.locate(c.name, f.name)))
+            print(f"{c.name:<18}{len(c.files):>3} files, {len(found)} found verified   {c.description}")
+        print(f"searched: {', '.join(str(d) for d in corpora.search_dirs())}")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError("corpora fetch needs a corpus name")
+    for path in corpora.fetch(args.name):
+        print(path)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "compress": cmd_compress,
+    "decompress": cmd_decompress,
+    "test": cmd_test,
+    "info": cmd_info,
+    "bench": cmd_bench,
+    "corpora": cmd_corpora,
+}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
@@ -304,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nacrith: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (NacrithError, OSError) as exc:
-        where = "" if isinstance(exc, OSError) and exc.filename else f"{_display_name(args.file)}: "
+        file = getattr(args, "file", None)
+        named = file is None or (isinstance(exc, OSError) and exc.filename)
+        where = "" if named else f"{_display_name(file)}: "
         print(f"nacrith: {where}{_one_line(exc)}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:

@@ -42,5 +42,9 @@ class CoderError(NacrithError):
     """The arithmetic coder reported a broken precondition or corrupt coded data."""
 
 
+class CorpusError(NacrithError):
+    """A benchmark corpus file is missing, does not match its checksum, or cannot be fetched."""
+
+
 class NacrithWarning(UserWarning):
     """Something that may stop a file from decoding elsewhere, e.g. a different llama.cpp build."""

@@ -1,0 +1,144 @@
+"""`nacrith bench` and the corpus loader, with the real model and the real Canterbury files."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nacrith import bench, corpora
+from nacrith.errors import CorpusError
+
+SMALLEST = ["canterbury/grammar.lsp", "canterbury/xargs.1"]
+
+
+def corpus_present() -> bool:
+    try:
+        corpora.locate("canterbury", "grammar.lsp")
+        corpora.locate("canterbury", "xargs.1")
+    except CorpusError:
+        return False
+    return True
+
+
+needs_canterbury = pytest.mark.skipif(not corpus_present(), reason="Canterbury corpus not found")
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """One real run over the two smallest Canterbury files, with a failing and a working external peer."""
+    out = tmp_path_factory.mktemp("bench")
+    args = [sys.executable, "-m", "nacrith", "bench", "-q", "-T", "1"]
+    for spec in SMALLEST:
+        args += ["--corpus", spec]
+    args += ["--peer", "broken=false {in} {out}", "--peer", "copy=cp {in} {out}"]
+    args += ["--peer-decompress", "copy=cp {in} {out}", "--json", str(out / "r.json"), "--chart", str(out / "r.png")]
+    result = subprocess.run(args, capture_output=True, timeout=900)
+    return result, json.loads((out / "r.json").read_text()), (out / "r.png").read_bytes()
+
+
+@pytest.mark.llm
+@needs_canterbury
+def test_markdown_tables(bench_run):
+    result, _, _ = bench_run
+    out = result.stdout.decode()
+    assert result.returncode == 1, "a failed peer makes the run fail"
+    header = out.splitlines()[0]
+    for name in ["nacrith", "gzip -9", "bzip2 -9", "xz -9e", "zstd -22", "broken", "copy", "H0", "H1", "H2"]:
+        assert f" {name} |" in header
+    assert "| grammar.lsp | 3,721 |" in out and "| xargs.1 | 4,227 |" in out
+    assert "| **total** |" in out and "| **mean** |" in out
+    assert "| grammar.lsp | broken | — | — |" in out and "FAILED: compress failed (exit 1)" in out
+
+
+@pytest.mark.llm
+@needs_canterbury
+def test_json_results(bench_run):
+    _, report, _ = bench_run
+    assert report["schema"] == "nacrith-bench/1"
+    assert report["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(report["model"]["sha256"]) == 64
+    assert [i["label"] for i in report["inputs"]] == ["grammar.lsp", "xargs.1"]
+    assert all(i["is_prefix"] is False and {"H0", "H1", "H2"} <= set(i) for i in report["inputs"])
+    results = {(r["input"], r["compressor"]): r for r in report["results"]}
+    assert len(results) == 2 * len(report["compressors"])
+    for label in ("grammar.lsp", "xargs.1"):
+        ours, gzip_ = results[(label, "nacrith")], results[(label, "gzip -9")]
+        assert ours["verified"] and ours["error"] is None
+        assert ours["tokens"] > 0 and ours["compress_tokens_per_s"] > 0 and ours["decompress_tokens_per_s"] > 0
+        assert ours["peak_rss_mib"] > 50, "the model is in memory"
+        assert ours["bpb"] < gzip_["bpb"], "the language model beats gzip on text"
+        assert results[(label, "copy")]["bpb"] == 8.0 and results[(label, "copy")]["verified"]
+        broken = results[(label, "broken")]
+        assert broken["verified"] is False and broken["bpb"] is None and "compress failed" in broken["error"]
+    assert report["summary"]["broken"] == {"total_bpb": None, "mean_bpb": None}
+    assert report["summary"]["copy"]["total_bpb"] == 8.0
+
+
+@pytest.mark.llm
+@needs_canterbury
+def test_chart_is_a_png(bench_run):
+    _, _, png = bench_run
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 300 and height > 200
+
+
+def test_entropies_of_known_sources():
+    assert bench.entropies(b"a" * 1000) == {"H0": 0.0, "H1": 0.0, "H2": 0.0}
+    coin = np.random.default_rng(0).integers(0, 2, 200_000).astype(np.uint8).tobytes()
+    h = bench.entropies(coin)
+    assert abs(h["H0"] - 1.0) < 0.01 and abs(h["H1"] - 1.0) < 0.01 and abs(h["H2"] - 1.0) < 0.01
+    alternating = b"ab" * 1000
+    assert bench.entropies(alternating)["H0"] == pytest.approx(1.0) and bench.entropies(alternating)["H1"] < 0.01
+
+
+@needs_canterbury
+def test_limit_labels_a_prefix():
+    (inp,) = bench.resolve_inputs(["canterbury/alice29.txt"], 1000)
+    assert inp.label == "alice29.txt (first 1,000 bytes)" and inp.size == 1000 and inp.is_prefix
+    assert len(inp.read()) == 1000
+
+
+def test_enwik8_prefix_is_never_called_enwik8():
+    try:
+        (inp,) = bench.resolve_inputs(["enwik8-prefix"], 1_000_000)
+    except CorpusError:
+        pytest.skip("enwik8 prefix slice not found")
+    assert inp.label == "enwik8 prefix (first 1,000,000 bytes)"
+
+
+def test_missing_enwik8_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("NACRITH_CORPORA", str(tmp_path))
+    with pytest.raises(CorpusError, match=r"nacrith corpora fetch enwik8.*mattmahoney.net/dc/enwik8.zip"):
+        bench.resolve_inputs(["enwik8"], None)
+
+
+def test_wrong_checksum_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("NACRITH_CORPORA", str(tmp_path))
+    (tmp_path / "enwik8").mkdir()
+    (tmp_path / "enwik8" / "enwik8").write_bytes(b"not the real enwik8")
+    with pytest.raises(CorpusError, match="checksum does not match"):
+        corpora.locate("enwik8", "enwik8")
+
+
+def test_fetch_offline_fails_clearly(tmp_path, monkeypatch):
+    """The CI machine has no route to the corpus hosts: the error must say so, not hang or trace back."""
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # a closed local port: fails at once, online or not
+    result = subprocess.run(
+        [sys.executable, "-m", "nacrith", "corpora", "fetch", "canterbury"],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "Traceback" not in err
+    assert "cannot download https://corpus.canterbury.ac.nz/" in err and "offline" in err
+    assert not any(Path(tmp_path).rglob("*.txt"))
