@@ -222,7 +222,7 @@ def _run_nacrith(inp: BenchInput, model: str | None, threads: int | None, show_p
             progress.close()
         blob = out.getvalue()
         result.compressed = len(blob)
-        result.tokens = summary.stats.symbols
+        result.tokens = summary.stats.symbols or None  # None: no frame went through the model
         progress = ProgressLine(f"{inp.label} decompress", inp.size) if show_progress else None
         restored = io.BytesIO()
         start = time.perf_counter()

@@ -38,7 +38,14 @@ def bench_run(tmp_path_factory):
     for spec in SMALLEST:
         args += ["--corpus", spec]
     args += ["--peer", "broken=false {in} {out}", "--peer", "copy=cp {in} {out}"]
-    args += ["--peer-decompress", "copy=cp {in} {out}", "--json", str(out / "r.json"), "--chart", str(out / "r.png")]
+    args += [
+        "--peer-decompress",
+        "copy=cp {in} {out}",
+        "--json",
+        str(out / "r.json"),
+        "--chart",
+        str(out / "r.png"),
+    ]
     result = subprocess.run(args, capture_output=True, timeout=900)
     return result, json.loads((out / "r.json").read_text()), (out / "r.png").read_bytes()
 
@@ -62,7 +69,9 @@ def test_markdown_tables(bench_run):
 def test_json_results(bench_run):
     _, report, _ = bench_run
     assert report["schema"] == "nacrith-bench/1"
-    assert report["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(report["model"]["sha256"]) == 64
+    assert (
+        report["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(report["model"]["sha256"]) == 64
+    )
     assert [i["label"] for i in report["inputs"]] == ["grammar.lsp", "xargs.1"]
     assert all(i["is_prefix"] is False and {"H0", "H1", "H2"} <= set(i) for i in report["inputs"])
     results = {(r["input"], r["compressor"]): r for r in report["results"]}
@@ -70,7 +79,9 @@ def test_json_results(bench_run):
     for label in ("grammar.lsp", "xargs.1"):
         ours, gzip_ = results[(label, "nacrith")], results[(label, "gzip -9")]
         assert ours["verified"] and ours["error"] is None
-        assert ours["tokens"] > 0 and ours["compress_tokens_per_s"] > 0 and ours["decompress_tokens_per_s"] > 0
+        assert (
+            ours["tokens"] > 0 and ours["compress_tokens_per_s"] > 0 and ours["decompress_tokens_per_s"] > 0
+        )
         assert ours["peak_rss_mib"] > 50, "the model is in memory"
         assert ours["bpb"] < gzip_["bpb"], "the language model beats gzip on text"
         assert results[(label, "copy")]["bpb"] == 8.0 and results[(label, "copy")]["verified"]
@@ -95,7 +106,9 @@ def test_entropies_of_known_sources():
     h = bench.entropies(coin)
     assert abs(h["H0"] - 1.0) < 0.01 and abs(h["H1"] - 1.0) < 0.01 and abs(h["H2"] - 1.0) < 0.01
     alternating = b"ab" * 1000
-    assert bench.entropies(alternating)["H0"] == pytest.approx(1.0) and bench.entropies(alternating)["H1"] < 0.01
+    assert (
+        bench.entropies(alternating)["H0"] == pytest.approx(1.0) and bench.entropies(alternating)["H1"] < 0.01
+    )
 
 
 @needs_canterbury
@@ -131,7 +144,9 @@ def test_wrong_checksum_is_refused(tmp_path, monkeypatch):
 
 def test_fetch_offline_fails_clearly(tmp_path, monkeypatch):
     """The CI machine has no route to the corpus hosts: the error must say so, not hang or trace back."""
-    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")  # a closed local port: fails at once, online or not
+    monkeypatch.setenv(
+        "https_proxy", "http://127.0.0.1:9"
+    )  # a closed local port: fails at once, online or not
     result = subprocess.run(
         [sys.executable, "-m", "nacrith", "corpora", "fetch", "canterbury"],
         capture_output=True,
