@@ -335,6 +335,21 @@ def run_bench(
     show_progress: bool = False,
     log: Callable[[str], None] = lambda line: None,
 ) -> BenchReport:
+    meta = {
+        "nacrith_version": __version__,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+        },
+        "threads": threads,
+    }
+    if with_nacrith:  # before any work: a missing model fails at once, with its own message
+        from nacrith.models.llm import file_sha256, resolve_model_path
+
+        path = resolve_model_path(model)
+        meta["model"] = {"name": path.name, "sha256": file_sha256(path).hex()}
     available = builtin_peers()
     unknown = [p for p in peers if p not in available]
     compressors = ([NACRITH] if with_nacrith else []) + [p for p in peers if p in available] + list(external)
@@ -355,21 +370,6 @@ def run_bench(
                 Result(inp.label, name, inp.size, error="not available (not importable, not on PATH)")
             )
     compressors += unknown
-    meta = {
-        "nacrith_version": __version__,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": sys.version.split()[0],
-        },
-        "threads": threads,
-    }
-    if with_nacrith:
-        from nacrith.models.llm import file_sha256, resolve_model_path
-
-        path = resolve_model_path(model)
-        meta["model"] = {"name": path.name, "sha256": file_sha256(path).hex()}
     return BenchReport(list(inputs), results, entropy, compressors, meta)
 
 
