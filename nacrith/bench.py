@@ -150,12 +150,12 @@ def entropies(data: bytes) -> dict[str, float]:
 
 # --- compressors --------------------------------------------------------------
 
-Codec = tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
+PeerCodec = tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
 
 
-def builtin_peers() -> dict[str, Codec]:
+def builtin_peers() -> dict[str, PeerCodec]:
     """The classical peers available in this Python, named as their command lines."""
-    peers: dict[str, Codec] = {
+    peers: dict[str, PeerCodec] = {
         "gzip -9": (lambda d: gzip.compress(d, 9, mtime=0), gzip.decompress),
         "bzip2 -9": (lambda d: bz2.compress(d, 9), bz2.decompress),
         "xz -9e": (lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
@@ -203,13 +203,13 @@ def _run_nacrith(inp: BenchInput, model: str | None, threads: int | None, show_p
     """In a child process: our codec on one input, with a progress line on a terminal."""
     import io
 
-    from nacrith.api import Codec as NacrithCodec
+    from nacrith.api import Codec
     from nacrith.progress import ProgressLine
 
     result = Result(inp.label, NACRITH, inp.size)
     data = inp.read()
     try:
-        codec = NacrithCodec(model, threads)
+        codec = Codec(model, threads)
         codec.model  # load before timing  # noqa: B018
         progress = ProgressLine(f"{inp.label} compress", inp.size) if show_progress else None
         out = io.BytesIO()
@@ -252,14 +252,17 @@ def _run_external(name: str, compress_cmd: str, decompress_cmd: str | None, inp:
         peak = 0.0
         for step, template, a, b in steps:
             cmd = template.format(**{"in": shlex.quote(str(a)), "out": shlex.quote(str(b))})
-            start = time.perf_counter()
-            proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(proc.pid, 0)
-            elapsed = time.perf_counter() - start
+            # stderr goes to a file: a pipe read only after wait4 would block a chatty peer.
+            with open(Path(tmp, "stderr"), "w+b") as errfile:
+                start = time.perf_counter()
+                proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=errfile)
+                _, status, usage = os.wait4(proc.pid, 0)
+                elapsed = time.perf_counter() - start
+                errfile.seek(0)
+                err = errfile.read().decode(errors="replace").strip().splitlines()
             peak = max(peak, usage.ru_maxrss / 1024)
             code = os.waitstatus_to_exitcode(status)
             if code != 0 or not b.exists():
-                err = proc.stderr.read().decode(errors="replace").strip().splitlines() if proc.stderr else []
                 result.error = f"{step} failed (exit {code}){': ' + err[-1] if err else ''}"
                 break
             if step == "compress":
