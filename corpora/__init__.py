@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 
 from nacrith.errors import CorpusError
+from nacrith.files import file_sha256
 
 __all__ = ["Corpus", "CorpusFile", "cache_dir", "fetch", "load_manifest", "locate", "search_dirs"]
 
@@ -101,21 +102,6 @@ def search_dirs() -> list[Path]:
     return unique
 
 
-_VERIFIED: dict[tuple[str, int, int], str] = {}
-
-
-def _sha256(path: Path) -> str:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _VERIFIED:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        _VERIFIED[key] = h.hexdigest()
-    return _VERIFIED[key]
-
-
 def _how_to_get(c: Corpus) -> str:
     names = ", ".join(f.name for f in c.files)
     place = f"{cache_dir() / c.directory}/ (or DIR/{c.directory}/ with DIR in ${ENV})"
@@ -134,7 +120,7 @@ def locate(corpus_name: str, file_name: str) -> Path:
         path = d / c.directory / file_name
         if not path.is_file():
             continue
-        if path.stat().st_size == wanted.size and _sha256(path) == wanted.sha256:
+        if path.stat().st_size == wanted.size and file_sha256(path).hex() == wanted.sha256:
             return path
         mismatched.append(str(path))
     if mismatched:

