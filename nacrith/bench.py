@@ -66,6 +66,9 @@ class Result:
     compressed: int | None = None
     compress_s: float | None = None
     decompress_s: float | None = None
+    #: Symbols the model coded while compressing (frames that lost to zstd included).
+    compress_tokens: int | None = None
+    #: Symbols the model decoded: those of the neural frames in the file.
     tokens: int | None = None
     peak_rss_mib: float | None = None
     verified: bool = False
@@ -86,7 +89,7 @@ class Result:
             bpb=self.bpb,
             compress_bytes_per_s=self.rate(self.compress_s, self.original),
             decompress_bytes_per_s=self.rate(self.decompress_s, self.original),
-            compress_tokens_per_s=self.rate(self.compress_s, self.tokens),
+            compress_tokens_per_s=self.rate(self.compress_s, self.compress_tokens),
             decompress_tokens_per_s=self.rate(self.decompress_s, self.tokens),
         )
         return d
@@ -222,7 +225,9 @@ def _run_nacrith(inp: BenchInput, model: str | None, threads: int | None, show_p
             progress.close()
         blob = out.getvalue()
         result.compressed = len(blob)
-        result.tokens = summary.stats.symbols or None  # None: no frame went through the model
+        # None, not 0: the model did no work to measure.
+        result.compress_tokens = summary.model_symbols or None
+        result.tokens = summary.stats.symbols or None
         progress = ProgressLine(f"{inp.label} decompress", inp.size) if show_progress else None
         restored = io.BytesIO()
         start = time.perf_counter()
@@ -420,7 +425,7 @@ def markdown(report: BenchReport) -> str:
             _fmt(r.bpb),
             _fmt(r.rate(r.compress_s, r.original), ",.0f"),
             _fmt(r.rate(r.decompress_s, r.original), ",.0f"),
-            _fmt(r.rate(r.compress_s, r.tokens), ".1f"),
+            _fmt(r.rate(r.compress_s, r.compress_tokens), ".1f"),
             _fmt(r.rate(r.decompress_s, r.tokens), ".1f"),
             _fmt(r.peak_rss_mib, ".0f"),
             "verified" if r.verified else f"FAILED: {r.error}",

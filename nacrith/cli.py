@@ -253,7 +253,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         args,
         f"{_display_name(args.file)}: {summary.raw_bytes} -> {summary.coded_bytes} bytes ({ratio:.2f}%, "
         f"{summary.bpb:.3f} bpb), {frames} frame(s), {human_duration(elapsed)}, "
-        f"{_rate(summary.raw_bytes, elapsed)}, {summary.stats.symbols / max(elapsed, 1e-9):.0f} tok/s"
+        f"{_rate(summary.raw_bytes, elapsed)}, {summary.model_symbols / max(elapsed, 1e-9):.0f} tok/s"
         + ("" if _is_std(target) else f" -> {target}"),
     )
     return EXIT_OK

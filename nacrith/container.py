@@ -112,7 +112,10 @@ class Summary:
     raw_bytes: int = 0
     coded_bytes: int = 0
     frames: dict[str, int] = field(default_factory=dict)
+    #: Cost of the frames written as neural (what a decoder runs the model over).
     stats: FrameStats = field(default_factory=FrameStats)
+    #: Symbols the model coded, including frames that then went out as zstd or stored.
+    model_symbols: int = 0
 
     @property
     def bpb(self) -> float:
@@ -151,7 +154,7 @@ def _frame_progress(
     """Adapt the engine's per-frame callback to whole-stream progress."""
     if progress is None or frame_symbols == 0:
         return None
-    base_bytes, base_symbols = summary.raw_bytes, summary.stats.symbols
+    base_bytes, base_symbols = summary.raw_bytes, summary.model_symbols
     base_bits = 8 * summary.coded_bytes
 
     def report(symbols: int, bits: float) -> None:
@@ -231,9 +234,11 @@ def compress_stream(
         summary.raw_bytes += len(chunk)
         summary.coded_bytes += len(out) + len(payload)
         summary.frames[ftype.name.lower()] = summary.frames.get(ftype.name.lower(), 0) + 1
-        summary.stats.add(stats)
+        summary.model_symbols += stats.symbols
+        if ftype == FrameType.NEURAL:
+            summary.stats.add(stats)
         if progress is not None:
-            progress(ProgressInfo(summary.raw_bytes, summary.stats.symbols, 8 * summary.coded_bytes))
+            progress(ProgressInfo(summary.raw_bytes, summary.model_symbols, 8 * summary.coded_bytes))
     if content_size is not None and content_size != summary.raw_bytes:
         raise InputChangedError(
             f"input changed while reading: expected {content_size} bytes, read {summary.raw_bytes}"
@@ -325,7 +330,7 @@ def iter_decoded_frames(
     header = Header.read(src)
     digest = hashlib.sha256()
     entries: list[IndexEntry] = []
-    done = Summary()  # coded_bytes stays 0: decoding reports no bits
+    done = Summary()  # coded_bytes stays 0: decoding reports no bits; model_symbols counts decoded ones
     while True:
         ftype = FrameHeader.read_type(src)
         if ftype == FrameType.END:
@@ -344,10 +349,10 @@ def iter_decoded_frames(
             raise ChecksumError(f"frame {len(entries) + 1}: decoded bytes do not match the checksum{hint}")
         digest.update(data)
         done.raw_bytes += len(data)
-        done.stats.symbols += fh.symbols
+        done.model_symbols += fh.symbols
         entries.append(IndexEntry(ftype, fh.raw_size, fh.payload_size))
         if progress is not None:
-            progress(ProgressInfo(done.raw_bytes, done.stats.symbols, 0.0))
+            progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
         yield data
     trailer = Trailer.read_after_type(src)
     total = done.raw_bytes
