@@ -304,8 +304,9 @@ def _unzstd(payload: bytes, raw_size: int) -> bytes:
     fed = 0
     try:
         while fed < len(view) and not decoder.eof:
-            out += decoder.decompress(view[fed : fed + ZSTD_FEED])
-            fed += len(view[fed : fed + ZSTD_FEED])
+            piece = view[fed : fed + ZSTD_FEED]
+            out += decoder.decompress(piece)
+            fed += len(piece)
             if len(out) > raw_size:
                 raise FormatError(f"corrupt zstd frame: it holds more than {raw_size} bytes")
     except zstandard.ZstdError as exc:
