@@ -5,7 +5,7 @@ Run by setuptools through ``cffi_modules`` in setup.py, from the project root.
 
 from cffi import FFI
 
-SOURCES = ["csrc/coder.c", "csrc/cdf.c"]
+SOURCES = ["csrc/coder.c", "csrc/cdf.c", "csrc/ngram.c", "csrc/match.c", "csrc/bias.c", "csrc/mix.c"]
 
 # Determinism: no fused multiply-add and no fast-math, so the CDF is
 # bit-identical wherever it is built (docs/format.md, Determinism).
@@ -30,6 +30,7 @@ int nc_decoder_decode(nc_decoder *dec, const uint32_t *cdf, uint32_t nsym, uint3
 int nc_decoder_check_end(const nc_decoder *dec);
 
 double nc_exp(double x);
+double nc_log(double x);
 int nc_cdf_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, double inv_temp,
                        uint32_t *cdf, int64_t prob_of, double *prob_out);
 int nc_encode_logits(nc_encoder *enc, const float *logits, uint32_t n_logits, uint32_t n_extra,
@@ -37,6 +38,83 @@ int nc_encode_logits(nc_encoder *enc, const float *logits, uint32_t n_logits, ui
 int nc_decode_logits(nc_decoder *dec, const float *logits, uint32_t n_logits, uint32_t n_extra,
                      double inv_temp, uint32_t *cdf, uint32_t *sym_out, uint32_t *freq_out);
 
+typedef struct {
+    uint32_t n;
+    uint32_t tok[16];
+    double p[16];
+    double escape;
+} nc_sparse;
+
+typedef struct {
+    uint32_t min_order;
+    uint32_t max_order;
+    uint32_t table_bits;
+    uint32_t candidates;
+    uint32_t count_limit;
+} nc_ngram_params;
+typedef struct nc_ngram nc_ngram;
+int nc_ngram_check_params(const nc_ngram_params *params);
+nc_ngram *nc_ngram_new(const nc_ngram_params *params);
+void nc_ngram_free(nc_ngram *ng);
+void nc_ngram_reset(nc_ngram *ng);
+void nc_ngram_predict(nc_ngram *ng, nc_sparse *out);
+uint32_t nc_ngram_found_order(const nc_ngram *ng);
+int nc_ngram_update(nc_ngram *ng, uint32_t token);
+
+typedef struct {
+    uint32_t min_len;
+    uint32_t hash_bits;
+    uint32_t history_bits;
+    uint32_t rate_limit;
+} nc_match_params;
+typedef struct nc_match nc_match;
+int nc_match_check_params(const nc_match_params *params);
+nc_match *nc_match_new(const nc_match_params *params);
+void nc_match_free(nc_match *m);
+void nc_match_reset(nc_match *m);
+void nc_match_predict(nc_match *m, nc_sparse *out);
+uint32_t nc_match_length(const nc_match *m);
+uint32_t nc_match_bucket(const nc_match *m);
+double nc_match_confidence(const nc_match *m, uint32_t bucket);
+int nc_match_update(nc_match *m, uint32_t token);
+
+typedef struct nc_bias nc_bias;
+nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit);
+void nc_bias_free(nc_bias *b);
+void nc_bias_reset(nc_bias *b);
+const double *nc_bias_values(const nc_bias *b);
+int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *bias, double *base,
+               uint32_t *top);
+int nc_bias_update(nc_bias *b, const double *base, uint32_t token);
+
+typedef struct {
+    uint32_t flags;
+    nc_ngram_params ngram;
+    nc_match_params match;
+    double bias_lr, bias_limit;
+    double mixer_lr, mixer_limit;
+    double apm_rate;
+    uint32_t skip_min_len;
+    double skip_confidence;
+    uint32_t skip_warmup;
+} nc_ens_params;
+typedef struct nc_ens nc_ens;
+int nc_ens_check_params(const nc_ens_params *params);
+nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
+void nc_ens_free(nc_ens *e);
+void nc_ens_reset(nc_ens *e);
+int nc_ens_needs_llm(const nc_ens *e);
+int nc_ens_encode(nc_ens *e, nc_encoder *enc, const float *logits, uint32_t sym, uint32_t *freq_out,
+                  double *prob_out);
+int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym_out, uint32_t *freq_out);
+
+#define NC_ENS_NGRAM ...
+#define NC_ENS_MATCH ...
+#define NC_ENS_BIAS ...
+#define NC_ENS_SKIP ...
+#define NC_ENS_APM ...
+#define NC_NGRAM_MAX_ORDER ...
+#define NC_SPARSE_MAX ...
 #define NC_ABI_VERSION ...
 #define NC_CDF_BITS ...
 #define NC_CDF_TOTAL ...
@@ -52,7 +130,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "nacrith._ext",
-    '#include "status.h"\n#include "coder.h"\n#include "cdf.h"\n',
+    '#include "status.h"\n#include "coder.h"\n#include "cdf.h"\n#include "mix.h"\n',
     sources=SOURCES,
     include_dirs=["csrc"],  # relative: setuptools rejects absolute source paths
     extra_compile_args=COMPILE_ARGS,

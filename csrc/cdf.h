@@ -18,6 +18,8 @@
 
 /* exp(x), deterministic, for x <= 0 (x > 0 is treated as 0); 0 for x <= -745 or NaN. */
 double nc_exp(double x);
+/* log(x), deterministic in the same way; -inf for x <= 0 or NaN. */
+double nc_log(double x);
 
 /* Build the CDF of n_logits scored symbols followed by n_extra symbols of
  * frequency 1 (escapes the model never predicts). Symbol i of the first group

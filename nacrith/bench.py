@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ import zstandard
 from nacrith import __version__
 from nacrith.corpora import corpus, load_manifest, locate
 from nacrith.errors import CorpusError
+from nacrith.format import EnsembleSettings
 
 __all__ = ["BenchInput", "Result", "builtin_peers", "entropies", "resolve_inputs", "run_bench"]
 
@@ -70,6 +71,8 @@ class Result:
     compress_tokens: int | None = None
     #: Symbols the model decoded: those of the neural frames in the file.
     tokens: int | None = None
+    #: Tokens coded without the language model (the ensemble's confidence skip).
+    skipped_tokens: int | None = None
     peak_rss_mib: float | None = None
     verified: bool = False
     error: str | None = None
@@ -202,14 +205,36 @@ def _run_builtin(name: str, inp: BenchInput) -> Result:
     return result
 
 
-def _run_nacrith(inp: BenchInput, model: str | None, threads: int | None, show_progress: bool) -> Result:
+def ablation_variants() -> dict[str, EnsembleSettings | None]:
+    """The language model alone, each part of the ensemble added alone, and the full ensemble."""
+    full = EnsembleSettings()
+    none = full.without("ngram", "match", "bias", "skip", "apm")
+    return {
+        f"{NACRITH} llm-only": None,
+        f"{NACRITH} +ngram": replace(none, ngram=True),
+        f"{NACRITH} +match": replace(none, match=True),
+        f"{NACRITH} +bias": replace(none, bias=True),
+        f"{NACRITH} +apm": replace(none, apm=True),
+        f"{NACRITH} +match+skip": replace(none, match=True, skip=True),
+        NACRITH: full,
+    }
+
+
+def _run_nacrith(
+    inp: BenchInput,
+    model: str | None,
+    threads: int | None,
+    show_progress: bool,
+    name: str = NACRITH,
+    ensemble: EnsembleSettings | None = None,
+) -> Result:
     """In a child process: our codec on one input, with a progress line on a terminal."""
     import io
 
     from nacrith.api import Codec
     from nacrith.progress import ProgressLine
 
-    result = Result(inp.label, NACRITH, inp.size)
+    result = Result(inp.label, name, inp.size)
     data = inp.read()
     try:
         codec = Codec(model, threads)
@@ -218,7 +243,11 @@ def _run_nacrith(inp: BenchInput, model: str | None, threads: int | None, show_p
         out = io.BytesIO()
         start = time.perf_counter()
         summary = codec.compress_stream(
-            io.BytesIO(data), out, content_size=len(data), progress=progress.update if progress else None
+            io.BytesIO(data),
+            out,
+            content_size=len(data),
+            progress=progress.update if progress else None,
+            ensemble=ensemble,
         )
         result.compress_s = time.perf_counter() - start
         if progress:
@@ -228,6 +257,7 @@ def _run_nacrith(inp: BenchInput, model: str | None, threads: int | None, show_p
         # None, not 0: the model did no work to measure.
         result.compress_tokens = summary.model_symbols or None
         result.tokens = summary.stats.symbols or None
+        result.skipped_tokens = summary.stats.skipped if summary.stats.symbols else None
         progress = ProgressLine(f"{inp.label} decompress", inp.size) if show_progress else None
         restored = io.BytesIO()
         start = time.perf_counter()
@@ -342,7 +372,11 @@ def run_bench(
     with_nacrith: bool = True,
     show_progress: bool = False,
     log: Callable[[str], None] = lambda line: None,
+    variants: dict[str, EnsembleSettings | None] | None = None,
 ) -> BenchReport:
+    """Run every compressor on every input. ``variants`` names the nacrith
+    settings to run (default: nacrith with its default ensemble)."""
+    variants = ({NACRITH: EnsembleSettings()} if variants is None else variants) if with_nacrith else {}
     meta = {
         "nacrith_version": __version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -361,15 +395,17 @@ def run_bench(
         meta["model"] = {"name": path.name, "sha256": file_sha256(path).hex()}
     available = builtin_peers()
     unknown = [p for p in peers if p not in available]
-    compressors = ([NACRITH] if with_nacrith else []) + [p for p in peers if p in available] + list(external)
+    compressors = list(variants) + [p for p in peers if p in available] + list(external)
     results: list[Result] = []
     entropy = {}
     for inp in inputs:
         entropy[inp.label] = entropies(inp.read())
         for comp in compressors:
             log(f"{inp.label}: {comp}")
-            if comp == NACRITH:
-                results.append(_in_child(_run_nacrith, inp, model, threads, show_progress))
+            if comp in variants:
+                results.append(
+                    _in_child(_run_nacrith, inp, model, threads, show_progress, comp, variants[comp])
+                )
             elif comp in external:
                 results.append(_run_external(comp, *external[comp], inp))
             else:

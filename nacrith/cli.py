@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -21,7 +22,7 @@ from nacrith.api import Codec
 from nacrith.container import CompressOptions, read_info
 from nacrith.errors import NacrithError
 from nacrith.files import atomic_output
-from nacrith.format import FORMAT_VERSION
+from nacrith.format import FORMAT_VERSION, EnsembleSettings
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 
 SUFFIX = ".nc"
@@ -98,6 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="bytes per independently coded frame, K/M/G suffixes allowed (default 1M)",
     )
+    ens = c.add_argument_group("ensemble (recorded in the file; decompress takes no such flags)")
+    ens.add_argument("--llm-only", action="store_true", help="the language model alone, no ensemble")
+    for part, what in (
+        ("ngram", "the token n-gram model"),
+        ("match", "the match model (and with it the confidence skip)"),
+        ("bias", "the online bias head"),
+        ("skip", "the confidence skip (always run the language model)"),
+        ("apm", "the APM refinement of the mixture"),
+    ):
+        ens.add_argument(
+            f"--no-{part}", dest="off", action="append_const", const=part, help=f"turn off {what}"
+        )
+    ens.add_argument(
+        "--ensemble",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set one ensemble hyperparameter, e.g. ngram_max_order=5 (see docs/format.md)",
+    )
     sub.add_parser("decompress", parents=[common, writes], help="decompress FILE.nc to FILE")
     sub.add_parser("test", parents=[common], help="decompress and verify FILE, write nothing")
     info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
@@ -136,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="its decompressor, needed to verify the round trip",
     )
     b.add_argument("--no-nacrith", action="store_true", help="peers only (no model needed)")
+    b.add_argument(
+        "--ablation",
+        action="store_true",
+        help="run nacrith as the model alone, with each part of the ensemble alone, and in full",
+    )
     b.add_argument("--json", metavar="OUT", help="write all results as JSON")
     b.add_argument("--chart", metavar="OUT.png", help="write a bar chart of bpb (needs matplotlib)")
     b.add_argument("--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)")
@@ -224,9 +250,33 @@ def _rate(n_bytes: int, seconds: float) -> str:
 # --- commands ---------------------------------------------------------------
 
 
-def cmd_compress(args: argparse.Namespace) -> int:
+def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str]) -> EnsembleSettings | None:
+    """The ensemble a command line asks for; UsageError for a bad one."""
+    if llm_only:
+        if off or settings:
+            raise UsageError("--llm-only takes no other ensemble flags")
+        return None
+    values: dict[str, object] = {}
+    names = {f.name: f.type for f in dataclasses.fields(EnsembleSettings)}
+    for item in settings:
+        name, sep, text = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in names or names[name] == "bool":
+            raise UsageError(f"--ensemble wants NAME=VALUE, NAME a hyperparameter, not {item!r}")
+        try:
+            values[name] = float(text) if names[name] == "float" else int(text)
+        except ValueError:
+            raise UsageError(f"--ensemble {name} needs a number, not {text!r}") from None
     try:
-        options = CompressOptions(context=args.context, frame_size=args.frame_size)
+        return EnsembleSettings(**values).without(*(off or []))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UsageError(f"ensemble: {exc}") from None
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    ensemble = ensemble_from_args(args.llm_only, args.off, args.settings)
+    try:
+        options = CompressOptions(context=args.context, frame_size=args.frame_size, ensemble=ensemble)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     target = _output_name(args, compressing=True)
@@ -254,6 +304,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
         f"{_display_name(args.file)}: {summary.raw_bytes} -> {summary.coded_bytes} bytes ({ratio:.2f}%, "
         f"{summary.bpb:.3f} bpb), {frames} frame(s), {human_duration(elapsed)}, "
         f"{_rate(summary.raw_bytes, elapsed)}, {summary.model_symbols / max(elapsed, 1e-9):.0f} tok/s"
+        + (
+            f", {100 * summary.stats.skipped / summary.stats.symbols:.1f}% of tokens without the model"
+            if summary.stats.skipped
+            else ""
+        )
         + ("" if _is_std(target) else f" -> {target}"),
     )
     return EXIT_OK
@@ -306,6 +361,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
         ("context", f"{h.context} tokens, slides by {h.slide}, starts from token {h.start_token}"),
         ("temperature", f"{h.temperature:g}"),
+        ("ensemble", _ensemble_text(h.ensemble)),
         ("made with", _environment_text(h.environment)),
         ("original", f"{t.content_size} bytes"),
         ("compressed", f"{fi.file_size} bytes ({bpb:.3f} bpb)"),
@@ -320,6 +376,20 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     print("\n".join(out))
     return EXIT_OK
+
+
+def _ensemble_text(ensemble: EnsembleSettings | None) -> str:
+    if ensemble is None:
+        return "none (the language model alone)"
+    parts = []
+    for part in ensemble.enabled:
+        if part == "ngram":
+            parts.append(f"n-gram orders {ensemble.ngram_min_order}-{ensemble.ngram_max_order}")
+        elif part == "skip":
+            parts.append(f"skip at match >= {ensemble.skip_min_len} tokens")
+        else:
+            parts.append(part)
+    return ", ".join(parts) or "mixer only"
 
 
 def _environment_text(env: str) -> str:
@@ -363,6 +433,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model=args.model,
         threads=args.threads,
         with_nacrith=not args.no_nacrith,
+        variants=bench.ablation_variants() if args.ablation else None,
         show_progress=interactive,
         log=(lambda line: print(f"nacrith: bench {line}", file=sys.stderr))
         if not args.quiet

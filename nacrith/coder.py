@@ -49,7 +49,7 @@ class ScoreCDF:
         self._sym = ffi.new("uint32_t *")
 
 
-def _scores_pointer(scores: object) -> object:
+def scores_pointer(scores: object) -> object:
     """Accept a cffi float pointer, an integer address or a float32 numpy array."""
     if isinstance(scores, int):
         return ffi.cast("float *", scores)
@@ -65,7 +65,7 @@ def cdf_from_scores(scores: np.ndarray, n_extra: int = 0, temperature: float = 1
     scores = np.ascontiguousarray(scores, dtype=np.float32)
     space = ScoreCDF(scores.size, n_extra, temperature)
     status = lib.nc_cdf_from_logits(
-        _scores_pointer(scores), space.n_scores, n_extra, space.inv_temp, space.cdf, -1, ffi.NULL
+        scores_pointer(scores), space.n_scores, n_extra, space.inv_temp, space.cdf, -1, ffi.NULL
     )
     check(status, "building a CDF")
     return np.frombuffer(ffi.buffer(space.cdf), dtype=np.uint32).copy()
@@ -80,6 +80,11 @@ class Encoder:
             raise MemoryError("cannot allocate an encoder")
         self._finished = False
 
+    @property
+    def c_encoder(self) -> object:
+        """The C encoder, for code that drives it directly (the ensemble)."""
+        return self._enc
+
     def encode(self, cdf: Sequence[int] | np.ndarray, symbol: int) -> None:
         arr = _u32_array(cdf)
         check(
@@ -91,7 +96,7 @@ class Encoder:
         """Encode ``symbol`` under the CDF of ``scores``; returns (frequency, unquantised probability)."""
         status = lib.nc_encode_logits(
             self._enc,
-            _scores_pointer(scores),
+            scores_pointer(scores),
             space.n_scores,
             space.n_extra,
             space.inv_temp,
@@ -121,6 +126,11 @@ class Decoder:
         self._sym = ffi.new("uint32_t *")
         self._freq = ffi.new("uint32_t *")
 
+    @property
+    def c_decoder(self) -> object:
+        """The C decoder, for code that drives it directly (the ensemble)."""
+        return self._dec
+
     def decode(self, cdf: Sequence[int] | np.ndarray) -> int:
         arr = _u32_array(cdf)
         status = lib.nc_decoder_decode(self._dec, ffi.from_buffer("uint32_t[]", arr), arr.size - 1, self._sym)
@@ -131,7 +141,7 @@ class Decoder:
         """Decode one symbol under the CDF of ``scores``; returns (symbol, frequency)."""
         status = lib.nc_decode_logits(
             self._dec,
-            _scores_pointer(scores),
+            scores_pointer(scores),
             space.n_scores,
             space.n_extra,
             space.inv_temp,

@@ -13,7 +13,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Protocol
 
 import zstandard
@@ -32,6 +32,7 @@ from nacrith.format import (
     MAX_CONTEXT,
     MAX_FRAME_SIZE,
     MIN_CONTEXT,
+    EnsembleSettings,
     FrameHeader,
     FrameType,
     Header,
@@ -74,9 +75,9 @@ class CodecModel(Protocol):
     #: The token new files start each frame from.
     start_token: int
 
-    def predictor(self, context: int, slide: int, start_token: int) -> Predictor:
+    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> Predictor:
         """The model's predictor: a window of ``context`` tokens sliding by ``slide``,
-        each frame starting from ``start_token``."""
+        each frame starting from ``start_token``, fed at most ``batch`` tokens at a time."""
         ...
 
 
@@ -91,6 +92,8 @@ class CompressOptions:
     temperature: float = 1.0
     #: Raw bytes per frame; each frame restarts the model, and bounds memory.
     frame_size: int = 1 << 20
+    #: The cheap models mixed with the language model; None: the language model alone.
+    ensemble: EnsembleSettings | None = field(default_factory=EnsembleSettings)
 
     def __post_init__(self) -> None:
         if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
@@ -103,6 +106,19 @@ class CompressOptions:
         object.__setattr__(self, "temperature", struct.unpack("<f", struct.pack("<f", self.temperature))[0])
         if not 1 <= self.frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame size must be 1..{MAX_FRAME_SIZE} bytes, not {self.frame_size}")
+        if self.ensemble is not None and self.ensemble.skip_batch > self.slide:
+            # A catch-up batch must fit in the room one slide makes in the window.
+            object.__setattr__(self, "ensemble", replace(self.ensemble, skip_batch=self.slide))
+
+    @property
+    def batch(self) -> int:
+        """Most tokens the language model is fed at once."""
+        return llm_batch(self.ensemble)
+
+
+def llm_batch(ensemble: EnsembleSettings | None) -> int:
+    """Tokens fed to the language model at once: skipped ones catch up in batches."""
+    return ensemble.skip_batch if ensemble is not None and ensemble.skip else 1
 
 
 @dataclass
@@ -189,7 +205,9 @@ def _encode_chunk(
     escapes = sum(1 for s in symbols if s >= model.symbols.n_vocab)
     if escapes * ESCAPE_BYTES < len(best):
         frame_progress = _frame_progress(progress, summary, len(chunk), len(symbols))
-        payload, stats = encode_frame(predictor, symbols, ESCAPE_SYMBOLS, options.temperature, frame_progress)
+        payload, stats = encode_frame(
+            predictor, symbols, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
+        )
         if len(payload) < len(best):
             best_type, best, symbols_count = FrameType.NEURAL, payload, len(symbols)
     return best_type, best, symbols_count, stats
@@ -204,7 +222,7 @@ def compress_stream(
     progress: StreamProgress | None = None,
 ) -> Summary:
     """Compress everything readable from src into dst, one frame at a time."""
-    predictor = model.predictor(options.context, options.slide, model.start_token)
+    predictor = model.predictor(options.context, options.slide, model.start_token, options.batch)
     header = Header(
         model_sha256=model.sha256,
         vocab_size=model.symbols.n_vocab,
@@ -216,6 +234,7 @@ def compress_stream(
         content_size=content_size,
         model_name=model.name,
         environment=model.environment,
+        ensemble=options.ensemble,
     )
     summary = Summary()
     out = header.pack()
@@ -286,8 +305,10 @@ def _decode_payload(
         raise FormatError(
             f"file needs a context of {header.context} tokens, the model holds {model.max_context}"
         )
-    predictor = model.predictor(header.context, header.slide, header.start_token)
-    symbols = decode_frame(predictor, payload, fh.symbols, ESCAPE_SYMBOLS, header.temperature, progress)
+    predictor = model.predictor(header.context, header.slide, header.start_token, llm_batch(header.ensemble))
+    symbols = decode_frame(
+        predictor, payload, fh.symbols, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
+    )
     return model.symbols.decode(symbols)
 
 

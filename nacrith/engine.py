@@ -3,11 +3,19 @@
 No file I/O and no knowledge of the container. Encoder and decoder run the
 same steps in the same order, which is what makes decoding possible:
 
-    reset the predictor (fresh context)
+    reset the predictor (fresh context) and the ensemble
     for each symbol:
-        CDF <- scores of the predictor (+ escape symbols at frequency 1)
+        CDF <- scores of the predictor (+ escape symbols at frequency 1),
+               mixed with the ensemble's cheap models when there is one
         code the symbol
         if it is a token: the predictor advances by it (escapes leave it as it is)
+
+With the ensemble's confidence skip, a token the ensemble codes without the
+language model is held back and reaches the model together with the others
+of its run, in one batch, when the model is next needed (or when ``batch``
+tokens are waiting): the KV cache never goes stale and is never re-filled
+from scratch, and the decoder, which makes the same skip decisions from the
+same decoded state, issues the same batches.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from typing import Protocol
 
 from nacrith.coder import CDF_BITS, CDF_TOTAL, Decoder, Encoder, ScoreCDF
 from nacrith.errors import CoderError
+from nacrith.format import EnsembleSettings
+from nacrith.mixer import Ensemble
 
 __all__ = ["FrameStats", "Predictor", "decode_frame", "encode_frame"]
 
@@ -42,6 +52,10 @@ class Predictor(Protocol):
     def advance(self, token: int) -> None:
         """Append a token to the context."""
 
+    def feed(self, tokens: Sequence[int], logits: bool = True) -> None:
+        """Append several tokens at once (at most the predictor's batch size);
+        scores() is valid afterwards only if ``logits``."""
+
 
 @dataclass
 class FrameStats:
@@ -54,6 +68,8 @@ class FrameStats:
     model_bits: float = 0.0
     #: Sum of -log2 p over the integer probabilities actually coded.
     coded_bits: float = 0.0
+    #: Tokens coded without the language model (confidence skip).
+    skipped: int = 0
 
     def add(self, other: FrameStats) -> None:
         self.symbols += other.symbols
@@ -61,6 +77,7 @@ class FrameStats:
         self.payload_bytes += other.payload_bytes
         self.model_bits += other.model_bits
         self.coded_bits += other.coded_bits
+        self.skipped += other.skipped
 
 
 def encode_frame(
@@ -69,8 +86,11 @@ def encode_frame(
     n_extra: int,
     temperature: float,
     progress: Progress | None = None,
+    ensemble: EnsembleSettings | None = None,
 ) -> tuple[bytes, FrameStats]:
     """Code symbols (token ids < n_vocab, escapes above) into a payload."""
+    if ensemble is not None:
+        return _encode_ensemble(predictor, symbols, n_extra, temperature, progress, ensemble)
     n_vocab = predictor.n_vocab
     space = ScoreCDF(n_vocab, n_extra, temperature)
     encoder = Encoder()
@@ -100,8 +120,11 @@ def decode_frame(
     n_extra: int,
     temperature: float,
     progress: Progress | None = None,
+    ensemble: EnsembleSettings | None = None,
 ) -> list[int]:
     """The n_symbols symbols coded in payload. Raises CoderError on corrupt data."""
+    if ensemble is not None:
+        return _decode_ensemble(predictor, payload, n_symbols, n_extra, temperature, progress, ensemble)
     n_vocab = predictor.n_vocab
     space = ScoreCDF(n_vocab, n_extra, temperature)
     decoder = Decoder(payload)
@@ -114,8 +137,92 @@ def decode_frame(
             predictor.advance(sym)
         if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
             progress(i + 1, 0.0)
+    _check_end(decoder)
+    return out
+
+
+def _check_end(decoder: Decoder) -> None:
     try:
         decoder.check_end()
     except CoderError:
         raise CoderError("coded data is corrupt: payload length does not match its symbols") from None
+
+
+class _Catchup:
+    """Tokens coded without the model, waiting to be fed to it in one batch."""
+
+    def __init__(self, predictor: Predictor, batch: int) -> None:
+        self.predictor = predictor
+        self.batch = batch
+        self.pending: list[int] = []
+
+    def after_token(self, token: int, needs_llm: bool) -> None:
+        """The token was coded; the next symbol needs the model or not."""
+        self.pending.append(token)
+        if needs_llm:
+            self.predictor.feed(self.pending, True)
+            self.pending.clear()
+        elif len(self.pending) == self.batch:
+            self.predictor.feed(self.pending, False)
+            self.pending.clear()
+
+
+def _encode_ensemble(
+    predictor: Predictor,
+    symbols: Sequence[int],
+    n_extra: int,
+    temperature: float,
+    progress: Progress | None,
+    settings: EnsembleSettings,
+) -> tuple[bytes, FrameStats]:
+    n_vocab = predictor.n_vocab
+    ensemble = Ensemble(settings, n_vocab, n_extra, temperature)
+    encoder = Encoder()
+    stats = FrameStats(symbols=len(symbols))
+    predictor.reset()
+    catchup = _Catchup(predictor, settings.skip_batch if settings.skip else 1)
+    log2 = math.log2
+    last = len(symbols) - 1
+    for i, sym in enumerate(symbols):
+        use_llm = ensemble.needs_llm()
+        freq, prob = ensemble.encode(encoder, predictor.scores() if use_llm else None, sym)
+        stats.coded_bits -= log2(freq / CDF_TOTAL)
+        stats.model_bits += -log2(prob) if prob > 0 else CDF_BITS
+        if not use_llm:
+            stats.skipped += 1
+        if sym >= n_vocab:
+            stats.escapes += 1
+        elif i < last:  # the decoder never needs scores after the last symbol
+            catchup.after_token(sym, ensemble.needs_llm())
+        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
+            progress(i + 1, stats.coded_bits)
+    payload = encoder.finish()
+    stats.payload_bytes = len(payload)
+    return payload, stats
+
+
+def _decode_ensemble(
+    predictor: Predictor,
+    payload: bytes,
+    n_symbols: int,
+    n_extra: int,
+    temperature: float,
+    progress: Progress | None,
+    settings: EnsembleSettings,
+) -> list[int]:
+    n_vocab = predictor.n_vocab
+    ensemble = Ensemble(settings, n_vocab, n_extra, temperature)
+    decoder = Decoder(payload)
+    predictor.reset()
+    catchup = _Catchup(predictor, settings.skip_batch if settings.skip else 1)
+    out: list[int] = []
+    last = n_symbols - 1
+    for i in range(n_symbols):
+        sym, _ = ensemble.decode(decoder, predictor.scores() if ensemble.needs_llm() else None)
+        out.append(sym)
+        if sym < n_vocab and i < last:
+            catchup.after_token(sym, ensemble.needs_llm())
+        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
+            progress(i + 1, 0.0)
+    _check_end(decoder)
     return out

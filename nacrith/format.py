@@ -11,7 +11,7 @@ import enum
 import io
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import BinaryIO
 
 from nacrith.errors import FormatError, TruncatedError, UnsupportedVersionError
@@ -46,6 +46,7 @@ class Tag(enum.IntEnum):
     FRAME_SIZE = 0x07
     CONTENT_SIZE = 0x08
     START_TOKEN = 0x09
+    ENSEMBLE = 0x0A
     MODEL_NAME = 0x81
     ENVIRONMENT = 0x82
 
@@ -145,6 +146,177 @@ def _varint_from(data: bytes, what: str) -> int:
     return value
 
 
+# --- ensemble settings --------------------------------------------------------
+
+
+def _f32(value: float) -> float:
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+#: Ensemble parameter block (docs/format.md, ENSEMBLE): the layout, the switches,
+#: then only the settings that differ from the layout's defaults, each as its
+#: index among the settings (one byte) and its value in the setting's format.
+#: The defaults of a layout never change once files exist: new defaults need a new layout.
+ENSEMBLE_LAYOUT = 1
+_SWITCHES = ("ngram", "match", "bias", "skip", "apm")
+_SETTING_FORMATS = {
+    "ngram_min_order": "B",
+    "ngram_max_order": "B",
+    "ngram_table_bits": "B",
+    "ngram_candidates": "B",
+    "ngram_count_limit": "H",
+    "match_min_len": "B",
+    "match_hash_bits": "B",
+    "match_history_bits": "B",
+    "match_rate_limit": "H",
+    "bias_lr": "f",
+    "bias_limit": "f",
+    "mixer_lr": "f",
+    "mixer_limit": "f",
+    "apm_rate": "f",
+    "skip_min_len": "H",
+    "skip_confidence": "f",
+    "skip_warmup": "I",
+    "skip_batch": "H",
+}
+_SETTING_NAMES = tuple(_SETTING_FORMATS)
+
+
+@dataclass(frozen=True)
+class EnsembleSettings:
+    """Switches and hyperparameters of the ensemble (docs/format.md, ENSEMBLE).
+
+    The defaults are what ``nacrith compress`` uses. Floats are kept at float32
+    precision, the precision of the header, so the encoder codes with exactly
+    the values the decoder will read.
+    """
+
+    ngram: bool = True
+    match: bool = True
+    bias: bool = True
+    skip: bool = True
+    apm: bool = True
+    #: Token n-gram: orders, 2^table_bits slots per order, continuations per context,
+    #: and the count at which a context's counts are halved.
+    ngram_min_order: int = 1
+    ngram_max_order: int = 4
+    ngram_table_bits: int = 18
+    ngram_candidates: int = 8
+    ngram_count_limit: int = 255
+    #: Match model: tokens hashed to find a repeat, hash table and history sizes (log2),
+    #: and how many events its learned hit rates average over at most.
+    match_min_len: int = 6
+    match_hash_bits: int = 20
+    match_history_bits: int = 22
+    match_rate_limit: int = 1023
+    #: Bias head: AdaGrad learning rate and bound of each bias (nats).
+    bias_lr: float = 0.5
+    bias_limit: float = 8.0
+    #: Mixer: learning rate and bound of the weight logits.
+    mixer_lr: float = 0.02
+    mixer_limit: float = 8.0
+    #: APM: learning rate of its tables.
+    apm_rate: float = 0.005
+    #: Confidence skip: the LLM is skipped while the match is at least skip_min_len
+    #: tokens long with a learned hit rate of at least skip_confidence, after
+    #: skip_warmup tokens of a frame; skipped tokens reach the LLM in batches of
+    #: at most skip_batch tokens.
+    skip_min_len: int = 24
+    skip_confidence: float = 0.98
+    skip_warmup: int = 256
+    skip_batch: int = 32
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "float":
+                object.__setattr__(self, f.name, _f32(float(value)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting out of range."""
+
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ValueError(what)
+
+        need(1 <= self.ngram_min_order <= self.ngram_max_order <= 8, "n-gram orders must be 1..8, min <= max")
+        need(8 <= self.ngram_table_bits <= 26, "n-gram table bits must be 8..26")
+        need(1 <= self.ngram_candidates <= 16, "n-gram candidates must be 1..16")
+        need(2 <= self.ngram_count_limit <= 65535, "n-gram count limit must be 2..65535")
+        need(1 <= self.match_min_len <= 64, "match minimum length must be 1..64 tokens")
+        need(8 <= self.match_hash_bits <= 26, "match hash bits must be 8..26")
+        need(10 <= self.match_history_bits <= 30, "match history bits must be 10..30")
+        need(2 <= self.match_rate_limit <= 65535, "match rate limit must be 2..65535")
+        need(0 < self.bias_lr <= 4, "bias learning rate must be in (0, 4]")
+        need(0 < self.bias_limit <= 64, "bias limit must be in (0, 64]")
+        need(0 < self.mixer_lr <= 1, "mixer learning rate must be in (0, 1]")
+        need(0 < self.mixer_limit <= 32, "mixer limit must be in (0, 32]")
+        need(0 < self.apm_rate <= 1, "APM rate must be in (0, 1]")
+        need(self.match_min_len <= self.skip_min_len <= 65535, "skip length must be match length..65535")
+        need(0 < self.skip_confidence < 1, "skip confidence must be in (0, 1)")
+        need(0 <= self.skip_warmup < 1 << 32, "skip warm-up must fit 32 bits")
+        need(1 <= self.skip_batch <= 65535, "skip batch must be 1..65535 tokens")
+        need(not self.skip or self.match, "the confidence skip needs the match model")
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """Names of the parts switched on."""
+        return tuple(name for name in _SWITCHES if getattr(self, name))
+
+    def without(self, *parts: str) -> EnsembleSettings:
+        """These settings with the named parts switched off (the skip goes with the match)."""
+        unknown = set(parts) - set(_SWITCHES)
+        if unknown:
+            raise ValueError(f"unknown ensemble parts: {', '.join(sorted(unknown))}")
+        off = {name: False for name in parts}
+        if "match" in parts:
+            off["skip"] = False
+        return replace(self, **off)
+
+    def pack(self) -> bytes:
+        flags = sum(1 << i for i, name in enumerate(_SWITCHES) if getattr(self, name))
+        out = bytearray([ENSEMBLE_LAYOUT, flags])
+        defaults = EnsembleSettings()
+        for index, name in enumerate(_SETTING_NAMES):
+            value = getattr(self, name)
+            if value != getattr(defaults, name):
+                out += bytes([index]) + struct.pack("<" + _SETTING_FORMATS[name], value)
+        return bytes(out)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> EnsembleSettings:
+        if len(data) < 2:
+            raise FormatError("corrupt file header: ensemble parameters too short")
+        if data[0] != ENSEMBLE_LAYOUT:
+            raise UnsupportedVersionError(
+                f"file uses ensemble layout {data[0]}; this nacrith knows layout {ENSEMBLE_LAYOUT}"
+            )
+        flags = data[1]
+        if flags >> len(_SWITCHES):
+            raise UnsupportedVersionError(f"file needs ensemble parts unknown to this nacrith ({flags:#04x})")
+        values: dict[str, object] = {name: bool(flags >> i & 1) for i, name in enumerate(_SWITCHES)}
+        pos = 2
+        last = -1
+        while pos < len(data):
+            index = data[pos]
+            if index >= len(_SETTING_NAMES):
+                raise UnsupportedVersionError(f"file needs ensemble setting {index}, unknown to this nacrith")
+            if index <= last:
+                raise FormatError("corrupt file header: ensemble settings out of order")
+            last = index
+            name = _SETTING_NAMES[index]
+            fmt = struct.Struct("<" + _SETTING_FORMATS[name])
+            if pos + 1 + fmt.size > len(data):
+                raise FormatError("corrupt file header: ensemble setting cut short")
+            values[name] = fmt.unpack_from(data, pos + 1)[0]
+            pos += 1 + fmt.size
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise FormatError(f"corrupt file header: ensemble {exc}") from None
+
+
 # --- header -----------------------------------------------------------------
 
 
@@ -163,6 +335,8 @@ class Header:
     content_size: int | None = None
     model_name: str = ""
     environment: str = ""
+    #: None: the language model alone (the tag is absent).
+    ensemble: EnsembleSettings | None = None
     unknown_ignorable: dict[int, bytes] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -180,6 +354,8 @@ class Header:
             raise ValueError(f"temperature must be a positive float32, not {self.temperature}")
         if self.escapes != ESCAPE_SYMBOLS:
             raise ValueError(f"format v{FORMAT_VERSION} has {ESCAPE_SYMBOLS} escape symbols")
+        if self.ensemble is not None and self.ensemble.skip and self.ensemble.skip_batch > self.slide:
+            raise ValueError("the skip batch is larger than the slide")
 
     def pack(self) -> bytes:
         params = bytearray()
@@ -195,6 +371,8 @@ class Header:
         put(Tag.ESCAPES, pack_varint(self.escapes))
         put(Tag.FRAME_SIZE, pack_varint(self.frame_size))
         put(Tag.START_TOKEN, pack_varint(self.start_token))
+        if self.ensemble is not None:
+            put(Tag.ENSEMBLE, self.ensemble.pack())
         if self.content_size is not None:
             put(Tag.CONTENT_SIZE, pack_varint(self.content_size))
         if self.model_name:
@@ -288,6 +466,7 @@ class Header:
                 content_size=num(Tag.CONTENT_SIZE) if Tag.CONTENT_SIZE in fields else None,
                 model_name=name,
                 environment=env,
+                ensemble=EnsembleSettings.unpack(fields[Tag.ENSEMBLE]) if Tag.ENSEMBLE in fields else None,
                 unknown_ignorable={t: v for t, v in fields.items() if t not in Tag._value2member_map_},
             )
         except (ValueError, UnicodeDecodeError) as exc:

@@ -157,3 +157,21 @@ def test_fetch_offline_fails_clearly(tmp_path, monkeypatch):
     assert result.returncode == 1 and "Traceback" not in err
     assert "cannot download https://corpus.canterbury.ac.nz/" in err and "offline" in err
     assert not any(Path(tmp_path).rglob("*.txt"))
+
+
+@pytest.mark.llm
+@needs_canterbury
+def test_ablation_runs_every_variant_and_verifies(tmp_path):
+    out = tmp_path / "a.json"
+    args = [sys.executable, "-m", "nacrith", "bench", "-q", "-T", "1", "--ablation", "--peers", "none"]
+    args += ["--corpus", "canterbury/grammar.lsp", "--limit", "700", "--json", str(out)]
+    result = subprocess.run(args, capture_output=True, timeout=900)
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(out.read_text())
+    names = list(bench.ablation_variants())
+    assert report["compressors"] == names
+    rows = {r["compressor"]: r for r in report["results"]}
+    assert set(rows) == set(names)
+    assert all(r["verified"] for r in rows.values())
+    header = result.stdout.decode().splitlines()[0]
+    assert all(name in header for name in names)

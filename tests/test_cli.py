@@ -192,3 +192,36 @@ def test_interrupt_removes_partial_output(workdir):
     assert proc.wait(timeout=60) == 130
     assert b"interrupted" in proc.stderr.read()
     assert sorted(p.name for p in workdir.iterdir()) == ["a.txt", "big.txt"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "shown"),
+    [
+        ([], "n-gram orders 1-4, match, bias, skip at match >= 24 tokens, apm"),
+        (["--llm-only"], "none (the language model alone)"),
+        (["--no-skip", "--no-bias"], "n-gram orders 1-4, match, apm"),
+        (["--no-match", "--ensemble", "ngram_max_order=6"], "n-gram orders 1-6, bias, apm"),
+    ],
+)
+def test_ensemble_flags_are_recorded_and_decompress_needs_none(workdir, flags, shown):
+    r = nacrith("compress", "a.txt", *flags, cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    info = nacrith("info", "a.txt.nc", cwd=workdir).stdout.decode()
+    assert f"ensemble      {shown}\n" in info
+    r = nacrith("decompress", "a.txt.nc", "-o", "back.txt", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert (workdir / "back.txt").read_bytes() == TEXT
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--ensemble", "nonsense=1"], "NAME a hyperparameter"),
+        (["--ensemble", "bias_lr=fast"], "needs a number"),
+        (["--ensemble", "ngram_max_order=12"], "n-gram orders"),
+        (["--llm-only", "--no-bias"], "--llm-only takes no other"),
+    ],
+)
+def test_bad_ensemble_flags_are_usage_errors(workdir, flags, words):
+    assert_clean_error(nacrith("compress", "a.txt", *flags, cwd=workdir), 2, words)
+    assert not (workdir / "a.txt.nc").exists()

@@ -25,6 +25,7 @@ from nacrith.format import (
     MAX_FRAME_SIZE,
     MAX_PARAMS_SIZE,
     MIN_CONTEXT,
+    EnsembleSettings,
     FrameHeader,
     FrameType,
     Header,
@@ -542,3 +543,87 @@ def test_trailer_malformed(data, message):
 def test_trailer_read_from_end_malformed(data, error, message):
     with pytest.raises(error, match=message):
         Trailer.read_from_end(io.BytesIO(data))
+
+
+# --- ensemble settings ----------------------------------------------------------
+
+
+def test_default_ensemble_costs_two_bytes():
+    """Layout and switches; every default hyperparameter is implied by the layout."""
+    assert EnsembleSettings().pack() == bytes([1, 0b11111])
+    assert EnsembleSettings().without("skip", "bias").pack() == bytes([1, 0b10011])
+
+
+@given(
+    switches=st.tuples(*[st.booleans()] * 5),
+    min_order=st.integers(1, 8),
+    extra_order=st.integers(0, 7),
+    table_bits=st.integers(8, 26),
+    candidates=st.integers(1, 16),
+    bias_lr=st.floats(0, 1, exclude_min=True, width=32),
+    mixer_limit=st.floats(0, 32, exclude_min=True, width=32),
+    skip_warmup=st.integers(0, 2**32 - 1),
+    skip_batch=st.integers(1, 65535),
+)
+def test_ensemble_settings_round_trip(
+    switches, min_order, extra_order, table_bits, candidates, bias_lr, mixer_limit, skip_warmup, skip_batch
+):
+    ngram, match, bias, skip, apm = switches
+    settings = EnsembleSettings(
+        ngram=ngram,
+        match=match,
+        bias=bias,
+        skip=skip and match,
+        apm=apm,
+        ngram_min_order=min_order,
+        ngram_max_order=min(8, min_order + extra_order),
+        ngram_table_bits=table_bits,
+        ngram_candidates=candidates,
+        bias_lr=bias_lr,
+        mixer_limit=mixer_limit,
+        skip_warmup=skip_warmup,
+        skip_batch=skip_batch,
+    )
+    assert EnsembleSettings.unpack(settings.pack()) == settings
+
+
+def test_ensemble_floats_are_float32_exact():
+    """The encoder codes with the value the decoder will read from the header."""
+    settings = EnsembleSettings(bias_lr=0.1)
+    assert settings.bias_lr == struct.unpack("<f", struct.pack("<f", 0.1))[0]
+    assert EnsembleSettings.unpack(settings.pack()).bias_lr == settings.bias_lr
+
+
+def test_header_with_ensemble_round_trip():
+    header = make_header(ensemble=EnsembleSettings(ngram_max_order=6))
+    assert read_header(header.pack()) == header
+    assert read_header(make_header().pack()).ensemble is None
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (b"", FormatError, "too short"),
+        (b"\x01", FormatError, "too short"),
+        (b"\x02\x1f", UnsupportedVersionError, "layout 2"),
+        (b"\x01\x3f", UnsupportedVersionError, "parts unknown"),
+        (b"\x01\x1f\x12\x00\x00", UnsupportedVersionError, "setting 18"),
+        (b"\x01\x1f\x01\x05\x01\x06", FormatError, "out of order"),
+        (b"\x01\x1f\x04\x01", FormatError, "cut short"),
+        (b"\x01\x1f\x01\x09", FormatError, "n-gram orders"),
+        (b"\x01\x1f\x09\x00\x00\x00\x00", FormatError, "bias learning rate"),
+        (b"\x01\x1f\x09\x00\x00\xc0\x7f", FormatError, "bias learning rate"),  # NaN
+        (b"\x01\x09", FormatError, "skip needs the match"),
+        (b"\x01\x1f\x11\x00\x00", FormatError, "skip batch"),
+    ],
+)
+def test_ensemble_bad_parameters(value, error, message):
+    params = params_of(required_params()) + param(Tag.ENSEMBLE, value)
+    with pytest.raises(error, match=message):
+        read_header(raw_header(params))
+
+
+def test_header_refuses_a_skip_batch_larger_than_the_slide():
+    params = params_of(required_params(SLIDE=pack_varint(16))) + param(Tag.ENSEMBLE, b"\x01\x1f")
+    with pytest.raises(FormatError, match="skip batch"):
+        read_header(raw_header(params))

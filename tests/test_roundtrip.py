@@ -47,10 +47,12 @@ def frame_types(blob: bytes) -> list[FrameType]:
     return [e.type for e in read_info(io.BytesIO(blob)).trailer.entries]
 
 
+@pytest.mark.parametrize("llm_only", [False, True], ids=["ensemble", "llm_only"])
 @pytest.mark.parametrize("name", CASES)
-def test_round_trip(codec, name):
+def test_round_trip(codec, name, llm_only):
     data = CASES[name]
-    blob = codec.compress(data)
+    blob = codec.compress(data, **({"ensemble": None} if llm_only else {}))
+    assert (Header.read(io.BytesIO(blob)).ensemble is None) == llm_only
     assert codec.decompress(blob) == data
 
 

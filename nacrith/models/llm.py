@@ -20,6 +20,7 @@ import ctypes
 import hashlib
 import importlib.util
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,21 +197,23 @@ class LanguageModel:
             raise ModelError(f"tokenizer needs {-n} slots for {len(text)} bytes")
         return list(buf[:n])
 
-    def predictor(self, context: int, slide: int, start_token: int) -> LlamaPredictor:
+    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> LlamaPredictor:
         if not 1 < context <= self.max_context:
             raise ModelError(f"{self.name} holds at most {self.max_context} tokens of context, not {context}")
         if not 0 < slide < context - 1:
             raise ValueError(f"slide must be in 1..{context - 2}, not {slide}")
         if not 0 <= start_token < self.symbols.n_vocab:
             raise ValueError(f"start token {start_token} is not in the vocabulary")
+        if not 1 <= batch <= slide:
+            raise ValueError(f"batch must be in 1..{slide} (the slide), not {batch}")
         p = self._predictor
-        if p is None or p.context != context:
+        if p is None or p.context != context or p.batch != batch:
             if p is not None:
                 p.close()
             # The KV cache size is part of what llama.cpp computes over, so the
             # decoder asks for the same size as the encoder did (llama.cpp may pad
             # it, identically on both sides).
-            p = self._predictor = LlamaPredictor(self, context, slide)
+            p = self._predictor = LlamaPredictor(self, context, slide, batch)
         p.slide = slide
         p.start_token = start_token
         return p
@@ -235,19 +238,23 @@ class LanguageModel:
 
 
 class LlamaPredictor:
-    """Next-token logits for one sequence, one token per llama_decode call."""
+    """Next-token logits for one sequence, one token per llama_decode call, or
+    ``batch`` tokens at a time when catching up on tokens the ensemble coded
+    without the model (``feed``). The batch size is part of the context's
+    setup (n_batch, n_ubatch), so encoder and decoder use the same one."""
 
-    def __init__(self, model: LanguageModel, context: int, slide: int) -> None:
+    def __init__(self, model: LanguageModel, context: int, slide: int, batch: int = 1) -> None:
         llama_cpp = model._llama_cpp
         self._llama_cpp = llama_cpp
         self.n_vocab = model.symbols.n_vocab
         self.context = context
         self.slide = slide
+        self.batch = batch
         self.start_token = model.start_token
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = context
-        params.n_batch = 1
-        params.n_ubatch = 1
+        params.n_batch = batch
+        params.n_ubatch = batch
         params.n_seq_max = 1
         params.n_threads = model.threads
         params.n_threads_batch = model.threads
@@ -263,42 +270,58 @@ class LlamaPredictor:
                 f"llama.cpp gave a context of {llama_cpp.llama_n_ctx(self._ctx)} < {context} tokens"
             )
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(1, 0, 1)
-        self._batch.n_tokens = 1
-        self._batch.n_seq_id[0] = 1
-        self._batch.seq_id[0][0] = 0
-        self._batch.logits[0] = 1
+        self._batch = llama_cpp.llama_batch_init(batch, 0, 1)
+        for i in range(batch):
+            self._batch.n_seq_id[i] = 1
+            self._batch.seq_id[i][0] = 0
         self._pos = 0
         self._scores: int | None = None
 
     def reset(self) -> None:
         self._llama_cpp.llama_memory_clear(self._memory, True)
         self._pos = 0
-        self._decode(self.start_token)
+        self._decode((self.start_token,))
 
     def scores(self) -> int:
         if self._scores is None:
-            raise RuntimeError("reset() must come first")
+            raise RuntimeError("no logits: reset() or feed(..., logits=True) must come first")
         return self._scores
 
     def advance(self, token: int) -> None:
-        if self._pos >= self.context:
+        self.feed((token,))
+
+    def feed(self, tokens: Sequence[int], logits: bool = True) -> None:
+        """Append up to ``batch`` tokens in one llama_decode; with ``logits``,
+        scores() then predicts the token after the last of them."""
+        n = len(tokens)
+        if not 0 < n <= self.batch:
+            raise ValueError(f"feed takes 1..{self.batch} tokens, not {n}")
+        while self._pos + n > self.context:
             llama_cpp = self._llama_cpp
             llama_cpp.llama_memory_seq_rm(self._memory, 0, 1, 1 + self.slide)
             llama_cpp.llama_memory_seq_add(self._memory, 0, 1 + self.slide, -1, -self.slide)
             self._pos -= self.slide
-        self._decode(token)
+        self._decode(tokens, logits)
 
-    def _decode(self, token: int) -> None:
+    def _decode(self, tokens: Sequence[int], logits: bool = True) -> None:
         llama_cpp = self._llama_cpp
-        self._batch.token[0] = token
-        self._batch.pos[0] = self._pos
-        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        batch = self._batch
+        n = len(tokens)
+        batch.n_tokens = n
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = self._pos + i
+            batch.logits[i] = 0
+        batch.logits[n - 1] = 1 if logits else 0
+        status = llama_cpp.llama_decode(self._ctx, batch)
         if status != 0:
             raise ModelError(f"llama_decode failed with status {status} at position {self._pos}")
-        self._pos += 1
-        ptr = llama_cpp.llama_get_logits_ith(self._ctx, 0)
-        self._scores = ctypes.cast(ptr, ctypes.c_void_p).value
+        self._pos += n
+        if logits:
+            ptr = llama_cpp.llama_get_logits_ith(self._ctx, n - 1)
+            self._scores = ctypes.cast(ptr, ctypes.c_void_p).value
+        else:
+            self._scores = None  # no logits were asked for: scores() must not hand out stale ones
 
     def close(self) -> None:
         if self._ctx:

@@ -3,7 +3,8 @@
     python tests/golden/regen.py
 
 Golden files of a released version must never change: a decoder keeps
-reading them byte-exactly forever. Only add new cases.
+reading them byte-exactly forever. Only add new cases: existing files are
+never rewritten.
 """
 
 from __future__ import annotations
@@ -13,13 +14,44 @@ import random
 from pathlib import Path
 
 from nacrith.api import Codec
-from nacrith.format import FORMAT_VERSION
+from nacrith.format import FORMAT_VERSION, EnsembleSettings
 from nacrith.models.llm import LanguageModel
 
 HERE = Path(__file__).parent / f"v{FORMAT_VERSION}"
 
 
 def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    return {**llm_only_cases(), **ensemble_cases()}
+
+
+def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """The ensemble: ``"ensemble"`` holds the settings that differ from the defaults."""
+    text = b"Golden files pin the format: a decoder reads them byte for byte, forever.\r\n"
+    log = b"".join(f"12:00:{i:02d} INFO served /api/items in {i % 7 + 3} ms\n".encode() for i in range(12))
+    return {
+        "ensemble_text": (text * 2 + b"<|endoftext|> \x04\xff tail.\n", {"ensemble": {}}),
+        "ensemble_skip": (log, {"ensemble": {"skip_min_len": 8, "skip_confidence": 0.6, "skip_warmup": 0}}),
+        "ensemble_parts": (
+            text * 2,
+            {"ensemble": {"bias": False, "apm": False, "ngram_max_order": 6, "mixer_lr": 0.05}},
+        ),
+    }
+
+
+def compress_options(options: dict[str, object]) -> dict[str, object]:
+    """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings)."""
+    out = dict(options)
+    if isinstance(out.get("ensemble"), dict):
+        out["ensemble"] = EnsembleSettings(**out["ensemble"])
+    return out
+
+
+def llm_only_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """The first cases, made before the ensemble existed: the language model alone."""
+    return {name: (data, {**options, "ensemble": None}) for name, (data, options) in _llm_cases().items()}
+
+
+def _llm_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
     rng = random.Random(1)
     text = b"Golden files pin the format: a decoder reads them byte for byte, forever.\r\n"
     return {
@@ -47,9 +79,11 @@ def main() -> None:
     codec = Codec.from_model(LanguageModel(threads=1))
     manifest = {}
     for name, (data, options) in cases().items():
-        (HERE / f"{name}.bin").write_bytes(data)
-        (HERE / f"{name}.nc").write_bytes(codec.compress(data, **options))
         manifest[name] = options
+        if (HERE / f"{name}.nc").exists():
+            continue  # released golden files never change
+        (HERE / f"{name}.bin").write_bytes(data)
+        (HERE / f"{name}.nc").write_bytes(codec.compress(data, **compress_options(options)))
     (HERE / "cases.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 

@@ -1,0 +1,47 @@
+/* Match model (LZP style): finds the latest earlier occurrence of the last
+ * `min_len` tokens and predicts the token that followed it, for as long as
+ * the prediction keeps coming true. It sees the whole frame (within a ring of
+ * 2^history_bits tokens), so it catches repeats far older than the language
+ * model's window.
+ *
+ * Its confidence is learned, not fixed: an adaptive hit rate per match-length
+ * bucket, updated after every prediction. Candidate positions come from a
+ * hash table and are verified against the history, so a hash collision is
+ * never taken for a match. */
+#ifndef NC_MATCH_H
+#define NC_MATCH_H
+
+#include <stdint.h>
+
+#include "sparse.h"
+#include "status.h"
+
+/* Match lengths are counted up to this (a longer match is as good). */
+#define NC_MATCH_MAX_LEN 65535
+#define NC_MATCH_BUCKETS 24
+
+typedef struct {
+    uint32_t min_len;      /* 1..64 tokens hashed to find a candidate */
+    uint32_t hash_bits;    /* 8..26 */
+    uint32_t history_bits; /* 10..30: tokens remembered */
+    uint32_t rate_limit;   /* 2..65535: the hit rate averages over at most this many events */
+} nc_match_params;
+
+typedef struct nc_match nc_match;
+
+int nc_match_check_params(const nc_match_params *params);
+nc_match *nc_match_new(const nc_match_params *params);
+void nc_match_free(nc_match *m);
+void nc_match_reset(nc_match *m);
+/* The predicted token with the learned hit rate of the current length bucket,
+ * the rest of the mass escaping to the base distribution; nothing when no match. */
+void nc_match_predict(nc_match *m, nc_sparse *out);
+/* Current match length in tokens (0: no match) and its confidence bucket. */
+uint32_t nc_match_length(const nc_match *m);
+uint32_t nc_match_bucket(const nc_match *m);
+/* The learned hit rate of a bucket. */
+double nc_match_confidence(const nc_match *m, uint32_t bucket);
+/* Learn from `token` (was the prediction right?), append it, find the next match. */
+int nc_match_update(nc_match *m, uint32_t token);
+
+#endif

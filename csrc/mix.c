@@ -1,0 +1,361 @@
+#include "mix.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cdf.h"
+
+/* Match lengths grouped for choosing weight sets and APM tables:
+ * none, < 8, < 16, < 32, >= 32 tokens. */
+#define MATCH_GROUPS 5
+/* APM: 33 interpolation points over stretch(p) in [-12, 12]. */
+#define APM_POINTS 33
+#define APM_RANGE 12.0
+/* Output = (p + 3 * apm(p)) / 4: the table refines, the input anchors it while it learns. */
+#define APM_KEEP 0.25
+/* Skipped tokens: base(t) = (count(t) + FALLBACK_PSEUDO) / (tokens + FALLBACK_PSEUDO * n_vocab). */
+#define FALLBACK_PSEUDO 0.125
+/* The APM is not applied when the candidate's probability is this close to 1. */
+#define APM_MIN_REST 1e-12
+
+#define MAX_EXPERTS (1 + NC_NGRAM_MAX_ORDER + 1)
+
+struct nc_ens {
+    nc_ens_params p;
+    uint32_t n_vocab, n_extra;
+    double inv_temp;
+    nc_ngram *ng;
+    nc_match *mt;
+    nc_bias *bias;
+    uint32_t n_orders; /* n-gram experts */
+    uint32_t n_experts; /* base + n-gram orders + match */
+    nc_sparse ex[MAX_EXPERTS]; /* ex[0] unused (the base) */
+    double *base, *mix;
+    uint32_t *cdf;
+    /* mixer */
+    uint32_t n_sets;
+    double *v;
+    /* APM */
+    uint32_t n_apm;
+    double *apm;
+    /* fallback base for skipped tokens */
+    uint32_t *uni;
+    uint64_t tokens;
+    int skip_next;
+    /* this step */
+    int skipping;
+    uint32_t set, apm_ctx, apm_j, cand;
+    double w[MAX_EXPERTS], sum, apm_frac, apm_out, cand_in, scale_other;
+    int apm_used;
+};
+
+int nc_ens_check_params(const nc_ens_params *p) {
+    if (!p || (p->flags & ~NC_ENS_ALL)) return NC_ERR_ARG;
+    if ((p->flags & NC_ENS_NGRAM) && nc_ngram_check_params(&p->ngram) != NC_OK) return NC_ERR_ARG;
+    if ((p->flags & NC_ENS_MATCH) && nc_match_check_params(&p->match) != NC_OK) return NC_ERR_ARG;
+    if ((p->flags & NC_ENS_BIAS) &&
+        (!(p->bias_lr > 0.0 && p->bias_lr <= 4.0) || !(p->bias_limit > 0.0 && p->bias_limit <= 64.0)))
+        return NC_ERR_ARG;
+    if (!(p->mixer_lr > 0.0 && p->mixer_lr <= 1.0) || !(p->mixer_limit > 0.0 && p->mixer_limit <= 32.0))
+        return NC_ERR_ARG;
+    if ((p->flags & NC_ENS_APM) && !(p->apm_rate > 0.0 && p->apm_rate <= 1.0)) return NC_ERR_ARG;
+    if (p->flags & NC_ENS_SKIP) {
+        if (!(p->flags & NC_ENS_MATCH) || p->skip_min_len < p->match.min_len) return NC_ERR_ARG;
+        if (!(p->skip_confidence > 0.0 && p->skip_confidence < 1.0)) return NC_ERR_ARG;
+    }
+    return NC_OK;
+}
+
+static double squash(double x) {
+    return x >= 0.0 ? 1.0 / (1.0 + nc_exp(-x)) : nc_exp(x) / (1.0 + nc_exp(x));
+}
+
+void nc_ens_reset(nc_ens *e) {
+    if (e->ng) nc_ngram_reset(e->ng);
+    if (e->mt) nc_match_reset(e->mt);
+    if (e->bias) nc_bias_reset(e->bias);
+    /* Initial weights: mostly the base; the match model more the longer its match. */
+    for (uint32_t s = 0; s < e->n_sets; s++) {
+        double *v = &e->v[s * e->n_experts];
+        uint32_t group = s % MATCH_GROUPS;
+        int skip_mode = s >= e->n_sets / 2;
+        for (uint32_t i = 0; i < e->n_experts; i++) v[i] = 0.0;
+        v[0] = skip_mode ? -1.0 : 1.5;
+        if (e->mt) v[e->n_experts - 1] = group >= 3 ? 2.0 : group == 2 ? 1.0 : 0.0;
+    }
+    for (uint32_t c = 0; c < e->n_apm; c++)
+        for (uint32_t j = 0; j < APM_POINTS; j++)
+            e->apm[c * APM_POINTS + j] = squash(-APM_RANGE + j * (2.0 * APM_RANGE / (APM_POINTS - 1)));
+    if (e->uni) memset(e->uni, 0, e->n_vocab * sizeof *e->uni);
+    e->tokens = 0;
+    e->skip_next = 0;
+}
+
+nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp) {
+    if (nc_ens_check_params(params) != NC_OK) return NULL;
+    if (!n_vocab || (uint64_t)n_vocab + n_extra > NC_MAX_SYMBOLS) return NULL;
+    if (!(inv_temp > 0.0) || inv_temp == INFINITY) return NULL;
+    nc_ens *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->p = *params;
+    e->n_vocab = n_vocab;
+    e->n_extra = n_extra;
+    e->inv_temp = inv_temp;
+    uint32_t f = params->flags;
+    int ok = 1;
+    if (f & NC_ENS_NGRAM) {
+        e->ng = nc_ngram_new(&params->ngram);
+        e->n_orders = params->ngram.max_order - params->ngram.min_order + 1;
+        ok &= e->ng != NULL;
+    }
+    if (f & NC_ENS_MATCH) ok &= (e->mt = nc_match_new(&params->match)) != NULL;
+    if (f & NC_ENS_BIAS) ok &= (e->bias = nc_bias_new(n_vocab, params->bias_lr, params->bias_limit)) != NULL;
+    if (f & NC_ENS_SKIP) ok &= (e->uni = calloc(n_vocab, sizeof *e->uni)) != NULL;
+    e->n_experts = 1 + e->n_orders + (e->mt ? 1 : 0);
+    e->n_sets = 2 * (e->n_orders + 1) * MATCH_GROUPS;
+    e->n_apm = e->n_sets;
+    e->base = malloc(n_vocab * sizeof *e->base);
+    e->mix = malloc(n_vocab * sizeof *e->mix);
+    e->cdf = malloc(((size_t)n_vocab + n_extra + 1) * sizeof *e->cdf);
+    e->v = malloc((size_t)e->n_sets * e->n_experts * sizeof *e->v);
+    e->apm = malloc((size_t)e->n_apm * APM_POINTS * sizeof *e->apm);
+    ok &= e->base && e->mix && e->cdf && e->v && e->apm;
+    if (!ok) {
+        nc_ens_free(e);
+        return NULL;
+    }
+    nc_ens_reset(e);
+    return e;
+}
+
+void nc_ens_free(nc_ens *e) {
+    if (!e) return;
+    nc_ngram_free(e->ng);
+    nc_match_free(e->mt);
+    nc_bias_free(e->bias);
+    free(e->uni);
+    free(e->base);
+    free(e->mix);
+    free(e->cdf);
+    free(e->v);
+    free(e->apm);
+    free(e);
+}
+
+int nc_ens_needs_llm(const nc_ens *e) { return !e->skip_next; }
+
+static uint32_t match_group(uint32_t len) {
+    return len == 0 ? 0 : len < 8 ? 1 : len < 16 ? 2 : len < 32 ? 3 : 4;
+}
+
+/* Stretch of a probability given as num / den, clamped to the APM range. */
+static double stretch(double num, double den) {
+    double rest = den - num;
+    if (!(num > 0.0)) return -APM_RANGE;
+    if (!(rest > 0.0)) return APM_RANGE;
+    double s = nc_log(num) - nc_log(rest);
+    return s < -APM_RANGE ? -APM_RANGE : s > APM_RANGE ? APM_RANGE : s;
+}
+
+/* Everything up to the CDF: experts, base, mixture, APM, quantisation. */
+static int predict(nc_ens *e, const float *logits) {
+    const uint32_t V = e->n_vocab;
+    e->skipping = e->skip_next;
+    if (e->skipping ? logits != NULL : logits == NULL) return NC_ERR_ARG;
+
+    /* Cheap experts. */
+    uint32_t found = 0, group = 0;
+    if (e->ng) {
+        nc_ngram_predict(e->ng, &e->ex[1]);
+        uint32_t order = nc_ngram_found_order(e->ng);
+        found = order ? order - e->p.ngram.min_order + 1 : 0;
+    }
+    nc_sparse *match = e->mt ? &e->ex[e->n_experts - 1] : NULL;
+    if (match) {
+        nc_match_predict(e->mt, match);
+        group = match_group(nc_match_length(e->mt));
+    }
+
+    /* Base distribution and its top token. */
+    uint32_t top = 0;
+    if (!e->skipping) {
+        int st = nc_softmax(logits, V, e->inv_temp, e->bias, e->base, &top);
+        if (st != NC_OK) return st;
+    } else {
+        double den = (double)e->tokens + FALLBACK_PSEUDO * (double)V;
+        uint32_t best = 0;
+        for (uint32_t i = 0; i < V; i++) {
+            e->base[i] = ((double)e->uni[i] + FALLBACK_PSEUDO) / den;
+            if (e->uni[i] > best) {
+                best = e->uni[i];
+                top = i;
+            }
+        }
+    }
+
+    /* Weights of the chosen set. */
+    /* (Measured: also keying the sets on the base's confidence or on a
+     * deterministic n-gram context spreads the learning too thin and costs bits.) */
+    e->set = ((e->skipping ? e->n_orders + 1 : 0) + found) * MATCH_GROUPS + group;
+    const double *v = &e->v[e->set * e->n_experts];
+    double wsum = 0.0;
+    for (uint32_t i = 0; i < e->n_experts; i++) {
+        e->w[i] = nc_exp(v[i] - e->p.mixer_limit); /* v <= limit: the exponent is <= 0 */
+        wsum += e->w[i];
+    }
+    double a = 0.0;
+    for (uint32_t i = 0; i < e->n_experts; i++) {
+        e->w[i] /= wsum;
+        a += i ? e->w[i] * e->ex[i].escape : e->w[i];
+    }
+
+    /* Mixture: A * base, plus the named candidates. */
+    double sum = 0.0;
+    for (uint32_t i = 0; i < V; i++) {
+        e->mix[i] = a * e->base[i];
+        sum += e->mix[i];
+    }
+    for (uint32_t i = 1; i < e->n_experts; i++)
+        for (uint32_t k = 0; k < e->ex[i].n; k++) {
+            double add = e->w[i] * e->ex[i].p[k];
+            e->mix[e->ex[i].tok[k]] += add;
+            sum += add;
+        }
+    e->sum = sum;
+
+    /* APM on one candidate: the match's prediction, else the mixture's top token. */
+    e->apm_used = 0;
+    e->scale_other = (double)(NC_CDF_TOTAL - V - e->n_extra) / sum;
+    if (e->p.flags & NC_ENS_APM) {
+        uint32_t cand = top;
+        if (match && match->n) {
+            cand = match->tok[0];
+        } else {
+            for (uint32_t i = 1; i < e->n_experts; i++)
+                for (uint32_t k = 0; k < e->ex[i].n; k++) {
+                    uint32_t t = e->ex[i].tok[k];
+                    if (e->mix[t] > e->mix[cand] || (e->mix[t] == e->mix[cand] && t < cand)) cand = t;
+                }
+        }
+        double rest = sum - e->mix[cand];
+        if (rest > APM_MIN_REST * sum) {
+            e->apm_ctx = e->set;
+            double x = (stretch(e->mix[cand], sum) + APM_RANGE) * ((APM_POINTS - 1) / (2.0 * APM_RANGE));
+            uint32_t j = (uint32_t)x;
+            if (j > APM_POINTS - 2) j = APM_POINTS - 2;
+            double frac = x - (double)j;
+            const double *t = &e->apm[e->apm_ctx * APM_POINTS];
+            double out = t[j] * (1.0 - frac) + t[j + 1] * frac;
+            double pin = e->mix[cand] / sum;
+            double pc = APM_KEEP * pin + (1.0 - APM_KEEP) * out;
+            e->cand = cand;
+            e->apm_j = j;
+            e->apm_frac = frac;
+            e->apm_out = out;
+            e->cand_in = pc;
+            e->scale_other = (double)(NC_CDF_TOTAL - V - e->n_extra) * (1.0 - pc) / rest;
+            e->apm_used = 1;
+        }
+    }
+
+    /* Quantise: 1 + floor(q * spare) each, the remainder to the first largest. */
+    const uint32_t spare = NC_CDF_TOTAL - V - e->n_extra;
+    const uint32_t nsym = V + e->n_extra;
+    uint32_t *cdf = e->cdf;
+    uint64_t total = 0;
+    uint32_t big = 0, big_f = 0;
+    cdf[0] = 0;
+    const int apm = e->apm_used;
+    const uint32_t cand = e->cand;
+    for (uint32_t i = 0; i < V; i++) {
+        /* The candidate's own scale would overflow when the rest is tiny: it has its own value. */
+        double q = (apm && i == cand) ? e->cand_in * (double)spare : e->mix[i] * e->scale_other;
+        uint32_t f = 1 + (uint32_t)q;
+        cdf[i + 1] = f;
+        total += f;
+        if (f > big_f) {
+            big_f = f;
+            big = i;
+        }
+    }
+    for (uint32_t i = V; i < nsym; i++) {
+        cdf[i + 1] = 1;
+        total++;
+    }
+    if (total <= NC_CDF_TOTAL) {
+        cdf[big + 1] += (uint32_t)(NC_CDF_TOTAL - total);
+    } else {
+        uint64_t excess = total - NC_CDF_TOTAL;
+        if (cdf[big + 1] <= excess) return NC_ERR_ARG;
+        cdf[big + 1] -= (uint32_t)excess;
+    }
+    for (uint32_t i = 0; i < nsym; i++) cdf[i + 1] += cdf[i];
+    return cdf[nsym] == NC_CDF_TOTAL ? NC_OK : NC_ERR_ARG;
+}
+
+/* The unquantised probability the coder used for sym. */
+static double final_prob(const nc_ens *e, uint32_t sym) {
+    if (sym >= e->n_vocab) return 0.0;
+    if (e->apm_used && sym == e->cand) return e->cand_in;
+    return e->mix[sym] * e->scale_other / (double)(NC_CDF_TOTAL - e->n_vocab - e->n_extra);
+}
+
+/* Learn from the coded token and decide about the next one. */
+static void update(nc_ens *e, uint32_t sym) {
+    if (sym >= e->n_vocab) return; /* escapes are outside every model */
+    /* Mixer: exponentiated gradient on -log p(sym). */
+    double pm = e->mix[sym] / e->sum;
+    if (pm > 0.0) {
+        double *v = &e->v[e->set * e->n_experts];
+        double b = e->base[sym];
+        for (uint32_t i = 0; i < e->n_experts; i++) {
+            double pi = i ? nc_sparse_get(&e->ex[i], sym) + e->ex[i].escape * b : b;
+            double x = v[i] + e->p.mixer_lr * (pi / pm - 1.0);
+            v[i] = x < -e->p.mixer_limit ? -e->p.mixer_limit : x > e->p.mixer_limit ? e->p.mixer_limit : x;
+        }
+    }
+    if (e->apm_used) {
+        double *t = &e->apm[e->apm_ctx * APM_POINTS];
+        double err = (sym == e->cand ? 1.0 : 0.0) - e->apm_out;
+        double r = e->p.apm_rate;
+        double a = t[e->apm_j] + r * err * (1.0 - e->apm_frac);
+        double b = t[e->apm_j + 1] + r * err * e->apm_frac;
+        t[e->apm_j] = a < 0.0 ? 0.0 : a > 1.0 ? 1.0 : a;
+        t[e->apm_j + 1] = b < 0.0 ? 0.0 : b > 1.0 ? 1.0 : b;
+    }
+    if (e->bias && !e->skipping) nc_bias_update(e->bias, e->base, sym);
+    if (e->ng) nc_ngram_update(e->ng, sym);
+    if (e->mt) nc_match_update(e->mt, sym);
+    if (e->uni) e->uni[sym]++;
+    e->tokens++;
+    e->skip_next = 0;
+    if ((e->p.flags & NC_ENS_SKIP) && e->tokens >= e->p.skip_warmup) {
+        uint32_t len = nc_match_length(e->mt);
+        e->skip_next = len >= e->p.skip_min_len &&
+                       nc_match_confidence(e->mt, nc_match_bucket(e->mt)) >= e->p.skip_confidence;
+    }
+}
+
+int nc_ens_encode(nc_ens *e, nc_encoder *enc, const float *logits, uint32_t sym, uint32_t *freq_out,
+                  double *prob_out) {
+    if (sym >= e->n_vocab + e->n_extra) return NC_ERR_ARG;
+    int st = predict(e, logits);
+    if (st != NC_OK) return st;
+    if (freq_out) *freq_out = e->cdf[sym + 1] - e->cdf[sym];
+    if (prob_out) *prob_out = final_prob(e, sym);
+    st = nc_encoder_encode(enc, e->cdf, e->n_vocab + e->n_extra, sym);
+    if (st != NC_OK) return st;
+    update(e, sym);
+    return NC_OK;
+}
+
+int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym_out, uint32_t *freq_out) {
+    int st = predict(e, logits);
+    if (st != NC_OK) return st;
+    st = nc_decoder_decode(dec, e->cdf, e->n_vocab + e->n_extra, sym_out);
+    if (st != NC_OK) return st;
+    if (freq_out) *freq_out = e->cdf[*sym_out + 1] - e->cdf[*sym_out];
+    update(e, *sym_out);
+    return NC_OK;
+}

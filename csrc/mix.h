@@ -1,0 +1,74 @@
+/* The ensemble: the language model (corrected by the bias head) and the cheap
+ * models (n-gram orders, match model) mixed into one distribution, refined by
+ * an APM stage, quantised to the CDF and coded, all in one call per symbol.
+ *
+ * Mixer. Every cheap model is a full distribution, p_i = sparse_i + escape_i *
+ * base (sparse.h), so the linear mixture sum_i w_i p_i is A * base + the few
+ * named candidates. The weights w = softmax(v[set]) come from one of several
+ * weight sets chosen by a small context (mode, highest n-gram order seen,
+ * match length), and learn by exponentiated gradient on the coding loss,
+ * v_i += lr * (p_i(token) / p(token) - 1), clamped to [-limit, limit]: a model
+ * that starts predicting well regains weight within tokens, however long it
+ * was wrong before (a cumulative exponential-weights mixer would need as many
+ * tokens as it had lost for).
+ *
+ * APM (secondary estimation): the probability of one candidate token (the
+ * match model's prediction, else the mixture's top token) is refined by an
+ * interpolated table indexed by the same small context and the stretched
+ * probability, learned from how often such candidates were right; the other
+ * tokens share the rest in proportion.
+ *
+ * Confidence skip: after each token the ensemble decides, from decoded state
+ * only, whether the next token needs the language model: not when the match
+ * model is at least skip_min_len tokens long and its learned hit rate for that
+ * length is at least skip_confidence. A skipped token is mixed over a fallback
+ * base (the frame's adaptive unigram counts) instead of the model's.
+ *
+ * Every float operation is in double, in a fixed order, with our own exp/log
+ * (cdf.h): encoder and decoder compute bit-identical CDFs. */
+#ifndef NC_MIX_H
+#define NC_MIX_H
+
+#include <stdint.h>
+
+#include "bias.h"
+#include "coder.h"
+#include "match.h"
+#include "ngram.h"
+
+#define NC_ENS_NGRAM 1u
+#define NC_ENS_MATCH 2u
+#define NC_ENS_BIAS 4u
+#define NC_ENS_SKIP 8u /* needs NC_ENS_MATCH */
+#define NC_ENS_APM 16u
+#define NC_ENS_ALL 31u
+
+typedef struct {
+    uint32_t flags;
+    nc_ngram_params ngram;
+    nc_match_params match;
+    double bias_lr, bias_limit;
+    double mixer_lr, mixer_limit; /* (0, 1], (0, 32] */
+    double apm_rate;              /* (0, 1] */
+    uint32_t skip_min_len;        /* >= match.min_len */
+    double skip_confidence;       /* (0, 1) */
+    uint32_t skip_warmup;         /* tokens of a frame before the first skip */
+} nc_ens_params;
+
+typedef struct nc_ens nc_ens;
+
+int nc_ens_check_params(const nc_ens_params *params);
+nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
+void nc_ens_free(nc_ens *e);
+/* A new frame: every model, weight and table back to its initial state. */
+void nc_ens_reset(nc_ens *e);
+/* Whether the next symbol must be coded with the language model's logits. */
+int nc_ens_needs_llm(const nc_ens *e);
+/* Code one symbol (a token < n_vocab, or an escape above). `logits` must be
+ * given exactly when nc_ens_needs_llm() says so, and NULL otherwise.
+ * *freq_out: the coded symbol's frequency; *prob_out: its unquantised probability. */
+int nc_ens_encode(nc_ens *e, nc_encoder *enc, const float *logits, uint32_t sym, uint32_t *freq_out,
+                  double *prob_out);
+int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym_out, uint32_t *freq_out);
+
+#endif

@@ -1,0 +1,43 @@
+/* Token n-gram model: for each order k, the counts of the tokens that followed
+ * each k-token context seen so far in the stream.
+ *
+ * Memory is bounded: each order has a hash table of 2^table_bits slots, two
+ * ways per bucket, and each slot keeps at most `candidates` continuations.
+ * Slots carry a 32-bit check of their context hash, so a colliding context is
+ * told apart (and replaces the less used slot of its bucket) instead of
+ * silently lending its counts. */
+#ifndef NC_NGRAM_H
+#define NC_NGRAM_H
+
+#include <stdint.h>
+
+#include "sparse.h"
+#include "status.h"
+
+#define NC_NGRAM_MAX_ORDER 8
+
+typedef struct {
+    uint32_t min_order;  /* 1..max_order */
+    uint32_t max_order;  /* ..NC_NGRAM_MAX_ORDER */
+    uint32_t table_bits; /* 8..26: slots per order */
+    uint32_t candidates; /* 1..NC_SPARSE_MAX continuations per context */
+    uint32_t count_limit; /* 2..65535: counts of a context are halved when one reaches it */
+} nc_ngram_params;
+
+typedef struct nc_ngram nc_ngram;
+
+int nc_ngram_check_params(const nc_ngram_params *params);
+nc_ngram *nc_ngram_new(const nc_ngram_params *params);
+void nc_ngram_free(nc_ngram *ng);
+/* Forget every context (a new frame). */
+void nc_ngram_reset(nc_ngram *ng);
+/* One prediction per order, out[0] for min_order ... out[max - min] for max_order.
+ * An order whose context was never seen predicts nothing (escape 1).
+ * PPM method C: p = count / (total + distinct), escape = distinct / (total + distinct). */
+void nc_ngram_predict(nc_ngram *ng, nc_sparse *out);
+/* The highest order whose context was seen, 0 if none (valid after predict). */
+uint32_t nc_ngram_found_order(const nc_ngram *ng);
+/* Count `token` after the current contexts, then append it to the context. */
+int nc_ngram_update(nc_ngram *ng, uint32_t token);
+
+#endif

@@ -1,0 +1,335 @@
+"""The ensemble's parts in C, checked against plain Python and against what
+they promise: n-gram counts, match finding and its learned confidence, the
+bias head's gradient step, the mixer's recovery, and lossless coding for
+every switch combination. Logits here are synthetic (a fixed random table
+indexed by the previous token), so thousands of symbols code in a second;
+tests/test_roundtrip.py runs the same ensemble on the real model."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+from ensemble_cases import all_switch_combinations, combination_id
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nacrith.coder import CDF_TOTAL, Decoder, Encoder, ScoreCDF
+from nacrith.errors import CoderError
+from nacrith.format import EnsembleSettings
+from nacrith.mixer import Ensemble
+from nacrith.models.bias import BiasHead, softmax
+from nacrith.models.match import MatchModel
+from nacrith.models.ngram import NgramModel
+
+V = 600
+EXTRA = 256
+
+
+class TableLogits:
+    """Deterministic stand-in for a language model: logits from the previous token."""
+
+    def __init__(self, seed: int = 0, scale: float = 3.0) -> None:
+        rng = np.random.default_rng(seed)
+        self.table = (rng.standard_normal((V, V)) * scale).astype(np.float32)
+
+    def __call__(self, prev: int) -> np.ndarray:
+        return self.table[prev]
+
+
+def code(
+    settings: EnsembleSettings, symbols: list[int], logits: TableLogits
+) -> tuple[bytes, list[float], int]:
+    """Encode; returns the payload, the bits of each symbol and how many skipped the model."""
+    ens = Ensemble(settings, V, EXTRA, 1.0)
+    enc = Encoder()
+    prev, bits, skipped = 0, [], 0
+    for s in symbols:
+        use = ens.needs_llm()
+        skipped += not use
+        freq, _ = ens.encode(enc, logits(prev) if use else None, s)
+        bits.append(-math.log2(freq / CDF_TOTAL))
+        if s < V:
+            prev = s
+    return enc.finish(), bits, skipped
+
+
+def decode(settings: EnsembleSettings, payload: bytes, n: int, logits: TableLogits) -> list[int]:
+    ens = Ensemble(settings, V, EXTRA, 1.0)
+    dec = Decoder(payload)
+    prev, out = 0, []
+    for _ in range(n):
+        s, _ = ens.decode(dec, logits(prev) if ens.needs_llm() else None)
+        out.append(s)
+        if s < V:
+            prev = s
+    dec.check_end()
+    return out
+
+
+def llm_only_bits(symbols: list[int], logits: TableLogits) -> list[float]:
+    space = ScoreCDF(V, EXTRA)
+    enc = Encoder()
+    prev, bits = 0, []
+    for s in symbols:
+        freq, _ = enc.encode_scores(space, logits(prev), s)
+        bits.append(-math.log2(freq / CDF_TOTAL))
+        if s < V:
+            prev = s
+    return bits
+
+
+def repetitive(seed: int = 1, n: int = 1500) -> list[int]:
+    """A text-like stream: phrases drawn from a small set, with noise tokens between."""
+    rng = random.Random(seed)
+    phrases = [[rng.randrange(V) for _ in range(rng.randrange(3, 12))] for _ in range(25)]
+    out: list[int] = []
+    while len(out) < n:
+        out += rng.choice(phrases)
+        if rng.random() < 0.3:
+            out.append(rng.randrange(V))
+    return out[:n]
+
+
+# --- n-gram ------------------------------------------------------------------
+
+
+def reference_ngram(tokens: list[int], order: int) -> list[dict[int, int] | None]:
+    """The continuation counts of each position's order-k context, before it is counted."""
+    counts: dict[tuple[int, ...], Counter[int]] = defaultdict(Counter)
+    seen = []
+    for i, t in enumerate(tokens):
+        ctx = tuple(tokens[i - order : i]) if i >= order else None
+        seen.append(dict(counts[ctx]) if ctx is not None and ctx in counts else None)
+        if ctx is not None:
+            counts[ctx][t] += 1
+    return seen
+
+
+@pytest.mark.parametrize("order", [1, 2, 4])
+def test_ngram_counts_match_a_dictionary(order):
+    tokens = repetitive(seed=order, n=800)
+    settings = EnsembleSettings(ngram_min_order=order, ngram_max_order=order, ngram_candidates=16)
+    model = NgramModel(settings)
+    for t, expected in zip(tokens, reference_ngram(tokens, order), strict=True):
+        (pred,) = model.predict()
+        if expected is None or len(expected) > 16:
+            # unseen context, or one with more continuations than a slot keeps
+            assert expected is not None or (pred.candidates == {} and pred.escape == 1.0)
+        else:
+            total, distinct = sum(expected.values()), len(expected)
+            want = {tok: c / (total + distinct) for tok, c in expected.items()}
+            assert pred.candidates == pytest.approx(want)
+            assert pred.escape == pytest.approx(distinct / (total + distinct))
+        model.update(t)
+
+
+def test_ngram_tables_are_bounded_and_collisions_do_not_leak():
+    """A 256-slot table under 20,000 distinct contexts: slots are recycled, and a
+    context never inherits the continuations of another (the check tells them apart)."""
+    settings = EnsembleSettings(ngram_min_order=2, ngram_max_order=2, ngram_table_bits=8)
+    model = NgramModel(settings)
+    rng = random.Random(3)
+    tokens = [rng.randrange(V) for _ in range(20000)]
+    followers: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for i, t in enumerate(tokens):
+        (pred,) = model.predict()
+        if i >= 2:
+            assert set(pred.candidates) <= followers[(tokens[i - 2], tokens[i - 1])]
+            followers[(tokens[i - 2], tokens[i - 1])].add(t)
+        model.update(t)
+
+
+def test_ngram_keeps_the_frequent_continuations_when_a_slot_is_full():
+    settings = EnsembleSettings(ngram_min_order=1, ngram_max_order=1, ngram_candidates=2)
+    model = NgramModel(settings)
+    for t in [7, 1, 7, 1, 7, 1, 7, 2, 7, 3, 7]:
+        model.predict()
+        model.update(t)
+    (pred,) = model.predict()  # after 7: 1 (seen 3 times) stays, 2 (once) gave way to 3
+    assert set(pred.candidates) == {1, 3}
+    assert pred.candidates[1] > pred.candidates[3]
+
+
+def test_ngram_halves_counts_at_the_limit():
+    settings = EnsembleSettings(ngram_min_order=1, ngram_max_order=1, ngram_count_limit=4)
+    model = NgramModel(settings)
+    for t in [5, 9, 5, 9, 5, 9, 5, 8, 5, 9, 5]:
+        model.predict()
+        model.update(t)
+    (pred,) = model.predict()
+    # after 5: 9 reached the limit of 4 with 8 at 1: halved, rounding up, to 2 and 1
+    assert pred.candidates == pytest.approx({9: 2 / 5, 8: 1 / 5})
+
+
+# --- match model --------------------------------------------------------------
+
+
+def test_match_model_predicts_a_repeat_older_than_any_window():
+    rng = random.Random(5)
+    phrase = [rng.randrange(V) for _ in range(40)]
+    filler = [rng.randrange(V) for _ in range(5000)]
+    model = MatchModel(EnsembleSettings(match_min_len=4))
+    for t in phrase + filler + phrase[:4]:
+        model.predict()
+        model.update(t)
+    for expected in phrase[4:]:
+        (pred,) = model.predict()
+        assert list(pred.candidates) == [expected]
+        model.update(expected)
+    assert model.length >= 40
+
+
+def test_match_confidence_is_learned_from_hits():
+    model = MatchModel(EnsembleSettings(match_min_len=2))
+    seq = [1, 2, 3, 4, 5, 6, 7, 8] * 60
+    confidences = []
+    for t in seq:
+        (pred,) = model.predict()
+        if pred.candidates:
+            confidences.append(pred.candidates.get(t, -1.0))
+        model.update(t)
+    assert min(confidences) >= 0  # every prediction of a pure cycle is right
+    assert confidences[-1] > 0.99 > confidences[0]
+
+
+def test_match_misses_lower_the_confidence():
+    model = MatchModel(EnsembleSettings(match_min_len=2))
+    rng = random.Random(9)
+    # the same 2-token context followed by a different token each time
+    for _ in range(300):
+        for t in (1, 2, rng.randrange(10, V)):
+            model.predict()
+            model.update(t)
+    model.predict()
+    model.update(1)
+    model.update(2)
+    (pred,) = model.predict()
+    assert pred.candidates and max(pred.candidates.values()) < 0.1
+
+
+# --- bias head ---------------------------------------------------------------
+
+
+def np_softmax(z: np.ndarray) -> np.ndarray:
+    """Reference: terms below e^-32 of the top one are 0, as in the coder."""
+    want = np.exp(z - z.max())
+    want[z - z.max() < -32] = 0
+    return want / want.sum()
+
+
+def test_softmax_matches_numpy():
+    logits = np.random.default_rng(2).standard_normal(V).astype(np.float32) * 4
+    for temp in (0.5, 1.0, 1.7):
+        np.testing.assert_allclose(
+            softmax(logits, temp), np_softmax(logits.astype(np.float64) / temp), rtol=1e-12, atol=0
+        )
+
+
+def test_bias_head_learns_a_documents_favourite_token():
+    logits = np.zeros(V, dtype=np.float32)
+    head = BiasHead(V, lr=0.5, limit=8.0)
+    before = head.predict(logits)[42]
+    for _ in range(200):
+        p = head.predict(logits)
+        head.update(p, 42)
+    after = head.predict(logits)
+    assert before == pytest.approx(1 / V)
+    assert after[42] > 0.5
+    assert np.all(head.values <= 8.0) and np.all(head.values >= -8.0)
+
+
+def test_bias_head_steps_are_adagrad():
+    """b -= lr * g / sqrt(1 + sum of g^2), g = p - onehot(token), per entry."""
+    logits = np.random.default_rng(8).standard_normal(V).astype(np.float32)
+    head = BiasHead(V, lr=0.5, limit=8.0)
+    b = np.zeros(V)
+    g2 = np.zeros(V)
+    for token in (3, 3, 17):
+        p = head.predict(logits)
+        np.testing.assert_allclose(p, np_softmax(logits.astype(np.float64) + b), rtol=1e-12)
+        head.update(p, token)
+        g = p.copy()
+        g[token] -= 1
+        g2 += g * g
+        b -= 0.5 * g / np.sqrt(1 + g2)
+        np.testing.assert_allclose(head.values, b, rtol=0, atol=1e-14)
+
+
+# --- the ensemble --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("settings", all_switch_combinations(), ids=combination_id)
+def test_every_switch_combination_round_trips(settings):
+    logits = TableLogits()
+    symbols = repetitive()
+    symbols[100:100] = [V + 3, V + 255, V]  # escapes in the middle
+    payload, _, skipped = code(settings, symbols, logits)
+    assert decode(settings, payload, len(symbols), logits) == symbols
+    if settings.skip:
+        assert skipped > 0
+
+
+def test_coding_is_deterministic():
+    logits = TableLogits()
+    symbols = repetitive()
+    settings = EnsembleSettings(skip_warmup=0, skip_min_len=8)
+    assert code(settings, symbols, logits)[0] == code(settings, symbols, logits)[0]
+
+
+@given(st.lists(st.integers(0, V + EXTRA - 1), max_size=300), st.sampled_from(all_switch_combinations()))
+def test_any_symbols_round_trip(symbols, settings):
+    logits = TableLogits(seed=4)
+    payload, _, _ = code(settings, symbols, logits)
+    assert decode(settings, payload, len(symbols), logits) == symbols
+
+
+def test_cheap_models_beat_a_useless_language_model():
+    """With flat logits, a repetitive stream must cost far less than the model alone."""
+    flat = TableLogits(scale=0.0)
+    symbols = repetitive(n=3000)
+    alone = sum(llm_only_bits(symbols, flat))
+    mixed = sum(code(EnsembleSettings(skip=False), symbols, flat)[1])
+    assert mixed < 0.5 * alone
+
+
+def test_mixer_recovers_after_a_long_stretch_where_the_cheap_models_were_useless():
+    """3,000 random tokens (cheap models useless, logits perfect), then a cycle the
+    language model knows nothing of: the cheap models take over within tens of tokens,
+    where a cumulative exponential-weights mixer would need thousands."""
+    rng = random.Random(11)
+    first = [rng.randrange(V) for _ in range(3000)]
+    cycle = [rng.randrange(V) for _ in range(30)] * 20
+    symbols = first + cycle
+
+    def logits_for(i: int) -> np.ndarray:
+        out = np.zeros(V, dtype=np.float32)
+        if i < len(first):
+            out[first[i]] = 12.0  # the language model is right during the first part
+        return out
+
+    ens = Ensemble(EnsembleSettings(skip=False), V, EXTRA, 1.0)
+    enc = Encoder()
+    bits = []
+    for i, s in enumerate(symbols):
+        freq, _ = ens.encode(enc, logits_for(i), s)
+        bits.append(-math.log2(freq / CDF_TOTAL))
+    second_cycle_on = bits[len(first) + 60 :]
+    assert sum(second_cycle_on) / len(second_cycle_on) < 1.0  # bits per token, vs ~9.2 for uniform
+
+
+def test_logits_must_be_given_exactly_when_needed():
+    ens = Ensemble(EnsembleSettings(), V, EXTRA, 1.0)
+    with pytest.raises(CoderError):
+        ens.encode(Encoder(), None, 1)  # the first token always needs the model
+
+
+def test_settings_out_of_range_are_refused():
+    with pytest.raises(ValueError):
+        EnsembleSettings(ngram_max_order=9)
+    with pytest.raises(ValueError):
+        EnsembleSettings(match=False)  # the skip needs the match model
+    assert EnsembleSettings().without("match").skip is False

@@ -1,0 +1,98 @@
+"""The ensemble on the real model through llama.cpp: every switch combination
+decodes, repeats cost almost nothing, and the confidence skip keeps the
+model's context whole."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from ensemble_cases import all_switch_combinations, combination_id
+
+from nacrith.container import read_info
+from nacrith.engine import encode_frame
+from nacrith.format import ESCAPE_SYMBOLS, EnsembleSettings, FrameType, Header
+
+pytestmark = pytest.mark.llm
+
+TEXT = (
+    b"The ensemble mixes the model with what it learns from this very text. "
+    b"<|endoftext|> stays plain text, \x04 and \xff\xfe are escaped, CRLF\r\nstays.\n"
+)
+
+
+@pytest.mark.parametrize("settings", all_switch_combinations(), ids=combination_id)
+def test_every_switch_combination_round_trips(codec, settings):
+    data = TEXT + TEXT[:60]
+    blob = codec.compress(data, ensemble=settings)
+    assert Header.read(io.BytesIO(blob)).ensemble == settings
+    assert codec.decompress(blob) == data
+
+
+def test_ensemble_is_deterministic(codec):
+    data = TEXT * 3
+    assert codec.compress(data) == codec.compress(data)
+
+
+def test_a_repeat_older_than_the_window_costs_almost_nothing(codec, model):
+    """A text several times longer than a 64-token window, then the same text
+    again: the match model finds it where the language model no longer can."""
+    text = b"".join(
+        f"Entry {i}: {w} was seen {i * 7 % 13} times, filed under {w[::-1]}.\n".encode()
+        for i, w in enumerate(["apple", "birch", "cedar", "dune", "elm", "fjord", "gale", "heath"] * 3)
+    )
+    assert len(model.symbols.encode(text)) > 6 * 64
+    once = len(codec.compress(text, context=64, slide=16))
+    twice = codec.compress(text + text, context=64, slide=16)
+    assert codec.decompress(twice) == text + text
+    assert len(twice) - once < 0.05 * once
+
+
+def test_skip_codes_repeats_without_the_model_and_decodes(codec):
+    line = b"2026-11-29 12:00:01 INFO worker-3 request served in 12 ms status=200 path=/api/v1/items\n"
+    data = b"".join(line.replace(b"12 ms", f"{i % 9 + 10} ms".encode()) for i in range(40))
+    settings = EnsembleSettings(skip_warmup=0, skip_min_len=8, skip_confidence=0.9)
+    summary_blob = io.BytesIO()
+    summary = codec.compress_stream(io.BytesIO(data), summary_blob, ensemble=settings)
+    blob = summary_blob.getvalue()
+    assert [e.type for e in read_info(io.BytesIO(blob)).trailer.entries] == [FrameType.NEURAL]
+    assert summary.stats.skipped > summary.stats.symbols // 3
+    assert codec.decompress(blob) == data
+
+
+class RecordingPredictor:
+    """The real predictor, with a log of every batch it is fed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.n_vocab = inner.n_vocab
+        self.batches: list[list[int]] = []
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.inner.reset()
+
+    def scores(self):
+        return self.inner.scores()
+
+    def advance(self, token: int) -> None:
+        self.feed([token])
+
+    def feed(self, tokens, logits: bool = True) -> None:
+        self.batches.append(list(tokens))
+        self.inner.feed(tokens, logits)
+
+
+def test_skipped_tokens_reach_the_model_once_in_batches(model):
+    """Every token reaches the model exactly once and in order, skipped ones in
+    batches of at most skip_batch: the KV cache is never stale and never re-filled."""
+    data = b"alpha beta gamma delta epsilon zeta eta theta. " * 12
+    symbols = model.symbols.encode(data)
+    settings = EnsembleSettings(skip_warmup=0, skip_min_len=6, skip_confidence=0.6, skip_batch=8)
+    predictor = RecordingPredictor(model.predictor(512, 64, model.start_token, batch=8))
+    _, stats = encode_frame(predictor, symbols, ESCAPE_SYMBOLS, 1.0, ensemble=settings)
+    assert stats.skipped > 50
+    assert predictor.resets == 1
+    assert [t for batch in predictor.batches for t in batch] == symbols[:-1]
+    assert max(len(b) for b in predictor.batches) == 8
