@@ -191,7 +191,10 @@ def test_interrupt_removes_partial_output(workdir):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(p.name.endswith(".tmp") for p in workdir.iterdir()):
         time.sleep(0.05)
-    time.sleep(1.0)  # well inside the model's work on the first frame
+    # Well inside the model's work on the first frame, past the model's loading: a
+    # SIGINT that lands in llama.cpp's log callback during loading is swallowed by
+    # ctypes (a known gap: the log sink should be a C function, not a Python one).
+    time.sleep(5.0)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert b"interrupted" in proc.stderr.read()
