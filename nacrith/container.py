@@ -118,7 +118,7 @@ class CompressOptions:
 
 def llm_batch(ensemble: EnsembleSettings | None) -> int:
     """Tokens fed to the language model at once: skipped ones catch up in batches."""
-    return ensemble.skip_batch if ensemble is not None and ensemble.skip else 1
+    return ensemble.model_batch if ensemble is not None else 1
 
 
 @dataclass

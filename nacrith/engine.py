@@ -180,7 +180,7 @@ def _encode_ensemble(
     encoder = Encoder()
     stats = FrameStats(symbols=len(symbols))
     predictor.reset()
-    catchup = _Catchup(predictor, settings.skip_batch if settings.skip else 1)
+    catchup = _Catchup(predictor, settings.model_batch)
     log2 = math.log2
     last = len(symbols) - 1
     for i, sym in enumerate(symbols):
@@ -214,7 +214,7 @@ def _decode_ensemble(
     ensemble = Ensemble(settings, n_vocab, n_extra, temperature)
     decoder = Decoder(payload)
     predictor.reset()
-    catchup = _Catchup(predictor, settings.skip_batch if settings.skip else 1)
+    catchup = _Catchup(predictor, settings.model_batch)
     out: list[int] = []
     last = n_symbols - 1
     for i in range(n_symbols):

@@ -260,6 +260,11 @@ class EnsembleSettings:
         need(not self.skip or self.match, "the confidence skip needs the match model")
 
     @property
+    def model_batch(self) -> int:
+        """Most tokens fed to the language model at once: skipped ones catch up in batches."""
+        return self.skip_batch if self.skip else 1
+
+    @property
     def enabled(self) -> tuple[str, ...]:
         """Names of the parts switched on."""
         return tuple(name for name in _SWITCHES if getattr(self, name))
