@@ -39,6 +39,7 @@ from nacrith.format import EnsembleSettings
 __all__ = ["BenchInput", "Result", "builtin_peers", "entropies", "resolve_inputs", "run_bench"]
 
 NACRITH = "nacrith"
+SCHEMA = "nacrith-bench/1"
 
 
 @dataclass(frozen=True)
@@ -205,19 +206,39 @@ def _run_builtin(name: str, inp: BenchInput) -> Result:
     return result
 
 
-def ablation_variants() -> dict[str, EnsembleSettings | None]:
-    """The language model alone, each part of the ensemble added alone, and the full ensemble."""
+def nacrith_variants() -> dict[str, EnsembleSettings | None]:
+    """Every nacrith configuration the bench knows, by short name: the language
+    model alone, each part of the ensemble added alone, the full ensemble
+    without its confidence skip (what the skip costs and saves), and in full."""
     full = EnsembleSettings()
     none = full.without("ngram", "match", "bias", "skip", "apm")
     return {
-        f"{NACRITH} llm-only": None,
-        f"{NACRITH} +ngram": replace(none, ngram=True),
-        f"{NACRITH} +match": replace(none, match=True),
-        f"{NACRITH} +bias": replace(none, bias=True),
-        f"{NACRITH} +apm": replace(none, apm=True),
-        f"{NACRITH} +match+skip": replace(none, match=True, skip=True),
-        NACRITH: full,
+        "llm-only": None,
+        "+ngram": replace(none, ngram=True),
+        "+match": replace(none, match=True),
+        "+bias": replace(none, bias=True),
+        "+apm": replace(none, apm=True),
+        "+match+skip": replace(none, match=True, skip=True),
+        "full-skip": full.without("skip"),
+        "full": full,
     }
+
+
+#: What ``--ablation`` runs: the model alone, each part alone, the full ensemble.
+ABLATION = ("llm-only", "+ngram", "+match", "+bias", "+apm", "+match+skip", "full")
+
+
+def variant_label(name: str) -> str:
+    """The compressor column of a variant; the full ensemble is plain "nacrith"."""
+    return NACRITH if name == "full" else f"{NACRITH} {name}"
+
+
+def ablation_variants(names: Sequence[str] = ABLATION) -> dict[str, EnsembleSettings | None]:
+    """The named variants (see nacrith_variants), labelled for the report."""
+    catalogue = nacrith_variants()
+    if unknown := [n for n in names if n not in catalogue]:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(catalogue)}")
+    return {variant_label(n): catalogue[n] for n in dict.fromkeys(names)}
 
 
 def _run_nacrith(
@@ -349,9 +370,26 @@ class BenchReport:
                 out[comp] = {"total_bpb": None, "mean_bpb": None}
         return out
 
+    @classmethod
+    def from_json(cls, doc: dict) -> BenchReport:
+        """A report written by write_json (schema nacrith-bench/1)."""
+        if doc.get("schema") != SCHEMA:
+            raise CorpusError(f"not a nacrith bench report (schema {doc.get('schema')!r}, want {SCHEMA})")
+        try:
+            inputs, entropy = [], {}
+            for i in doc["inputs"]:
+                inputs.append(BenchInput(i["label"], i["path"], i["size"], i["full_size"]))
+                entropy[i["label"]] = {k: i[k] for k in ("H0", "H1", "H2")}
+            fields = {f.name for f in dataclasses.fields(Result)}
+            results = [Result(**{k: v for k, v in r.items() if k in fields}) for r in doc["results"]]
+            meta_keys = set(doc) - {"schema", "inputs", "compressors", "results", "summary"}
+            return cls(inputs, results, entropy, list(doc["compressors"]), {k: doc[k] for k in meta_keys})
+        except (KeyError, TypeError) as exc:
+            raise CorpusError(f"malformed bench report: {type(exc).__name__}: {exc}") from None
+
     def to_json(self) -> dict[str, object]:
         return {
-            "schema": "nacrith-bench/1",
+            "schema": SCHEMA,
             **self.meta,
             "inputs": [
                 {**dataclasses.asdict(i), "is_prefix": i.is_prefix, **self.entropy[i.label]}
@@ -418,6 +456,46 @@ def run_bench(
     return BenchReport(list(inputs), results, entropy, compressors, meta)
 
 
+def merge_reports(reports: Sequence[BenchReport]) -> BenchReport:
+    """One report from runs made apart (other files, other variants, other
+    times): inputs and compressors in order of first appearance. A file
+    measured twice by the same compressor is refused rather than silently
+    picked, and so is one label naming inputs of different sizes."""
+    inputs: dict[str, BenchInput] = {}
+    entropy: dict[str, dict[str, float]] = {}
+    compressors: list[str] = []
+    results: dict[tuple[str, str], Result] = {}
+    for rep in reports:
+        for inp in rep.inputs:
+            seen = inputs.setdefault(inp.label, inp)
+            if seen.size != inp.size:
+                raise CorpusError(f"{inp.label}: {seen.size:,} bytes in one report, {inp.size:,} in another")
+            entropy.setdefault(inp.label, rep.entropy[inp.label])
+        compressors += [c for c in rep.compressors if c not in compressors]
+        for r in rep.results:
+            if (r.input, r.compressor) in results:
+                raise CorpusError(f"{r.input} under {r.compressor} is in more than one report")
+            results[(r.input, r.compressor)] = r
+    for label in inputs:  # a compressor missing for a file: a failure row, not a silent gap
+        for comp in compressors:
+            if (label, comp) not in results:
+                results[(label, comp)] = Result(label, comp, inputs[label].size, error="not measured")
+    order = {label: k for k, label in enumerate(inputs)}
+    rows = sorted(results.values(), key=lambda r: (order[r.input], compressors.index(r.compressor)))
+    meta = {"merged": [rep.meta for rep in reports]}
+    return BenchReport(list(inputs.values()), rows, entropy, compressors, meta)
+
+
+def read_json(path: Path) -> BenchReport:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorpusError(f"{path}: cannot read a bench report: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CorpusError(f"{path}: not a nacrith bench report")
+    return BenchReport.from_json(doc)
+
+
 # --- output -----------------------------------------------------------------------
 
 
@@ -470,7 +548,13 @@ def markdown(report: BenchReport) -> str:
     bpb_note = (
         "bpb = 8 * compressed bytes / original bytes, container included; the model file is not counted"
     )
-    return "\n".join(lines) + f"\n\n{bpb_note} ({report.meta.get('model', {}).get('name', 'no model')}).\n"
+    return "\n".join(lines) + f"\n\n{bpb_note} ({_model_names(report.meta)}).\n"
+
+
+def _model_names(meta: dict) -> str:
+    metas = meta.get("merged", [meta])
+    names = dict.fromkeys(m.get("model", {}).get("name", "no model") for m in metas)
+    return "; ".join(names)
 
 
 def write_chart(report: BenchReport, path: Path) -> None:

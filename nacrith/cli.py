@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from nacrith import __version__
 from nacrith.api import Codec
@@ -24,6 +24,9 @@ from nacrith.errors import NacrithError
 from nacrith.files import atomic_output
 from nacrith.format import FORMAT_VERSION, EnsembleSettings
 from nacrith.progress import ProgressLine, human_bytes, human_duration
+
+if TYPE_CHECKING:
+    from nacrith.bench import BenchReport
 
 SUFFIX = ".nc"
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -161,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--ablation",
         action="store_true",
         help="run nacrith as the model alone, with each part of the ensemble alone, and in full",
+    )
+    b.add_argument(
+        "--variants",
+        metavar="LIST",
+        help="comma-separated nacrith variants to run instead: llm-only, +ngram, +match, +bias, +apm, "
+        "+match+skip, full-skip, full",
+    )
+    b.add_argument(
+        "--merge",
+        action="append",
+        default=[],
+        metavar="REPORT.json",
+        help="run nothing: combine reports written by --json into one (repeatable)",
     )
     b.add_argument("--json", metavar="OUT", help="write all results as JSON")
     b.add_argument("--chart", metavar="OUT.png", help="write a bar chart of bpb (needs matplotlib)")
@@ -411,9 +427,30 @@ def _named_commands(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
+def _bench_variants(args: argparse.Namespace) -> list[str] | None:
+    from nacrith import bench
+
+    if args.variants is None:
+        return list(bench.ABLATION) if args.ablation else None
+    if args.ablation:
+        raise UsageError("--ablation and --variants are exclusive")
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    known = bench.nacrith_variants()
+    if not names or any(n not in known for n in names):
+        raise UsageError(f"--variants takes names from: {', '.join(known)}; not {args.variants!r}")
+    return names
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from nacrith import bench
 
+    if args.merge:
+        runs = [args.corpus, args.limit, args.ablation, args.variants, args.peer, args.no_nacrith]
+        if any(runs):
+            raise UsageError("--merge combines earlier reports and runs nothing; drop the options of a run")
+        report = bench.merge_reports([bench.read_json(Path(p)) for p in args.merge])
+        return _bench_output(report, args)
+    variants = _bench_variants(args)
     peers = [] if args.peers.strip() == "none" else [p.strip() for p in args.peers.split(",") if p.strip()]
     compress_cmds = _named_commands(args.peer, "--peer")
     decompress_cmds = _named_commands(args.peer_decompress, "--peer-decompress")
@@ -433,12 +470,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model=args.model,
         threads=args.threads,
         with_nacrith=not args.no_nacrith,
-        variants=bench.ablation_variants() if args.ablation else None,
+        variants=None if variants is None else bench.ablation_variants(variants),
         show_progress=interactive,
         log=(lambda line: print(f"nacrith: bench {line}", file=sys.stderr))
         if not args.quiet
         else (lambda _: None),
     )
+    return _bench_output(report, args)
+
+
+def _bench_output(report: BenchReport, args: argparse.Namespace) -> int:
+    from nacrith import bench
+
     print(bench.markdown(report))
     if args.json:
         bench.write_json(report, Path(args.json))

@@ -175,3 +175,77 @@ def test_ablation_runs_every_variant_and_verifies(tmp_path):
     assert all(r["verified"] for r in rows.values())
     header = result.stdout.decode().splitlines()[0]
     assert all(name in header for name in names)
+
+
+@pytest.mark.llm
+@needs_canterbury
+def test_variants_runs_only_the_named_ones(tmp_path):
+    out = tmp_path / "v.json"
+    args = [sys.executable, "-m", "nacrith", "bench", "-q", "-T", "1", "--peers", "none"]
+    args += ["--variants", "full-skip,llm-only", "--corpus", "canterbury/xargs.1", "--limit", "400"]
+    result = subprocess.run([*args, "--json", str(out)], capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(out.read_text())
+    assert report["compressors"] == ["nacrith full-skip", "nacrith llm-only"]
+    rows = {r["compressor"]: r for r in report["results"]}
+    assert all(r["verified"] for r in rows.values())
+    assert rows["nacrith full-skip"]["skipped_tokens"] == 0
+
+
+def _peers_only(tmp_path: Path, spec: str, peers: str, name: str) -> Path:
+    out = tmp_path / name
+    args = [sys.executable, "-m", "nacrith", "bench", "-q", "--no-nacrith", "--peers", peers]
+    result = subprocess.run([*args, "--corpus", spec, "--json", str(out)], capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    return out
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nacrith", "bench", *args], capture_output=True, timeout=300)
+
+
+@needs_canterbury
+def test_merge_combines_runs_made_apart(tmp_path):
+    a = _peers_only(tmp_path, "canterbury/grammar.lsp", "gzip -9", "a.json")
+    b = _peers_only(tmp_path, "canterbury/xargs.1", "gzip -9,bzip2 -9", "b.json")
+    merged = tmp_path / "m.json"
+    result = _bench("--merge", str(a), "--merge", str(b), "--json", str(merged))
+    assert result.returncode == 1, "grammar.lsp was never run under bzip2: the merged report says so"
+    out = result.stdout.decode()
+    assert out.splitlines()[0].startswith("| file | bytes | gzip -9 | bzip2 -9 | H0 |")
+    assert "| grammar.lsp | bzip2 -9 | — | — |" in out and "FAILED: not measured" in out
+    report = json.loads(merged.read_text())
+    assert [i["label"] for i in report["inputs"]] == ["grammar.lsp", "xargs.1"]
+    separate = [json.loads(p.read_text()) for p in (a, b)]
+    by = {(r["input"], r["compressor"]): r for r in report["results"]}
+    for part in separate:  # every measurement comes through unchanged
+        for r in part["results"]:
+            assert by[(r["input"], r["compressor"])]["compressed"] == r["compressed"]
+    assert len(report["merged"]) == 2 and report["summary"]["gzip -9"]["total_bpb"] > 0
+    again = _bench("--merge", str(merged), "--json", str(tmp_path / "m2.json"))
+    assert again.stdout == result.stdout, "a merged report reads back as itself"
+
+
+@needs_canterbury
+def test_merge_refuses_what_it_cannot_combine(tmp_path):
+    a = _peers_only(tmp_path, "canterbury/grammar.lsp", "gzip -9", "a.json")
+    twice = _bench("--merge", str(a), "--merge", str(a))
+    assert (
+        twice.returncode == 1
+        and "grammar.lsp under gzip -9 is in more than one report" in twice.stderr.decode()
+    )
+    junk = tmp_path / "junk.json"
+    junk.write_text('{"schema": "something else"}')
+    wrong = _bench("--merge", str(junk))
+    assert wrong.returncode == 1 and "not a nacrith bench report" in wrong.stderr.decode()
+    with_run = _bench("--merge", str(a), "--corpus", "canterbury/xargs.1")
+    assert with_run.returncode == 2 and "runs nothing" in with_run.stderr.decode()
+    for err in (twice, wrong, with_run):
+        assert "Traceback" not in err.stderr.decode()
+
+
+def test_unknown_variant_is_a_usage_error():
+    result = _bench("--variants", "full,+gpt5", "--no-nacrith")
+    assert result.returncode == 2 and "--variants takes names from: llm-only" in result.stderr.decode()
+    both = _bench("--variants", "full", "--ablation")
+    assert both.returncode == 2 and "exclusive" in both.stderr.decode()
