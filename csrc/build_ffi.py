@@ -97,6 +97,7 @@ typedef struct {
     uint32_t skip_min_len;
     double skip_confidence;
     uint32_t skip_warmup;
+    double skip_agree;
 } nc_ens_params;
 typedef struct nc_ens nc_ens;
 int nc_ens_check_params(const nc_ens_params *params);

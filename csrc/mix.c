@@ -63,6 +63,7 @@ int nc_ens_check_params(const nc_ens_params *p) {
     if (p->flags & NC_ENS_SKIP) {
         if (!(p->flags & NC_ENS_MATCH) || p->skip_min_len < p->match.min_len) return NC_ERR_ARG;
         if (!(p->skip_confidence > 0.0 && p->skip_confidence < 1.0)) return NC_ERR_ARG;
+        if (!(p->skip_agree >= 0.0 && p->skip_agree < 1.0)) return NC_ERR_ARG;
     }
     return NC_OK;
 }
@@ -144,6 +145,20 @@ void nc_ens_free(nc_ens *e) {
 }
 
 int nc_ens_needs_llm(const nc_ens *e) { return !e->skip_next; }
+
+/* Whether the n-gram's highest seen order gives the match's next token at
+ * least skip_agree. It predicts into the expert slots, which the next
+ * predict() fills again from the same state. */
+static int ngram_agrees(nc_ens *e) {
+    nc_sparse *match = &e->ex[e->n_experts - 1];
+    nc_match_predict(e->mt, match);
+    if (!match->n) return 0;
+    nc_ngram_predict(e->ng, &e->ex[1]);
+    uint32_t order = nc_ngram_found_order(e->ng);
+    if (!order) return 0;
+    const nc_sparse *top = &e->ex[1 + order - e->p.ngram.min_order];
+    return nc_sparse_get(top, match->tok[0]) >= e->p.skip_agree;
+}
 
 static uint32_t match_group(uint32_t len) {
     return len == 0 ? 0 : len < 8 ? 1 : len < 16 ? 2 : len < 32 ? 3 : 4;
@@ -334,6 +349,7 @@ static void update(nc_ens *e, uint32_t sym) {
         uint32_t len = nc_match_length(e->mt);
         e->skip_next = len >= e->p.skip_min_len &&
                        nc_match_confidence(e->mt, nc_match_bucket(e->mt)) >= e->p.skip_confidence;
+        if (e->skip_next && e->p.skip_agree > 0.0 && e->ng) e->skip_next = ngram_agrees(e);
     }
 }
 

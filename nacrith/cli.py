@@ -402,7 +402,8 @@ def _ensemble_text(ensemble: EnsembleSettings | None) -> str:
         if part == "ngram":
             parts.append(f"n-gram orders {ensemble.ngram_min_order}-{ensemble.ngram_max_order}")
         elif part == "skip":
-            parts.append(f"skip at match >= {ensemble.skip_min_len} tokens")
+            agree = f", n-gram agreeing at {ensemble.skip_agree:.2g}" if ensemble.skip_agree else ""
+            parts.append(f"skip at match >= {ensemble.skip_min_len} tokens{agree}")
         else:
             parts.append(part)
     return ", ".join(parts) or "mixer only"

@@ -38,6 +38,7 @@ def _params(settings: EnsembleSettings) -> object:
     p.skip_min_len = settings.skip_min_len
     p.skip_confidence = settings.skip_confidence
     p.skip_warmup = settings.skip_warmup
+    p.skip_agree = settings.skip_agree
     return p
 
 

@@ -204,7 +204,7 @@ def test_interrupt_removes_partial_output(workdir):
 @pytest.mark.parametrize(
     ("flags", "shown"),
     [
-        ([], "n-gram orders 1-4, match, bias, skip at match >= 24 tokens, apm"),
+        ([], "n-gram orders 1-4, match, bias, skip at match >= 16 tokens, n-gram agreeing at 0.9, apm"),
         (["--llm-only"], "none (the language model alone)"),
         (["--no-skip", "--no-bias"], "n-gram orders 1-4, match, apm"),
         (["--no-match", "--ensemble", "ngram_max_order=6"], "n-gram orders 1-6, bias, apm"),

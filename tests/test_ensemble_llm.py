@@ -89,7 +89,9 @@ def test_skipped_tokens_reach_the_model_once_in_batches(model):
     batches of at most skip_batch: the KV cache is never stale and never re-filled."""
     data = b"alpha beta gamma delta epsilon zeta eta theta. " * 12
     symbols = model.symbols.encode(data)
-    settings = EnsembleSettings(skip_warmup=0, skip_min_len=6, skip_confidence=0.6, skip_batch=8)
+    settings = EnsembleSettings(
+        skip_warmup=0, skip_min_len=6, skip_confidence=0.6, skip_batch=8, skip_agree=0.5
+    )
     predictor = RecordingPredictor(model.predictor(512, 64, model.start_token, batch=8))
     _, stats = encode_frame(predictor, symbols, ESCAPE_SYMBOLS, 1.0, ensemble=settings)
     assert stats.skipped > 50

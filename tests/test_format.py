@@ -548,10 +548,45 @@ def test_trailer_read_from_end_malformed(data, error, message):
 # --- ensemble settings ----------------------------------------------------------
 
 
-def test_default_ensemble_costs_two_bytes():
-    """Layout and switches; every default hyperparameter is implied by the layout."""
-    assert EnsembleSettings().pack() == bytes([1, 0b11111])
-    assert EnsembleSettings().without("skip", "bias").pack() == bytes([1, 0b10011])
+#: Layout 1's defaults, as files made since the ensemble existed imply them. Never edit.
+LAYOUT_1 = dict(
+    ngram_min_order=1,
+    ngram_max_order=4,
+    ngram_table_bits=18,
+    ngram_candidates=8,
+    ngram_count_limit=255,
+    match_min_len=6,
+    match_hash_bits=20,
+    match_history_bits=22,
+    match_rate_limit=1023,
+    bias_lr=0.5,
+    bias_limit=8.0,
+    mixer_lr=0.02,
+    mixer_limit=8.0,
+    apm_rate=0.005,
+    skip_min_len=24,
+    skip_confidence=0.98,
+    skip_warmup=256,
+    skip_batch=32,
+    skip_agree=0.0,
+)
+
+
+def test_layout_1_defaults_never_move():
+    """A header with switches only means these values, whatever compress's defaults are today."""
+    implied = EnsembleSettings.unpack(bytes([1, 0b11111]))
+    assert implied == EnsembleSettings(**LAYOUT_1) == EnsembleSettings.of_layout()
+    assert implied.pack() == bytes([1, 0b11111])
+
+
+def test_default_ensemble_stores_only_what_differs_from_the_layout():
+    today, layout = EnsembleSettings(), EnsembleSettings(**LAYOUT_1)
+    changed = [k for k in LAYOUT_1 if getattr(today, k) != getattr(layout, k)]
+    assert changed, "compress's defaults moved on from layout 1 (the n-gram agreement of the skip)"
+    packed = today.pack()
+    assert packed[:2] == bytes([1, 0b11111]) and len(packed) > 2
+    assert EnsembleSettings.unpack(packed) == today
+    assert EnsembleSettings.unpack(today.without("skip", "bias").pack()).enabled == ("ngram", "match", "apm")
 
 
 @given(
@@ -564,9 +599,19 @@ def test_default_ensemble_costs_two_bytes():
     mixer_limit=st.floats(0, 32, exclude_min=True, width=32),
     skip_warmup=st.integers(0, 2**32 - 1),
     skip_batch=st.integers(1, 65535),
+    skip_agree=st.floats(0, 1, exclude_max=True, width=32),
 )
 def test_ensemble_settings_round_trip(
-    switches, min_order, extra_order, table_bits, candidates, bias_lr, mixer_limit, skip_warmup, skip_batch
+    switches,
+    min_order,
+    extra_order,
+    table_bits,
+    candidates,
+    bias_lr,
+    mixer_limit,
+    skip_warmup,
+    skip_batch,
+    skip_agree,
 ):
     ngram, match, bias, skip, apm = switches
     settings = EnsembleSettings(
@@ -583,6 +628,7 @@ def test_ensemble_settings_round_trip(
         mixer_limit=mixer_limit,
         skip_warmup=skip_warmup,
         skip_batch=skip_batch,
+        skip_agree=skip_agree,
     )
     assert EnsembleSettings.unpack(settings.pack()) == settings
 
@@ -607,7 +653,9 @@ def test_header_with_ensemble_round_trip():
         (b"\x01", FormatError, "too short"),
         (b"\x02\x1f", UnsupportedVersionError, "layout 2"),
         (b"\x01\x3f", UnsupportedVersionError, "parts unknown"),
-        (b"\x01\x1f\x12\x00\x00", UnsupportedVersionError, "setting 18"),
+        (b"\x01\x1f\x13\x00\x00", UnsupportedVersionError, "setting 19"),
+        (b"\x01\x1f\x12\x00\x00\x80\x3f", FormatError, "skip agreement"),  # 1.0
+        (b"\x01\x1f\x12\x00\x00\x80\xbf", FormatError, "skip agreement"),  # -1.0
         (b"\x01\x1f\x01\x05\x01\x06", FormatError, "out of order"),
         (b"\x01\x1f\x04\x01", FormatError, "cut short"),
         (b"\x01\x1f\x01\x09", FormatError, "n-gram orders"),

@@ -47,6 +47,6 @@ def test_encoder_still_writes_golden_bytes(codec, name):
     """
     data = (GOLDEN / f"{name}.bin").read_bytes()
     options = dict(CASES[name])
-    if isinstance(options.get("ensemble"), dict):  # settings that differ from the defaults
-        options["ensemble"] = EnsembleSettings(**options["ensemble"])
+    if isinstance(options.get("ensemble"), dict):  # settings that differ from the layout's defaults
+        options["ensemble"] = EnsembleSettings.of_layout(**options["ensemble"])
     assert split_header(codec.compress(data, **options)) == split_header((GOLDEN / f"{name}.nc").read_bytes())

@@ -25,12 +25,16 @@ def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
 
 
 def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
-    """The ensemble: ``"ensemble"`` holds the settings that differ from the defaults."""
+    """The ensemble: ``"ensemble"`` holds the settings that differ from layout 1's defaults."""
     text = b"Golden files pin the format: a decoder reads them byte for byte, forever.\r\n"
     log = b"".join(f"12:00:{i:02d} INFO served /api/items in {i % 7 + 3} ms\n".encode() for i in range(12))
     return {
         "ensemble_text": (text * 2 + b"<|endoftext|> \x04\xff tail.\n", {"ensemble": {}}),
         "ensemble_skip": (log, {"ensemble": {"skip_min_len": 8, "skip_confidence": 0.6, "skip_warmup": 0}}),
+        "ensemble_agree": (  # the skip waits for the n-gram to agree (setting 18)
+            log,
+            {"ensemble": {"skip_min_len": 8, "skip_confidence": 0.6, "skip_warmup": 0, "skip_agree": 0.5}},
+        ),
         "ensemble_parts": (
             text * 2,
             {"ensemble": {"bias": False, "apm": False, "ngram_max_order": 6, "mixer_lr": 0.05}},
@@ -42,7 +46,7 @@ def compress_options(options: dict[str, object]) -> dict[str, object]:
     """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings)."""
     out = dict(options)
     if isinstance(out.get("ensemble"), dict):
-        out["ensemble"] = EnsembleSettings(**out["ensemble"])
+        out["ensemble"] = EnsembleSettings.of_layout(**out["ensemble"])
     return out
 
 
