@@ -5,7 +5,7 @@ Run by setuptools through ``cffi_modules`` in setup.py, from the project root.
 
 from cffi import FFI
 
-SOURCES = ["csrc/coder.c", "csrc/cdf.c", "csrc/ngram.c", "csrc/match.c", "csrc/bias.c", "csrc/mix.c"]
+SOURCES = ["csrc/coder.c", "csrc/cdf.c", "csrc/ngram.c", "csrc/match.c", "csrc/bias.c", "csrc/mix.c", "csrc/log.c"]
 
 # Determinism: no fused multiply-add and no fast-math, so the CDF is
 # bit-identical wherever it is built (docs/format.md, Determinism).
@@ -13,6 +13,7 @@ COMPILE_ARGS = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall
 
 CDEF = """
 int nc_abi_version(void);
+void nc_log_discard(int level, const char *text, void *user_data);
 
 typedef struct nc_encoder nc_encoder;
 typedef struct nc_decoder nc_decoder;
@@ -131,7 +132,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "nacrith._ext",
-    '#include "status.h"\n#include "coder.h"\n#include "cdf.h"\n#include "mix.h"\n',
+    '#include "status.h"\n#include "coder.h"\n#include "cdf.h"\n#include "mix.h"\n#include "log.h"\n',
     sources=SOURCES,
     include_dirs=["csrc"],  # relative: setuptools rejects absolute source paths
     extra_compile_args=COMPILE_ARGS,

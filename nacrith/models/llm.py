@@ -101,10 +101,14 @@ _LOG_CALLBACK = None
 
 
 def _silence_llama_logs(llama_cpp) -> None:  # type: ignore[no-untyped-def]
-    """llama.cpp logs every load to stderr; a compressor's stderr belongs to its user."""
+    """llama.cpp logs every load to stderr; a compressor's stderr belongs to its user.
+    The sink is a C function (csrc/log.h says why a Python one loses Ctrl-C)."""
     global _LOG_CALLBACK
     if _LOG_CALLBACK is None:
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        from nacrith._native import ffi, lib
+
+        sink = int(ffi.cast("uintptr_t", ffi.addressof(lib, "nc_log_discard")))
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(sink)
         llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
         llama_cpp.llama_backend_init()
 
