@@ -5,7 +5,15 @@ Run by setuptools through ``cffi_modules`` in setup.py, from the project root.
 
 from cffi import FFI
 
-SOURCES = ["csrc/coder.c", "csrc/cdf.c", "csrc/ngram.c", "csrc/match.c", "csrc/bias.c", "csrc/mix.c", "csrc/log.c"]
+SOURCES = [
+    "csrc/coder.c",
+    "csrc/cdf.c",
+    "csrc/ngram.c",
+    "csrc/match.c",
+    "csrc/bias.c",
+    "csrc/mix.c",
+    "csrc/log.c",
+]
 
 # Determinism: no fused multiply-add and no fast-math, so the CDF is
 # bit-identical wherever it is built (docs/format.md, Determinism).
