@@ -191,7 +191,13 @@ def test_interrupt_removes_partial_output(workdir, delay):
     big = workdir / "big.txt"
     big.write_bytes(b" ".join(rng.choice(words) for _ in range(3000)))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nacrith", "compress", str(big)], env=ENV, stderr=subprocess.PIPE
+        [sys.executable, "-m", "nacrith", "compress", str(big)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        # A shell without job control starts background jobs with SIGINT ignored,
+        # and Python then leaves it ignored (as it should): give the child the
+        # default, as a terminal would, whatever started the tests.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(p.name.endswith(".tmp") for p in workdir.iterdir()):
