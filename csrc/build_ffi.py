@@ -107,6 +107,8 @@ typedef struct {
     double skip_confidence;
     uint32_t skip_warmup;
     double skip_agree;
+    uint32_t skip_solo_min_len;
+    double skip_solo_confidence;
 } nc_ens_params;
 typedef struct nc_ens nc_ens;
 int nc_ens_check_params(const nc_ens_params *params);

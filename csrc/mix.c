@@ -64,6 +64,8 @@ int nc_ens_check_params(const nc_ens_params *p) {
         if (!(p->flags & NC_ENS_MATCH) || p->skip_min_len < p->match.min_len) return NC_ERR_ARG;
         if (!(p->skip_confidence > 0.0 && p->skip_confidence < 1.0)) return NC_ERR_ARG;
         if (!(p->skip_agree >= 0.0 && p->skip_agree < 1.0)) return NC_ERR_ARG;
+        if (p->skip_solo_min_len && p->skip_solo_min_len < p->match.min_len) return NC_ERR_ARG;
+        if (!(p->skip_solo_confidence > 0.0 && p->skip_solo_confidence < 1.0)) return NC_ERR_ARG;
     }
     return NC_OK;
 }
@@ -347,9 +349,12 @@ static void update(nc_ens *e, uint32_t sym) {
     e->skip_next = 0;
     if ((e->p.flags & NC_ENS_SKIP) && e->tokens >= e->p.skip_warmup) {
         uint32_t len = nc_match_length(e->mt);
-        e->skip_next = len >= e->p.skip_min_len &&
-                       nc_match_confidence(e->mt, nc_match_bucket(e->mt)) >= e->p.skip_confidence;
-        if (e->skip_next && e->p.skip_agree > 0.0 && e->ng) e->skip_next = ngram_agrees(e);
+        double confidence = nc_match_confidence(e->mt, nc_match_bucket(e->mt));
+        const nc_ens_params *p = &e->p;
+        int solo = p->skip_solo_min_len && len >= p->skip_solo_min_len && confidence >= p->skip_solo_confidence;
+        /* The n-gram is asked last: it costs a prediction. */
+        e->skip_next = solo || (len >= p->skip_min_len && confidence >= p->skip_confidence &&
+                                (p->skip_agree <= 0.0 || !e->ng || ngram_agrees(e)));
     }
 }
 

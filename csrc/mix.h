@@ -19,15 +19,21 @@
  * tokens share the rest in proportion.
  *
  * Confidence skip: after each token the ensemble decides, from decoded state
- * only, whether the next token needs the language model: not when the match
- * model is at least skip_min_len tokens long, its learned hit rate for that
- * length is at least skip_confidence, and (when skip_agree > 0 and the n-gram
- * is on) the n-gram's highest order gives the match's token a probability of
- * at least skip_agree. Two models agreeing are right far more often than one
- * alone: on a real package-manager log the match model is right 92% of the
- * time it is that long and that confident, 99.8% of the time the n-gram
- * agrees at 0.9. A skipped token is mixed over a fallback base (the frame's
- * adaptive unigram counts) instead of the model's.
+ * only, whether the next token needs the language model. Two rules, either
+ * of which skips it:
+ *  - agreement: the match model is at least skip_min_len tokens long, its
+ *    learned hit rate for that length is at least skip_confidence, and (when
+ *    skip_agree > 0 and the n-gram is on) the n-gram's highest order gives
+ *    the match's token a probability of at least skip_agree. Two models
+ *    agreeing are right far more often than one alone: on a real
+ *    package-manager log the match model is right 92% of the time it is that
+ *    long and that confident, 99.8% of the time the n-gram agrees at 0.9.
+ *  - solo (when skip_solo_min_len > 0): the match alone is at least
+ *    skip_solo_min_len tokens long with a hit rate of at least
+ *    skip_solo_confidence. A long match that is almost never wrong is a
+ *    repeat of old text, which the n-gram's bounded counts may not confirm.
+ * A skipped token is mixed over a fallback base (the frame's adaptive
+ * unigram counts) instead of the model's.
  *
  * Every float operation is in double, in a fixed order, with our own exp/log
  * (cdf.h): encoder and decoder compute bit-identical CDFs. */
@@ -59,6 +65,8 @@ typedef struct {
     double skip_confidence;       /* (0, 1) */
     uint32_t skip_warmup;         /* tokens of a frame before the first skip */
     double skip_agree;            /* [0, 1): least n-gram probability of the match's token; 0: not asked */
+    uint32_t skip_solo_min_len;   /* 0: no solo rule, else >= match.min_len */
+    double skip_solo_confidence;  /* (0, 1) */
 } nc_ens_params;
 
 typedef struct nc_ens nc_ens;

@@ -402,8 +402,9 @@ def _ensemble_text(ensemble: EnsembleSettings | None) -> str:
         if part == "ngram":
             parts.append(f"n-gram orders {ensemble.ngram_min_order}-{ensemble.ngram_max_order}")
         elif part == "skip":
-            agree = f", n-gram agreeing at {ensemble.skip_agree:.2g}" if ensemble.skip_agree else ""
-            parts.append(f"skip at match >= {ensemble.skip_min_len} tokens{agree}")
+            agree = f" with the n-gram agreeing at {ensemble.skip_agree:.2g}" if ensemble.skip_agree else ""
+            solo = f" or >= {ensemble.skip_solo_min_len} alone" if ensemble.skip_solo_min_len else ""
+            parts.append(f"skip at match >= {ensemble.skip_min_len} tokens{agree}{solo}")
         else:
             parts.append(part)
     return ", ".join(parts) or "mixer only"

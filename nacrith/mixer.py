@@ -39,6 +39,8 @@ def _params(settings: EnsembleSettings) -> object:
     p.skip_confidence = settings.skip_confidence
     p.skip_warmup = settings.skip_warmup
     p.skip_agree = settings.skip_agree
+    p.skip_solo_min_len = settings.skip_solo_min_len
+    p.skip_solo_confidence = settings.skip_solo_confidence
     return p
 
 

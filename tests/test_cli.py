@@ -212,7 +212,11 @@ def test_interrupt_removes_partial_output(workdir, delay):
 @pytest.mark.parametrize(
     ("flags", "shown"),
     [
-        ([], "n-gram orders 1-4, match, bias, skip at match >= 16 tokens, n-gram agreeing at 0.9, apm"),
+        (
+            [],
+            "n-gram orders 1-4, match, bias, "
+            "skip at match >= 16 tokens with the n-gram agreeing at 0.9 or >= 24 alone, apm",
+        ),
         (["--llm-only"], "none (the language model alone)"),
         (["--no-skip", "--no-bias"], "n-gram orders 1-4, match, apm"),
         (["--no-match", "--ensemble", "ngram_max_order=6"], "n-gram orders 1-6, bias, apm"),

@@ -335,32 +335,48 @@ def test_settings_out_of_range_are_refused():
     assert EnsembleSettings().without("match").skip is False
 
 
-def test_skip_waits_for_the_ngram_to_agree_with_the_match():
+@pytest.mark.parametrize(
+    ("agree", "solo_min_len", "fires_before_ab"),
+    [
+        (0.0, 0, True),  # agreement not asked (layout 1's rule)
+        (0.9, 0, False),  # the n-gram splits 50/50 before A and B: no skip there
+        (0.9, 8, True),  # the match alone, long and never wrong, is enough
+    ],
+)
+def test_skip_waits_for_the_ngram_to_agree_unless_the_match_alone_suffices(
+    agree, solo_min_len, fires_before_ab
+):
     """A stream where the last 4 tokens never tell A from B but the last 6 do: the
     match model is always right, the order-4 n-gram splits 50/50 before A and B.
-    Asked to agree, the skip leaves exactly those tokens to the language model."""
+    Asked to agree, the skip leaves exactly those tokens to the language model,
+    unless the solo rule trusts the match model alone."""
     block = []
     for k in range(2):
         block += [10 + k, 1, 1, 1, 1, 20 + k]  # x_k 1 1 1 1 -> A or B
     symbols = block * 150
     logits = TableLogits()
-    base = dict(skip_warmup=0, skip_min_len=8, skip_confidence=0.9)
-    for agree, fires_before_ab in ((0.0, True), (0.9, False)):  # 0.0: not asked (layout 1)
-        settings = EnsembleSettings(**base, skip_agree=agree)
-        ens = Ensemble(settings, V, EXTRA, 1.0)
-        enc = Encoder()
-        skipped_at = Counter()
-        for i, s in enumerate(symbols):
-            use = ens.needs_llm()
-            if not use and i >= 600:  # the second half: everything learned
-                skipped_at["ab" if s >= 20 else "other"] += 1
-            ens.encode(enc, logits(symbols[i - 1] if i else 0) if use else None, s)
-        # Of the last 1,200 tokens, 200 are A or B; a match entering a longer
-        # length bucket (a fresh hit rate) may cost a skip or two.
-        assert skipped_at["other"] >= 990, (agree, skipped_at)
-        if fires_before_ab:
-            assert skipped_at["ab"] >= 195, skipped_at
-        else:
-            assert skipped_at["ab"] == 0, skipped_at
-        payload = enc.finish()
-        assert decode(settings, payload, len(symbols), logits) == symbols
+    settings = EnsembleSettings(
+        skip_warmup=0,
+        skip_min_len=8,
+        skip_confidence=0.9,
+        skip_agree=agree,
+        skip_solo_min_len=solo_min_len,
+        skip_solo_confidence=0.95,
+    )
+    ens = Ensemble(settings, V, EXTRA, 1.0)
+    enc = Encoder()
+    skipped_at = Counter()
+    for i, s in enumerate(symbols):
+        use = ens.needs_llm()
+        if not use and i >= 600:  # the second half: everything learned
+            skipped_at["ab" if s >= 20 else "other"] += 1
+        ens.encode(enc, logits(symbols[i - 1] if i else 0) if use else None, s)
+    # Of the last 1,200 tokens, 200 are A or B; a match entering a longer
+    # length bucket (a fresh hit rate) may cost a skip or two.
+    assert skipped_at["other"] >= 990, skipped_at
+    if fires_before_ab:
+        assert skipped_at["ab"] >= 195, skipped_at
+    else:
+        assert skipped_at["ab"] == 0, skipped_at
+    payload = enc.finish()
+    assert decode(settings, payload, len(symbols), logits) == symbols

@@ -569,6 +569,8 @@ LAYOUT_1 = dict(
     skip_warmup=256,
     skip_batch=32,
     skip_agree=0.0,
+    skip_solo_min_len=0,
+    skip_solo_confidence=0.98,
 )
 
 
@@ -600,6 +602,8 @@ def test_default_ensemble_stores_only_what_differs_from_the_layout():
     skip_warmup=st.integers(0, 2**32 - 1),
     skip_batch=st.integers(1, 65535),
     skip_agree=st.floats(0, 1, exclude_max=True, width=32),
+    solo_min_len=st.sampled_from([0, 6, 24, 65535]),
+    solo_confidence=st.floats(0, 1, exclude_min=True, exclude_max=True, width=32),
 )
 def test_ensemble_settings_round_trip(
     switches,
@@ -612,6 +616,8 @@ def test_ensemble_settings_round_trip(
     skip_warmup,
     skip_batch,
     skip_agree,
+    solo_min_len,
+    solo_confidence,
 ):
     ngram, match, bias, skip, apm = switches
     settings = EnsembleSettings(
@@ -629,6 +635,8 @@ def test_ensemble_settings_round_trip(
         skip_warmup=skip_warmup,
         skip_batch=skip_batch,
         skip_agree=skip_agree,
+        skip_solo_min_len=solo_min_len,
+        skip_solo_confidence=solo_confidence,
     )
     assert EnsembleSettings.unpack(settings.pack()) == settings
 
@@ -653,7 +661,9 @@ def test_header_with_ensemble_round_trip():
         (b"\x01", FormatError, "too short"),
         (b"\x02\x1f", UnsupportedVersionError, "layout 2"),
         (b"\x01\x3f", UnsupportedVersionError, "parts unknown"),
-        (b"\x01\x1f\x13\x00\x00", UnsupportedVersionError, "setting 19"),
+        (b"\x01\x1f\x15\x00\x00", UnsupportedVersionError, "setting 21"),
+        (b"\x01\x1f\x13\x03\x00", FormatError, "solo skip length"),  # 3 < match length 6
+        (b"\x01\x1f\x14\x00\x00\x00\x00", FormatError, "solo skip confidence"),  # 0.0
         (b"\x01\x1f\x12\x00\x00\x80\x3f", FormatError, "skip agreement"),  # 1.0
         (b"\x01\x1f\x12\x00\x00\x80\xbf", FormatError, "skip agreement"),  # -1.0
         (b"\x01\x1f\x01\x05\x01\x06", FormatError, "out of order"),

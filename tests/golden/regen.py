@@ -35,6 +35,20 @@ def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
             log,
             {"ensemble": {"skip_min_len": 8, "skip_confidence": 0.6, "skip_warmup": 0, "skip_agree": 0.5}},
         ),
+        # The match alone is enough (settings 19, 20): the n-gram never agrees at 0.99 here.
+        "ensemble_solo": (
+            log,
+            {
+                "ensemble": {
+                    "skip_min_len": 8,
+                    "skip_confidence": 0.6,
+                    "skip_warmup": 0,
+                    "skip_agree": 0.99,
+                    "skip_solo_min_len": 8,
+                    "skip_solo_confidence": 0.6,
+                }
+            },
+        ),
         "ensemble_parts": (
             text * 2,
             {"ensemble": {"bias": False, "apm": False, "ngram_max_order": 6, "mixer_lr": 0.05}},
