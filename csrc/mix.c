@@ -43,6 +43,7 @@ struct nc_ens {
     uint32_t *uni;
     uint64_t tokens;
     int skip_next;
+    int experts_ready; /* ex[] already predicted from the current state (by ngram_agrees) */
     /* this step */
     int skipping;
     uint32_t set, apm_ctx, apm_j, cand;
@@ -93,6 +94,7 @@ void nc_ens_reset(nc_ens *e) {
     if (e->uni) memset(e->uni, 0, e->n_vocab * sizeof *e->uni);
     e->tokens = 0;
     e->skip_next = 0;
+    e->experts_ready = 0;
 }
 
 nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp) {
@@ -149,13 +151,13 @@ void nc_ens_free(nc_ens *e) {
 int nc_ens_needs_llm(const nc_ens *e) { return !e->skip_next; }
 
 /* Whether the n-gram's highest seen order gives the match's next token at
- * least skip_agree. It predicts into the expert slots, which the next
- * predict() fills again from the same state. */
+ * least skip_agree. The predictions it makes are the next predict()'s. */
 static int ngram_agrees(nc_ens *e) {
     nc_sparse *match = &e->ex[e->n_experts - 1];
     nc_match_predict(e->mt, match);
-    if (!match->n) return 0;
     nc_ngram_predict(e->ng, &e->ex[1]);
+    e->experts_ready = 1;
+    if (!match->n) return 0;
     uint32_t order = nc_ngram_found_order(e->ng);
     if (!order) return 0;
     const nc_sparse *top = &e->ex[1 + order - e->p.ngram.min_order];
@@ -183,16 +185,17 @@ static int predict(nc_ens *e, const float *logits) {
 
     /* Cheap experts. */
     uint32_t found = 0, group = 0;
+    nc_sparse *match = e->mt ? &e->ex[e->n_experts - 1] : NULL;
     if (e->ng) {
-        nc_ngram_predict(e->ng, &e->ex[1]);
+        if (!e->experts_ready) nc_ngram_predict(e->ng, &e->ex[1]);
         uint32_t order = nc_ngram_found_order(e->ng);
         found = order ? order - e->p.ngram.min_order + 1 : 0;
     }
-    nc_sparse *match = e->mt ? &e->ex[e->n_experts - 1] : NULL;
     if (match) {
-        nc_match_predict(e->mt, match);
+        if (!e->experts_ready) nc_match_predict(e->mt, match);
         group = match_group(nc_match_length(e->mt));
     }
+    e->experts_ready = 0;
 
     /* Base distribution and its top token. */
     uint32_t top = 0;

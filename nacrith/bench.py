@@ -233,7 +233,7 @@ def variant_label(name: str) -> str:
     return NACRITH if name == "full" else f"{NACRITH} {name}"
 
 
-def ablation_variants(names: Sequence[str] = ABLATION) -> dict[str, EnsembleSettings | None]:
+def named_variants(names: Sequence[str] = ABLATION) -> dict[str, EnsembleSettings | None]:
     """The named variants (see nacrith_variants), labelled for the report."""
     catalogue = nacrith_variants()
     if unknown := [n for n in names if n not in catalogue]:

@@ -429,18 +429,20 @@ def _named_commands(items: list[str], flag: str) -> dict[str, str]:
     return out
 
 
-def _bench_variants(args: argparse.Namespace) -> list[str] | None:
+def _bench_variants(args: argparse.Namespace) -> dict[str, EnsembleSettings | None] | None:
     from nacrith import bench
 
     if args.variants is None:
-        return list(bench.ABLATION) if args.ablation else None
+        return bench.named_variants() if args.ablation else None
     if args.ablation:
         raise UsageError("--ablation and --variants are exclusive")
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
-    known = bench.nacrith_variants()
-    if not names or any(n not in known for n in names):
-        raise UsageError(f"--variants takes names from: {', '.join(known)}; not {args.variants!r}")
-    return names
+    if not names:
+        raise UsageError(f"--variants takes names from: {', '.join(bench.nacrith_variants())}")
+    try:
+        return bench.named_variants(names)
+    except ValueError as exc:
+        raise UsageError(f"--variants: {exc}") from None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -472,7 +474,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model=args.model,
         threads=args.threads,
         with_nacrith=not args.no_nacrith,
-        variants=None if variants is None else bench.ablation_variants(variants),
+        variants=variants,
         show_progress=interactive,
         log=(lambda line: print(f"nacrith: bench {line}", file=sys.stderr))
         if not args.quiet

@@ -212,9 +212,10 @@ _LAYOUT_DEFAULTS: dict[str, int | float] = {
 }
 
 
-def _layout_default(name: str) -> int | float:
-    value = _LAYOUT_DEFAULTS[name]
-    return _f32(value) if _SETTING_FORMATS[name] == "f" else value
+def _layout_values() -> dict[str, int | float]:
+    """Every setting at its layout default, floats at header precision."""
+    floats = {name for name, fmt in _SETTING_FORMATS.items() if fmt == "f"}
+    return {name: _f32(value) if name in floats else value for name, value in _LAYOUT_DEFAULTS.items()}
 
 
 @dataclass(frozen=True)
@@ -320,8 +321,7 @@ class EnsembleSettings:
     def of_layout(cls, **changes: object) -> EnsembleSettings:
         """Every part on with the layout's defaults (what a header of switches
         alone means), with ``changes`` applied: settings as files describe them."""
-        defaults = {name: _layout_default(name) for name in _SETTING_NAMES}
-        return cls(**{**defaults, **changes})  # type: ignore[arg-type]
+        return cls(**{**_layout_values(), **changes})  # type: ignore[arg-type]
 
     @property
     def model_batch(self) -> int:
@@ -346,9 +346,10 @@ class EnsembleSettings:
     def pack(self) -> bytes:
         flags = sum(1 << i for i, name in enumerate(_SWITCHES) if getattr(self, name))
         out = bytearray([ENSEMBLE_LAYOUT, flags])
+        defaults = _layout_values()
         for index, name in enumerate(_SETTING_NAMES):
             value = getattr(self, name)
-            if value != _layout_default(name):
+            if value != defaults[name]:
                 out += bytes([index]) + struct.pack("<" + _SETTING_FORMATS[name], value)
         return bytes(out)
 
@@ -364,7 +365,7 @@ class EnsembleSettings:
         if flags >> len(_SWITCHES):
             raise UnsupportedVersionError(f"file needs ensemble parts unknown to this nacrith ({flags:#04x})")
         values: dict[str, object] = {name: bool(flags >> i & 1) for i, name in enumerate(_SWITCHES)}
-        values.update({name: _layout_default(name) for name in _SETTING_NAMES})
+        values.update(_layout_values())
         pos = 2
         last = -1
         while pos < len(data):

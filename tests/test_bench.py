@@ -168,7 +168,7 @@ def test_ablation_runs_every_variant_and_verifies(tmp_path):
     result = subprocess.run(args, capture_output=True, timeout=900)
     assert result.returncode == 0, result.stderr.decode()
     report = json.loads(out.read_text())
-    names = list(bench.ablation_variants())
+    names = list(bench.named_variants())
     assert report["compressors"] == names
     rows = {r["compressor"]: r for r in report["results"]}
     assert set(rows) == set(names)
@@ -246,6 +246,8 @@ def test_merge_refuses_what_it_cannot_combine(tmp_path):
 
 def test_unknown_variant_is_a_usage_error():
     result = _bench("--variants", "full,+gpt5", "--no-nacrith")
-    assert result.returncode == 2 and "--variants takes names from: llm-only" in result.stderr.decode()
+    assert result.returncode == 2 and "unknown variant(s) +gpt5; known: llm-only" in result.stderr.decode()
+    empty = _bench("--variants", " , ", "--no-nacrith")
+    assert empty.returncode == 2 and "--variants takes names from: llm-only" in empty.stderr.decode()
     both = _bench("--variants", "full", "--ablation")
     assert both.returncode == 2 and "exclusive" in both.stderr.decode()
