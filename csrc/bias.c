@@ -10,21 +10,28 @@
 #define NC_EXP_CUTOFF (-32.0)
 /* Prior sum of squared gradients: the first steps are lr * g / sqrt(1 + g^2), not lr * sign(g). */
 #define NC_BIAS_G2_PRIOR 1.0
+/* The learned scale of the logits stays within these. */
+#define NC_SCALE_MIN 0.25
+#define NC_SCALE_MAX 4.0
 
 struct nc_bias {
     uint32_t n;
     double lr, limit;
     double *b;
     double *g2; /* sum of squared gradients of each entry */
+    double scale_lr, scale, scale_g2;
 };
 
-nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit) {
+nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr) {
     if (!n_vocab || !(lr > 0.0 && lr <= 4.0) || !(limit > 0.0 && limit <= 64.0)) return NULL;
+    if (!(scale_lr >= 0.0 && scale_lr <= 4.0)) return NULL;
     nc_bias *b = calloc(1, sizeof *b);
     if (!b) return NULL;
     b->n = n_vocab;
     b->lr = lr;
     b->limit = limit;
+    b->scale_lr = scale_lr;
+    b->scale = 1.0;
     b->b = calloc(n_vocab, sizeof *b->b);
     b->g2 = calloc(n_vocab, sizeof *b->g2);
     if (!b->b || !b->g2) {
@@ -44,9 +51,13 @@ void nc_bias_free(nc_bias *b) {
 void nc_bias_reset(nc_bias *b) {
     memset(b->b, 0, b->n * sizeof *b->b);
     memset(b->g2, 0, b->n * sizeof *b->g2);
+    b->scale = 1.0;
+    b->scale_g2 = 0.0;
 }
 
 const double *nc_bias_values(const nc_bias *b) { return b->b; }
+
+double nc_bias_scale(const nc_bias *b) { return b->scale; }
 
 static int is_finite(float v) { return v == v && v != INFINITY && v != -INFINITY; }
 
@@ -64,7 +75,8 @@ int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *
             continue;
         }
         double s = (double)logits[i] * inv_temp;
-        if (bias) s += bias->b[i];
+        /* scale is exactly 1 unless learned: s is then unchanged, bit for bit */
+        if (bias) s = s * bias->scale + bias->b[i];
         base[i] = s;
         if (!any || s > max) {
             max = s;
@@ -91,8 +103,26 @@ int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *
     return NC_OK;
 }
 
-int nc_bias_update(nc_bias *b, const double *base, uint32_t token) {
+/* E_base[z] - z[token], z = logits * inv_temp: the gradient of -log base(token)
+ * with respect to the scale. 0 when the token's logit is not finite. */
+static double scale_gradient(const nc_bias *b, const double *base, const float *logits, double inv_temp,
+                             uint32_t token) {
+    if (!is_finite(logits[token])) return 0.0;
+    double mean = 0.0;
+    for (uint32_t i = 0; i < b->n; i++)
+        if (base[i] > 0.0) mean += base[i] * ((double)logits[i] * inv_temp); /* base is 0 where not finite */
+    return mean - (double)logits[token] * inv_temp;
+}
+
+int nc_bias_update(nc_bias *b, const double *base, const float *logits, double inv_temp, uint32_t token) {
     if (!base || token >= b->n) return NC_ERR_ARG;
+    if (b->scale_lr > 0.0) {
+        if (!logits || !(inv_temp > 0.0) || inv_temp == INFINITY) return NC_ERR_ARG;
+        double g = scale_gradient(b, base, logits, inv_temp, token);
+        b->scale_g2 += g * g;
+        double x = b->scale - b->scale_lr * g / sqrt(NC_BIAS_G2_PRIOR + b->scale_g2);
+        b->scale = x < NC_SCALE_MIN ? NC_SCALE_MIN : x > NC_SCALE_MAX ? NC_SCALE_MAX : x;
+    }
     const double lr = b->lr, lim = b->limit;
     double *v = b->b, *g2 = b->g2;
     for (uint32_t i = 0; i < b->n; i++) {

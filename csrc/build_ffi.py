@@ -88,13 +88,14 @@ double nc_match_confidence(const nc_match *m, uint32_t bucket);
 int nc_match_update(nc_match *m, uint32_t token);
 
 typedef struct nc_bias nc_bias;
-nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit);
+nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr);
 void nc_bias_free(nc_bias *b);
 void nc_bias_reset(nc_bias *b);
 const double *nc_bias_values(const nc_bias *b);
+double nc_bias_scale(const nc_bias *b);
 int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *bias, double *base,
                uint32_t *top);
-int nc_bias_update(nc_bias *b, const double *base, uint32_t token);
+int nc_bias_update(nc_bias *b, const double *base, const float *logits, double inv_temp, uint32_t token);
 
 typedef struct {
     uint32_t flags;
@@ -109,6 +110,7 @@ typedef struct {
     double skip_agree;
     uint32_t skip_solo_min_len;
     double skip_solo_confidence;
+    double bias_scale_lr;
 } nc_ens_params;
 typedef struct nc_ens nc_ens;
 int nc_ens_check_params(const nc_ens_params *params);

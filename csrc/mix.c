@@ -45,6 +45,7 @@ struct nc_ens {
     int skip_next;
     int experts_ready; /* ex[] already predicted from the current state (by ngram_agrees) */
     /* this step */
+    const float *logits; /* NULL when skipping */
     int skipping;
     uint32_t set, apm_ctx, apm_j, cand;
     double w[MAX_EXPERTS], sum, apm_frac, apm_out, cand_in, scale_other;
@@ -56,7 +57,8 @@ int nc_ens_check_params(const nc_ens_params *p) {
     if ((p->flags & NC_ENS_NGRAM) && nc_ngram_check_params(&p->ngram) != NC_OK) return NC_ERR_ARG;
     if ((p->flags & NC_ENS_MATCH) && nc_match_check_params(&p->match) != NC_OK) return NC_ERR_ARG;
     if ((p->flags & NC_ENS_BIAS) &&
-        (!(p->bias_lr > 0.0 && p->bias_lr <= 4.0) || !(p->bias_limit > 0.0 && p->bias_limit <= 64.0)))
+        (!(p->bias_lr > 0.0 && p->bias_lr <= 4.0) || !(p->bias_limit > 0.0 && p->bias_limit <= 64.0) ||
+         !(p->bias_scale_lr >= 0.0 && p->bias_scale_lr <= 4.0)))
         return NC_ERR_ARG;
     if (!(p->mixer_lr > 0.0 && p->mixer_lr <= 1.0) || !(p->mixer_limit > 0.0 && p->mixer_limit <= 32.0))
         return NC_ERR_ARG;
@@ -115,7 +117,10 @@ nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_ext
         ok &= e->ng != NULL;
     }
     if (f & NC_ENS_MATCH) ok &= (e->mt = nc_match_new(&params->match)) != NULL;
-    if (f & NC_ENS_BIAS) ok &= (e->bias = nc_bias_new(n_vocab, params->bias_lr, params->bias_limit)) != NULL;
+    if (f & NC_ENS_BIAS) {
+        e->bias = nc_bias_new(n_vocab, params->bias_lr, params->bias_limit, params->bias_scale_lr);
+        ok &= e->bias != NULL;
+    }
     if (f & NC_ENS_SKIP) ok &= (e->uni = calloc(n_vocab, sizeof *e->uni)) != NULL;
     e->n_experts = 1 + e->n_orders + (e->mt ? 1 : 0);
     e->n_sets = 2 * (e->n_orders + 1) * MATCH_GROUPS;
@@ -182,6 +187,7 @@ static int predict(nc_ens *e, const float *logits) {
     const uint32_t V = e->n_vocab;
     e->skipping = e->skip_next;
     if (e->skipping ? logits != NULL : logits == NULL) return NC_ERR_ARG;
+    e->logits = logits;
 
     /* Cheap experts. */
     uint32_t found = 0, group = 0;
@@ -344,7 +350,7 @@ static void update(nc_ens *e, uint32_t sym) {
         t[e->apm_j] = a < 0.0 ? 0.0 : a > 1.0 ? 1.0 : a;
         t[e->apm_j + 1] = b < 0.0 ? 0.0 : b > 1.0 ? 1.0 : b;
     }
-    if (e->bias && !e->skipping) nc_bias_update(e->bias, e->base, sym);
+    if (e->bias && !e->skipping) nc_bias_update(e->bias, e->base, e->logits, e->inv_temp, sym);
     if (e->ng) nc_ngram_update(e->ng, sym);
     if (e->mt) nc_match_update(e->mt, sym);
     if (e->uni) e->uni[sym]++;

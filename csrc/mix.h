@@ -67,6 +67,7 @@ typedef struct {
     double skip_agree;            /* [0, 1): least n-gram probability of the match's token; 0: not asked */
     uint32_t skip_solo_min_len;   /* 0: no solo rule, else >= match.min_len */
     double skip_solo_confidence;  /* (0, 1) */
+    double bias_scale_lr;         /* [0, 4]: the bias head's learned scale of the logits; 0: none */
 } nc_ens_params;
 
 typedef struct nc_ens nc_ens;

@@ -277,7 +277,7 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
     for item in settings:
         name, sep, text = item.partition("=")
         name = name.strip().replace("-", "_")
-        if not sep or name not in names or names[name] == "bool":
+        if not sep or name not in names or names[name] == "bool" or name == "layout":
             raise UsageError(f"--ensemble wants NAME=VALUE, NAME a hyperparameter, not {item!r}")
         try:
             values[name] = float(text) if names[name] == "float" else int(text)

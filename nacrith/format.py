@@ -156,12 +156,15 @@ def _f32(value: float) -> float:
 #: Ensemble parameter block (docs/format.md, ENSEMBLE): the layout, the switches,
 #: then only the settings that differ from the layout's defaults, each as its
 #: index among the settings (one byte) and its value in the setting's format.
-#: A layout's defaults never change once files exist, so they are written out
-#: here rather than taken from EnsembleSettings, whose defaults (what
-#: ``nacrith compress`` uses) may move: a setting that differs from its layout
-#: default is stored. A setting added later gets the layout default that gives
-#: the behaviour of files made before it existed.
-ENSEMBLE_LAYOUT = 1
+#: A layout is a frozen table of defaults: it never changes once files exist,
+#: so it is written out here rather than taken from EnsembleSettings, whose
+#: defaults (what ``nacrith compress`` uses) may move. A setting added later
+#: gets, in the existing layouts, the default that gives the behaviour of
+#: files made before it existed. When compress's defaults have moved far from
+#: the newest layout, a new layout with them as defaults keeps the default
+#: header at 2 bytes (layout 2: 23 bytes of overrides of layout 1 became 0).
+#: Writers use the newest layout; readers know every one.
+ENSEMBLE_LAYOUT = 2
 _SWITCHES = ("ngram", "match", "bias", "skip", "apm")
 _SETTING_FORMATS = {
     "ngram_min_order": "B",
@@ -185,9 +188,10 @@ _SETTING_FORMATS = {
     "skip_agree": "f",
     "skip_solo_min_len": "H",
     "skip_solo_confidence": "f",
+    "bias_scale_lr": "f",
 }
 _SETTING_NAMES = tuple(_SETTING_FORMATS)
-_LAYOUT_DEFAULTS: dict[str, int | float] = {
+_LAYOUT_1: dict[str, int | float] = {
     "ngram_min_order": 1,
     "ngram_max_order": 4,
     "ngram_table_bits": 18,
@@ -209,13 +213,26 @@ _LAYOUT_DEFAULTS: dict[str, int | float] = {
     "skip_agree": 0.0,  # files made before the n-gram agreement existed
     "skip_solo_min_len": 0,  # files made before the solo rule existed
     "skip_solo_confidence": 0.98,
+    "bias_scale_lr": 0.0,  # files made before the learned scale existed
+}
+_LAYOUTS: dict[int, dict[str, int | float]] = {
+    1: _LAYOUT_1,
+    2: {
+        **_LAYOUT_1,
+        "ngram_min_order": 2,
+        "skip_min_len": 16,
+        "skip_confidence": 0.9,
+        "skip_agree": 0.9,
+        "skip_solo_min_len": 24,
+        "bias_scale_lr": 0.05,
+    },
 }
 
 
-def _layout_values() -> dict[str, int | float]:
-    """Every setting at its layout default, floats at header precision."""
+def _layout_values(layout: int) -> dict[str, int | float]:
+    """Every setting at the layout's default, floats at header precision."""
     floats = {name for name, fmt in _SETTING_FORMATS.items() if fmt == "f"}
-    return {name: _f32(value) if name in floats else value for name, value in _LAYOUT_DEFAULTS.items()}
+    return {name: _f32(value) if name in floats else value for name, value in _LAYOUTS[layout].items()}
 
 
 @dataclass(frozen=True)
@@ -232,9 +249,14 @@ class EnsembleSettings:
     bias: bool = True
     skip: bool = True
     apm: bool = True
+    #: The layout the settings are packed in: its defaults are not stored. It
+    #: does not change what the settings mean, so it is not compared.
+    layout: int = field(default=ENSEMBLE_LAYOUT, compare=False)
     #: Token n-gram: orders, 2^table_bits slots per order, continuations per context,
     #: and the count at which a context's counts are halved.
-    ngram_min_order: int = 1
+    #: (Order 1 is left out: on asyoulik.txt it cost 0.4% of the bits, as the
+    #: bias head already learns the document's unigram statistics.)
+    ngram_min_order: int = 2
     ngram_max_order: int = 4
     ngram_table_bits: int = 18
     ngram_candidates: int = 8
@@ -248,6 +270,9 @@ class EnsembleSettings:
     #: Bias head: AdaGrad learning rate and bound of each bias (nats).
     bias_lr: float = 0.5
     bias_limit: float = 8.0
+    #: Bias head: learning rate of its scale of the logits, a per-document
+    #: temperature (0: none; the scale stays 1).
+    bias_scale_lr: float = 0.05
     #: Mixer: learning rate and bound of the weight logits.
     mixer_lr: float = 0.02
     mixer_limit: float = 8.0
@@ -292,6 +317,7 @@ class EnsembleSettings:
             if not ok:
                 raise ValueError(what)
 
+        need(self.layout in _LAYOUTS, f"layout {self.layout} is unknown")
         need(1 <= self.ngram_min_order <= self.ngram_max_order <= 8, "n-gram orders must be 1..8, min <= max")
         need(8 <= self.ngram_table_bits <= 26, "n-gram table bits must be 8..26")
         need(1 <= self.ngram_candidates <= 16, "n-gram candidates must be 1..16")
@@ -302,6 +328,7 @@ class EnsembleSettings:
         need(2 <= self.match_rate_limit <= 65535, "match rate limit must be 2..65535")
         need(0 < self.bias_lr <= 4, "bias learning rate must be in (0, 4]")
         need(0 < self.bias_limit <= 64, "bias limit must be in (0, 64]")
+        need(0 <= self.bias_scale_lr <= 4, "bias scale learning rate must be in [0, 4]")
         need(0 < self.mixer_lr <= 1, "mixer learning rate must be in (0, 1]")
         need(0 < self.mixer_limit <= 32, "mixer limit must be in (0, 32]")
         need(0 < self.apm_rate <= 1, "APM rate must be in (0, 1]")
@@ -318,10 +345,13 @@ class EnsembleSettings:
         need(not self.skip or self.match, "the confidence skip needs the match model")
 
     @classmethod
-    def of_layout(cls, **changes: object) -> EnsembleSettings:
+    def of_layout(cls, layout: int, **changes: object) -> EnsembleSettings:
         """Every part on with the layout's defaults (what a header of switches
-        alone means), with ``changes`` applied: settings as files describe them."""
-        return cls(**{**_layout_values(), **changes})  # type: ignore[arg-type]
+        alone means), with ``changes`` applied: settings as files describe them.
+        They are packed in that layout."""
+        if layout not in _LAYOUTS:
+            raise ValueError(f"unknown ensemble layout {layout}")
+        return cls(layout=layout, **{**_layout_values(layout), **changes})  # type: ignore[arg-type]
 
     @property
     def model_batch(self) -> int:
@@ -345,8 +375,8 @@ class EnsembleSettings:
 
     def pack(self) -> bytes:
         flags = sum(1 << i for i, name in enumerate(_SWITCHES) if getattr(self, name))
-        out = bytearray([ENSEMBLE_LAYOUT, flags])
-        defaults = _layout_values()
+        out = bytearray([self.layout, flags])
+        defaults = _layout_values(self.layout)
         for index, name in enumerate(_SETTING_NAMES):
             value = getattr(self, name)
             if value != defaults[name]:
@@ -357,15 +387,17 @@ class EnsembleSettings:
     def unpack(cls, data: bytes) -> EnsembleSettings:
         if len(data) < 2:
             raise FormatError("corrupt file header: ensemble parameters too short")
-        if data[0] != ENSEMBLE_LAYOUT:
+        layout = data[0]
+        if layout not in _LAYOUTS:
+            known = ", ".join(map(str, _LAYOUTS))
             raise UnsupportedVersionError(
-                f"file uses ensemble layout {data[0]}; this nacrith knows layout {ENSEMBLE_LAYOUT}"
+                f"file uses ensemble layout {layout}; this nacrith knows layouts {known}"
             )
         flags = data[1]
         if flags >> len(_SWITCHES):
             raise UnsupportedVersionError(f"file needs ensemble parts unknown to this nacrith ({flags:#04x})")
         values: dict[str, object] = {name: bool(flags >> i & 1) for i, name in enumerate(_SWITCHES)}
-        values.update(_layout_values())
+        values.update(_layout_values(layout))
         pos = 2
         last = -1
         while pos < len(data):
@@ -382,7 +414,7 @@ class EnsembleSettings:
             values[name] = fmt.unpack_from(data, pos + 1)[0]
             pos += 1 + fmt.size
         try:
-            return cls(**values)  # type: ignore[arg-type]
+            return cls(layout=layout, **values)  # type: ignore[arg-type]
         except ValueError as exc:
             raise FormatError(f"corrupt file header: ensemble {exc}") from None
 

@@ -41,6 +41,7 @@ def _params(settings: EnsembleSettings) -> object:
     p.skip_agree = settings.skip_agree
     p.skip_solo_min_len = settings.skip_solo_min_len
     p.skip_solo_confidence = settings.skip_solo_confidence
+    p.bias_scale_lr = settings.bias_scale_lr
     return p
 
 

@@ -235,7 +235,7 @@ def test_bias_head_learns_a_documents_favourite_token():
     before = head.predict(logits)[42]
     for _ in range(200):
         p = head.predict(logits)
-        head.update(p, 42)
+        head.update(p, 42, logits)
     after = head.predict(logits)
     assert before == pytest.approx(1 / V)
     assert after[42] > 0.5
@@ -251,12 +251,47 @@ def test_bias_head_steps_are_adagrad():
     for token in (3, 3, 17):
         p = head.predict(logits)
         np.testing.assert_allclose(p, np_softmax(logits.astype(np.float64) + b), rtol=1e-12)
-        head.update(p, token)
+        head.update(p, token, logits)
         g = p.copy()
         g[token] -= 1
         g2 += g * g
         b -= 0.5 * g / np.sqrt(1 + g2)
         np.testing.assert_allclose(head.values, b, rtol=0, atol=1e-14)
+    assert head.scale == 1.0  # not learned without a scale learning rate
+
+
+def test_bias_head_scale_steps_follow_the_gradient():
+    """scale -= lr * g / sqrt(1 + sum of g^2), g = E_p[z] - z[token], z = logits / T."""
+    rng = np.random.default_rng(9)
+    head = BiasHead(V, lr=0.5, limit=8.0, scale_lr=0.1)
+    scale, g2, b, b_g2, temp = 1.0, 0.0, np.zeros(V), np.zeros(V), 1.25
+    for token in (5, 9, 5, 599):
+        logits = (rng.standard_normal(V) * 3).astype(np.float32)
+        z = logits.astype(np.float64) / temp
+        p = head.predict(logits, temp)
+        np.testing.assert_allclose(p, np_softmax(z * scale + b), rtol=1e-11)
+        head.update(p, token, logits, temp)
+        g = float(p @ z - z[token])
+        g2 += g * g
+        scale -= 0.1 * g / np.sqrt(1 + g2)
+        gb = p.copy()
+        gb[token] -= 1
+        b_g2 += gb * gb
+        b -= 0.5 * gb / np.sqrt(1 + b_g2)
+        assert head.scale == pytest.approx(scale, rel=1e-12)
+
+
+def test_bias_head_scale_cools_an_over_confident_model():
+    """Logits twice as sharp as the truth: the learned scale moves towards 1/2."""
+    rng = np.random.default_rng(10)
+    head = BiasHead(V, lr=0.01, limit=8.0, scale_lr=0.5)
+    for _ in range(400):
+        truth = rng.standard_normal(V) * 2
+        p_true = np_softmax(truth)
+        token = int(rng.choice(V, p=p_true))
+        logits = (2 * truth).astype(np.float32)
+        head.update(head.predict(logits), token, logits)
+    assert 0.4 < head.scale < 0.7, head.scale
 
 
 # --- the ensemble --------------------------------------------------------------

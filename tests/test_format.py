@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -571,24 +572,42 @@ LAYOUT_1 = dict(
     skip_agree=0.0,
     skip_solo_min_len=0,
     skip_solo_confidence=0.98,
+    bias_scale_lr=0.0,
 )
 
 
-def test_layout_1_defaults_never_move():
+LAYOUT_2 = {
+    **LAYOUT_1,
+    "ngram_min_order": 2,
+    "skip_min_len": 16,
+    "skip_confidence": 0.9,
+    "skip_agree": 0.9,
+    "skip_solo_min_len": 24,
+    "bias_scale_lr": 0.05,
+}
+
+
+@pytest.mark.parametrize(("layout", "values"), [(1, LAYOUT_1), (2, LAYOUT_2)])
+def test_layout_defaults_never_move(layout, values):
     """A header with switches only means these values, whatever compress's defaults are today."""
-    implied = EnsembleSettings.unpack(bytes([1, 0b11111]))
-    assert implied == EnsembleSettings(**LAYOUT_1) == EnsembleSettings.of_layout()
-    assert implied.pack() == bytes([1, 0b11111])
+    implied = EnsembleSettings.unpack(bytes([layout, 0b11111]))
+    assert implied == EnsembleSettings(**values) == EnsembleSettings.of_layout(layout)
+    assert implied.pack() == bytes([layout, 0b11111])  # packed in the layout it was read in
 
 
-def test_default_ensemble_stores_only_what_differs_from_the_layout():
-    today, layout = EnsembleSettings(), EnsembleSettings(**LAYOUT_1)
-    changed = [k for k in LAYOUT_1 if getattr(today, k) != getattr(layout, k)]
-    assert changed, "compress's defaults moved on from layout 1 (the n-gram agreement of the skip)"
-    packed = today.pack()
-    assert packed[:2] == bytes([1, 0b11111]) and len(packed) > 2
-    assert EnsembleSettings.unpack(packed) == today
+def test_default_ensemble_is_the_newest_layout_and_costs_two_bytes():
+    today = EnsembleSettings()
+    assert today.pack() == bytes([2, 0b11111])
     assert EnsembleSettings.unpack(today.without("skip", "bias").pack()).enabled == ("ngram", "match", "apm")
+
+
+def test_settings_read_from_an_old_layout_keep_their_meaning_and_layout():
+    old = EnsembleSettings.of_layout(1, mixer_lr=0.05)
+    packed = old.pack()
+    assert packed == bytes([1, 0b11111, 11]) + struct.pack("<f", 0.05)
+    assert EnsembleSettings.unpack(packed) == old and EnsembleSettings.unpack(packed).layout == 1
+    # The same meaning in layout 2 stores what differs from layout 2's defaults instead.
+    assert EnsembleSettings.unpack(replace(old, layout=2).pack()) == old
 
 
 @given(
@@ -598,6 +617,7 @@ def test_default_ensemble_stores_only_what_differs_from_the_layout():
     table_bits=st.integers(8, 26),
     candidates=st.integers(1, 16),
     bias_lr=st.floats(0, 1, exclude_min=True, width=32),
+    bias_scale_lr=st.floats(0, 4, width=32),
     mixer_limit=st.floats(0, 32, exclude_min=True, width=32),
     skip_warmup=st.integers(0, 2**32 - 1),
     skip_batch=st.integers(1, 65535),
@@ -612,6 +632,7 @@ def test_ensemble_settings_round_trip(
     table_bits,
     candidates,
     bias_lr,
+    bias_scale_lr,
     mixer_limit,
     skip_warmup,
     skip_batch,
@@ -631,6 +652,7 @@ def test_ensemble_settings_round_trip(
         ngram_table_bits=table_bits,
         ngram_candidates=candidates,
         bias_lr=bias_lr,
+        bias_scale_lr=bias_scale_lr,
         mixer_limit=mixer_limit,
         skip_warmup=skip_warmup,
         skip_batch=skip_batch,
@@ -659,9 +681,10 @@ def test_header_with_ensemble_round_trip():
     [
         (b"", FormatError, "too short"),
         (b"\x01", FormatError, "too short"),
-        (b"\x02\x1f", UnsupportedVersionError, "layout 2"),
+        (b"\x03\x1f", UnsupportedVersionError, "layout 3; this nacrith knows layouts 1, 2"),
         (b"\x01\x3f", UnsupportedVersionError, "parts unknown"),
-        (b"\x01\x1f\x15\x00\x00", UnsupportedVersionError, "setting 21"),
+        (b"\x01\x1f\x16\x00\x00", UnsupportedVersionError, "setting 22"),
+        (b"\x01\x1f\x15\x00\x00\x80\xbf", FormatError, "bias scale"),  # -1.0
         (b"\x01\x1f\x13\x03\x00", FormatError, "solo skip length"),  # 3 < match length 6
         (b"\x01\x1f\x14\x00\x00\x00\x00", FormatError, "solo skip confidence"),  # 0.0
         (b"\x01\x1f\x12\x00\x00\x80\x3f", FormatError, "skip agreement"),  # 1.0

@@ -25,7 +25,8 @@ def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
 
 
 def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
-    """The ensemble: ``"ensemble"`` holds the settings that differ from layout 1's defaults."""
+    """The ensemble: ``"ensemble"`` holds the settings that differ from the layout's
+    defaults, and the layout when it is not 1."""
     text = b"Golden files pin the format: a decoder reads them byte for byte, forever.\r\n"
     log = b"".join(f"12:00:{i:02d} INFO served /api/items in {i % 7 + 3} ms\n".encode() for i in range(12))
     return {
@@ -49,6 +50,7 @@ def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
                 }
             },
         ),
+        "ensemble_layout2": (text * 2 + b"<|endoftext|> \x04\xff tail.\n", {"ensemble": {"layout": 2}}),
         "ensemble_parts": (
             text * 2,
             {"ensemble": {"bias": False, "apm": False, "ngram_max_order": 6, "mixer_lr": 0.05}},
@@ -60,7 +62,7 @@ def compress_options(options: dict[str, object]) -> dict[str, object]:
     """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings)."""
     out = dict(options)
     if isinstance(out.get("ensemble"), dict):
-        out["ensemble"] = EnsembleSettings.of_layout(**out["ensemble"])
+        out["ensemble"] = EnsembleSettings.of_layout(**{"layout": 1, **out["ensemble"]})
     return out
 
 
