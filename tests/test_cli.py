@@ -214,12 +214,12 @@ def test_interrupt_removes_partial_output(workdir, delay):
     [
         (
             [],
-            "n-gram orders 1-4, match, bias, "
+            "n-gram orders 2-4, match, bias, "
             "skip at match >= 16 tokens with the n-gram agreeing at 0.9 or >= 24 alone, apm",
         ),
         (["--llm-only"], "none (the language model alone)"),
-        (["--no-skip", "--no-bias"], "n-gram orders 1-4, match, apm"),
-        (["--no-match", "--ensemble", "ngram_max_order=6"], "n-gram orders 1-6, bias, apm"),
+        (["--no-skip", "--no-bias"], "n-gram orders 2-4, match, apm"),
+        (["--no-match", "--ensemble", "ngram_max_order=6"], "n-gram orders 2-6, bias, apm"),
     ],
 )
 def test_ensemble_flags_are_recorded_and_decompress_needs_none(workdir, flags, shown):
@@ -236,6 +236,7 @@ def test_ensemble_flags_are_recorded_and_decompress_needs_none(workdir, flags, s
     ("flags", "words"),
     [
         (["--ensemble", "nonsense=1"], "NAME a hyperparameter"),
+        (["--ensemble", "layout=1"], "NAME a hyperparameter"),
         (["--ensemble", "bias_lr=fast"], "needs a number"),
         (["--ensemble", "ngram_max_order=12"], "n-gram orders"),
         (["--llm-only", "--no-bias"], "--llm-only takes no other"),
