@@ -103,35 +103,31 @@ int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *
     return NC_OK;
 }
 
-/* E_base[z] - z[token], z = logits * inv_temp: the gradient of -log base(token)
- * with respect to the scale. 0 when the token's logit is not finite. */
-static double scale_gradient(const nc_bias *b, const double *base, const float *logits, double inv_temp,
-                             uint32_t token) {
-    if (!is_finite(logits[token])) return 0.0;
-    double mean = 0.0;
-    for (uint32_t i = 0; i < b->n; i++)
-        if (base[i] > 0.0) mean += base[i] * ((double)logits[i] * inv_temp); /* base is 0 where not finite */
-    return mean - (double)logits[token] * inv_temp;
-}
-
 int nc_bias_update(nc_bias *b, const double *base, const float *logits, double inv_temp, uint32_t token) {
     if (!base || token >= b->n) return NC_ERR_ARG;
-    if (b->scale_lr > 0.0) {
-        if (!logits || !(inv_temp > 0.0) || inv_temp == INFINITY) return NC_ERR_ARG;
-        double g = scale_gradient(b, base, logits, inv_temp, token);
-        b->scale_g2 += g * g;
-        double x = b->scale - b->scale_lr * g / sqrt(NC_BIAS_G2_PRIOR + b->scale_g2);
-        b->scale = x < NC_SCALE_MIN ? NC_SCALE_MIN : x > NC_SCALE_MAX ? NC_SCALE_MAX : x;
-    }
+    const int learn_scale = b->scale_lr > 0.0;
+    if (learn_scale && (!logits || !(inv_temp > 0.0) || inv_temp == INFINITY)) return NC_ERR_ARG;
     const double lr = b->lr, lim = b->limit;
     double *v = b->b, *g2 = b->g2;
+    double mean_z = 0.0; /* E_base[z], z = logits * inv_temp, gathered in the same pass */
     for (uint32_t i = 0; i < b->n; i++) {
+        /* base is 0 where the logit is not finite */
+        if (learn_scale && base[i] > 0.0) mean_z += base[i] * ((double)logits[i] * inv_temp);
         double g = i == token ? base[i] - 1.0 : base[i];
         if (g == 0.0) continue; /* below the cut-off: a step of nothing */
         g2[i] += g * g;
         /* sqrt is correctly rounded by IEEE 754: as deterministic as + and *. */
         double x = v[i] - lr * g / sqrt(NC_BIAS_G2_PRIOR + g2[i]);
         v[i] = x < -lim ? -lim : x > lim ? lim : x;
+    }
+    /* The scale's gradient, E_base[z] - z[token], uses base, not b: the order
+     * of the two steps does not matter. No step when the token's logit is not
+     * finite. */
+    if (learn_scale && is_finite(logits[token])) {
+        double g = mean_z - (double)logits[token] * inv_temp;
+        b->scale_g2 += g * g;
+        double x = b->scale - b->scale_lr * g / sqrt(NC_BIAS_G2_PRIOR + b->scale_g2);
+        b->scale = x < NC_SCALE_MIN ? NC_SCALE_MIN : x > NC_SCALE_MAX ? NC_SCALE_MAX : x;
     }
     return NC_OK;
 }
