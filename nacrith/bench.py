@@ -75,6 +75,11 @@ class Result:
     #: Tokens coded without the language model (the ensemble's confidence skip).
     skipped_tokens: int | None = None
     peak_rss_mib: float | None = None
+    #: How nacrith split the input: segments and bytes by kind ("text", "binary"),
+    #: and whether the file went out as zstd alone.
+    segments: dict[str, int] | None = None
+    segment_bytes: dict[str, int] | None = None
+    zstd_only: bool | None = None
     verified: bool = False
     error: str | None = None
 
@@ -166,6 +171,10 @@ def builtin_peers() -> dict[str, PeerCodec]:
         "gzip -9": (lambda d: gzip.compress(d, 9, mtime=0), gzip.decompress),
         "bzip2 -9": (lambda d: bz2.compress(d, 9), bz2.decompress),
         "xz -9e": (lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
+        "zstd -19": (
+            lambda d: zstandard.ZstdCompressor(level=19).compress(d),
+            lambda b: zstandard.ZstdDecompressor().decompress(b),
+        ),
         "zstd -22": (
             lambda d: zstandard.ZstdCompressor(level=22).compress(d),
             lambda b: zstandard.ZstdDecompressor().decompress(b),
@@ -279,6 +288,8 @@ def _run_nacrith(
         result.compress_tokens = summary.model_symbols or None
         result.tokens = summary.stats.symbols or None
         result.skipped_tokens = summary.stats.skipped if summary.stats.symbols else None
+        result.segments, result.segment_bytes = summary.segments, summary.segment_bytes
+        result.zstd_only = summary.zstd_only
         progress = ProgressLine(f"{inp.label} decompress", inp.size) if show_progress else None
         restored = io.BytesIO()
         start = time.perf_counter()
@@ -545,6 +556,21 @@ def markdown(report: BenchReport) -> str:
             "verified" if r.verified else f"FAILED: {r.error}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    segmented = [r for r in report.results if r.segments is not None]
+    if segmented:
+        lines += [
+            "",
+            "| file | compressor | text segments | text bytes | binary segments | binary bytes "
+            "| written as |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for r in segmented:
+            seg, nbytes = r.segments or {}, r.segment_bytes or {}
+            lines.append(
+                f"| {r.input} | {r.compressor} | {seg.get('text', 0)} | {nbytes.get('text', 0):,} | "
+                f"{seg.get('binary', 0)} | {nbytes.get('binary', 0):,} | "
+                f"{'zstd alone' if r.zstd_only else 'segments'} |"
+            )
     bpb_note = (
         "bpb = 8 * compressed bytes / original bytes, container included; the model file is not counted"
     )

@@ -100,7 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_size,
         default=CompressOptions.frame_size,
         metavar="BYTES",
-        help="bytes per independently coded frame, K/M/G suffixes allowed (default 1M)",
+        help="most bytes per frame, K/M/G suffixes allowed (default 1M)",
+    )
+    c.add_argument(
+        "--no-segment",
+        dest="segment",
+        action="store_false",
+        help="no text/binary split: fixed-size frames, each the smallest of neural, zstd and stored",
     )
     ens = c.add_argument_group("ensemble (recorded in the file; decompress takes no such flags)")
     ens.add_argument("--llm-only", action="store_true", help="the language model alone, no ensemble")
@@ -292,7 +298,9 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
 def cmd_compress(args: argparse.Namespace) -> int:
     ensemble = ensemble_from_args(args.llm_only, args.off, args.settings)
     try:
-        options = CompressOptions(context=args.context, frame_size=args.frame_size, ensemble=ensemble)
+        options = CompressOptions(
+            context=args.context, frame_size=args.frame_size, ensemble=ensemble, segment=args.segment
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     target = _output_name(args, compressing=True)
@@ -325,6 +333,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
             if summary.stats.skipped
             else ""
         )
+        + (", zstd alone (the segments did not pay)" if summary.zstd_only else "")
         + ("" if _is_std(target) else f" -> {target}"),
     )
     return EXIT_OK
@@ -369,25 +378,29 @@ def cmd_info(args: argparse.Namespace) -> int:
         fi = read_info(f)
     h, t = fi.header, fi.trailer
     bpb = 8 * fi.file_size / t.content_size if t.content_size else 0.0
-    rows = [
-        ("file", args.file),
-        ("format", f"version {FORMAT_VERSION}"),
-        ("model", f"{h.model_name or '(unnamed)'}"),
-        ("model sha256", h.model_sha256.hex()),
-        ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
-        ("context", f"{h.context} tokens, slides by {h.slide}, starts from token {h.start_token}"),
-        ("temperature", f"{h.temperature:g}"),
-        ("ensemble", _ensemble_text(h.ensemble)),
-        ("made with", _environment_text(h.environment)),
+    rows = [("file", args.file), ("format", f"version {FORMAT_VERSION}")]
+    if h.model_sha256 is None:
+        rows.append(("model", "none (no neural frames: zstd and stored only)"))
+    else:
+        rows += [
+            ("model", f"{h.model_name or '(unnamed)'}"),
+            ("model sha256", h.model_sha256.hex()),
+            ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
+            ("context", f"{h.context} tokens, slides by {h.slide}, starts from token {h.start_token}"),
+            ("temperature", f"{h.temperature:g}"),
+            ("ensemble", _ensemble_text(h.ensemble)),
+            ("made with", _environment_text(h.environment)),
+        ]
+    rows += [
         ("original", f"{t.content_size} bytes"),
         ("compressed", f"{fi.file_size} bytes ({bpb:.3f} bpb)"),
         ("frames", str(len(t.entries))),
     ]
     out = [f"{k:<14}{v}" for k, v in rows]
-    out.append(f"  {'#':>4}  {'type':<7}{'original':>12}{'payload':>12}{'bpb':>8}")
+    out.append(f"  {'#':>4}  {'type':<12}{'original':>12}{'payload':>12}{'bpb':>8}")
     for i, e in enumerate(t.entries, 1):
         out.append(
-            f"  {i:>4}  {e.type.name.lower():<7}{e.raw_size:>12}{e.payload_size:>12}"
+            f"  {i:>4}  {e.type.name.lower():<12}{e.raw_size:>12}{e.payload_size:>12}"
             f"{8 * e.payload_size / e.raw_size:>8.3f}"
         )
     print("\n".join(out))

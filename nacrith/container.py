@@ -8,8 +8,11 @@ size, whatever the size of the input.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import struct
+import tempfile
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -40,6 +43,7 @@ from nacrith.format import (
     Trailer,
     read_exact,
 )
+from nacrith.segment import segments
 from nacrith.tokens import SymbolCodec
 
 __all__ = [
@@ -53,6 +57,12 @@ __all__ = [
 ]
 
 ZSTD_LEVEL = 19
+#: Frame size of a file written as zstd alone: large, since each frame adds its
+#: header and index entry (about 20 bytes) and a block boundary to the stream,
+#: and small enough that a reader holds one frame in memory.
+ZSTD_ONLY_FRAME_SIZE = 1 << 25
+#: Bytes of output kept in memory before a spool goes to a temporary file.
+SPOOL_MEMORY = 1 << 24
 #: Largest zstd window a reader accepts (level 19 writes at most 8 MiB).
 ZSTD_MAX_WINDOW = 1 << 27
 #: Compressed bytes fed to the zstd decoder at a time: each can expand by at most
@@ -94,6 +104,12 @@ class CompressOptions:
     frame_size: int = 1 << 20
     #: The cheap models mixed with the language model; None: the language model alone.
     ensemble: EnsembleSettings | None = field(default_factory=EnsembleSettings)
+    #: Split the input into text and binary frames (segment.py). Off: frames of
+    #: frame_size bytes, each the smallest of neural, zstd and stored.
+    segment: bool = True
+    #: With segment: write zstd alone instead when that is smaller. Off only to
+    #: study the segmented file itself (tests, measurements).
+    zstd_fallback: bool = True
 
     def __post_init__(self) -> None:
         if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
@@ -132,6 +148,11 @@ class Summary:
     stats: FrameStats = field(default_factory=FrameStats)
     #: Symbols the model coded, including frames that then went out as zstd or stored.
     model_symbols: int = 0
+    #: Segments the input was split into, and their bytes, by kind ("text", "binary").
+    segments: dict[str, int] = field(default_factory=dict)
+    segment_bytes: dict[str, int] = field(default_factory=dict)
+    #: The segmented file lost to zstd alone, which was written instead.
+    zstd_only: bool = False
 
     @property
     def bpb(self) -> float:
@@ -213,6 +234,109 @@ def _encode_chunk(
     return best_type, best, symbols_count, stats
 
 
+class _FrameWriter:
+    """Writes a header, frames and the index to out, keeping the summary and the digest."""
+
+    def __init__(self, out: BinaryIO, header: Header) -> None:
+        self.out = out
+        self.summary = Summary()
+        self.digest = hashlib.sha256()
+        self.entries: list[IndexEntry] = []
+        self._write(header.pack())
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.summary.coded_bytes += len(data)
+
+    def frame(self, ftype: FrameType, raw: bytes, payload: bytes, n_symbols: int = 0) -> None:
+        self._write(FrameHeader(ftype, len(raw), len(payload), n_symbols, zlib.crc32(raw)).pack())
+        self._write(payload)
+        self.digest.update(raw)
+        self.entries.append(IndexEntry(ftype, len(raw), len(payload)))
+        s = self.summary
+        s.raw_bytes += len(raw)
+        s.frames[ftype.name.lower()] = s.frames.get(ftype.name.lower(), 0) + 1
+
+    def finish(self, content_size: int | None) -> Summary:
+        if content_size is not None and content_size != self.summary.raw_bytes:
+            raise InputChangedError(
+                f"input changed while reading: expected {content_size} bytes, read {self.summary.raw_bytes}"
+            )
+        self._write(Trailer(self.summary.raw_bytes, self.digest.digest()[:8], tuple(self.entries)).pack())
+        return self.summary
+
+
+def _stream_compressor() -> zstandard.ZstdCompressionObj:
+    return zstandard.ZstdCompressor(
+        level=ZSTD_LEVEL, write_content_size=False, write_checksum=False
+    ).compressobj()
+
+
+def _stream_piece(stream: zstandard.ZstdCompressionObj, data: bytes) -> bytes:
+    """data as the next piece of the zstd stream, ending on a block boundary."""
+    return stream.compress(data) + stream.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+
+class _ZstdOnly:
+    """The whole input as one zstd stream in a file without a model: what a
+    segmented file must beat, written to a spool beside it.
+
+    The header is written with the first frame, when it is known whether the
+    file is a single frame, which is stored instead when zstd does not help.
+    """
+
+    def __init__(self, spool: BinaryIO, frame_size: int, content_size: int | None) -> None:
+        self.spool = spool
+        self.frame_size = frame_size
+        self.content_size = content_size
+        self.writer: _FrameWriter | None = None
+        self.stream = _stream_compressor()
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            take = min(len(data), self.frame_size - self.pending_size)
+            self.pending.append(data[:take])
+            self.pending_size += take
+            data = data[take:]
+            if self.pending_size == self.frame_size:
+                self._frame(last=False)
+
+    def _frame(self, last: bool) -> None:
+        raw = b"".join(self.pending)
+        self.pending, self.pending_size = [], 0
+        piece = _stream_piece(self.stream, raw)
+        if self.writer is None:
+            stored = last and len(piece) >= len(raw)  # a single frame zstd does not shrink
+            header = Header.without_model(self.frame_size, self.content_size, zstd_stream=not stored)
+            self.writer = _FrameWriter(self.spool, header)
+            if stored:
+                self.writer.frame(FrameType.STORED, raw, raw)
+                return
+        self.writer.frame(FrameType.ZSTD_STREAM, raw, piece)
+
+    def finish(self) -> Summary:
+        if self.pending_size:
+            self._frame(last=True)
+        if self.writer is None:  # empty input
+            header = Header.without_model(self.frame_size, self.content_size, zstd_stream=False)
+            self.writer = _FrameWriter(self.spool, header)
+        return self.writer.finish(self.content_size)
+
+
+def _copy(src: BinaryIO, dst: BinaryIO) -> None:
+    src.seek(0)
+    shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _seekable(f: BinaryIO) -> bool:
+    try:
+        return f.seekable() and hasattr(f, "truncate")
+    except (AttributeError, ValueError):
+        return False
+
+
 def compress_stream(
     src: BinaryIO,
     dst: BinaryIO,
@@ -221,7 +345,12 @@ def compress_stream(
     content_size: int | None = None,
     progress: StreamProgress | None = None,
 ) -> Summary:
-    """Compress everything readable from src into dst, one frame at a time."""
+    """Compress everything readable from src into dst, one frame at a time.
+
+    With ``options.segment`` (the default), text and binary parts get frames
+    of their own, and the result is never larger than the whole input as one
+    zstd stream in a file without a model; see ``_compress_segmented``.
+    """
     predictor = model.predictor(options.context, options.slide, model.start_token, options.batch)
     header = Header(
         model_sha256=model.sha256,
@@ -235,37 +364,113 @@ def compress_stream(
         model_name=model.name,
         environment=model.environment,
         ensemble=options.ensemble,
+        zstd_stream=options.segment,
     )
-    summary = Summary()
-    out = header.pack()
-    dst.write(out)
-    summary.coded_bytes += len(out)
-    digest = hashlib.sha256()
-    entries: list[IndexEntry] = []
+    if options.segment:
+        return _compress_segmented(src, dst, header, model, predictor, options, progress)
+    writer = _FrameWriter(dst, header)
+    summary = writer.summary
     while chunk := _read_up_to(src, options.frame_size):
-        digest.update(chunk)
         ftype, payload, n_symbols, stats = _encode_chunk(chunk, model, predictor, options, progress, summary)
-        fh = FrameHeader(ftype, len(chunk), len(payload), n_symbols, zlib.crc32(chunk))
-        out = fh.pack()
-        dst.write(out)
-        dst.write(payload)
-        entries.append(IndexEntry(ftype, len(chunk), len(payload)))
-        summary.raw_bytes += len(chunk)
-        summary.coded_bytes += len(out) + len(payload)
-        summary.frames[ftype.name.lower()] = summary.frames.get(ftype.name.lower(), 0) + 1
-        summary.model_symbols += stats.symbols
-        if ftype == FrameType.NEURAL:
-            summary.stats.add(stats)
+        writer.frame(ftype, chunk, payload, n_symbols)
+        _count_model(summary, ftype, stats)
         if progress is not None:
             progress(ProgressInfo(summary.raw_bytes, summary.model_symbols, 8 * summary.coded_bytes))
-    if content_size is not None and content_size != summary.raw_bytes:
-        raise InputChangedError(
-            f"input changed while reading: expected {content_size} bytes, read {summary.raw_bytes}"
+    return writer.finish(content_size)
+
+
+def _count_model(summary: Summary, ftype: FrameType, stats: FrameStats) -> None:
+    summary.model_symbols += stats.symbols
+    if ftype == FrameType.NEURAL:
+        summary.stats.add(stats)
+
+
+def _compress_segmented(
+    src: BinaryIO,
+    dst: BinaryIO,
+    header: Header,
+    model: CodecModel,
+    predictor: Predictor,
+    options: CompressOptions,
+    progress: StreamProgress | None,
+) -> Summary:
+    """Text segments as the smallest of neural, zstd and stored frames; binary
+    segments as pieces of one zstd stream, so they share its context.
+
+    Alongside, the whole input goes into a zstd-only file (``_ZstdOnly``); when
+    that is smaller, it is what dst gets. So the output is never more than
+    that file's few dozen bytes of container larger than zstd of the input.
+    The segmented file goes straight to dst when dst can be rewound, else to
+    a spool on disk.
+
+    (Design change: frames were all independently decodable. Binary frames
+    now continue one zstd stream, since sharing the context is what makes
+    zstd good on a file's binary parts; a reader decodes frames in order
+    anyway. Neural frames still restart the model and stand alone.)
+    """
+    direct = _seekable(dst)
+    with contextlib.ExitStack() as spools:
+        out: BinaryIO = dst if direct else spools.enter_context(_spool())
+        zstd_only = _ZstdOnly(
+            spools.enter_context(_spool()), max(ZSTD_ONLY_FRAME_SIZE, options.frame_size), header.content_size
         )
-    out = Trailer(summary.raw_bytes, digest.digest()[:8], tuple(entries)).pack()
-    dst.write(out)
-    summary.coded_bytes += len(out)
-    return summary
+        start = out.tell() if direct else 0
+        summary = _write_segments(src, out, header, model, predictor, options, progress, zstd_only)
+        alone = zstd_only.finish()
+        if options.zstd_fallback and alone.coded_bytes < summary.coded_bytes:
+            if direct:
+                out.seek(start)
+                _copy(zstd_only.spool, out)
+                out.truncate()
+            else:
+                _copy(zstd_only.spool, dst)
+            alone.segments, alone.segment_bytes = summary.segments, summary.segment_bytes
+            alone.model_symbols = summary.model_symbols
+            alone.zstd_only = True
+            return alone
+        if not direct:
+            _copy(out, dst)
+        return summary
+
+
+def _spool() -> BinaryIO:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # type: ignore[return-value]
+
+
+def _write_segments(
+    src: BinaryIO,
+    out: BinaryIO,
+    header: Header,
+    model: CodecModel,
+    predictor: Predictor,
+    options: CompressOptions,
+    progress: StreamProgress | None,
+    zstd_only: _ZstdOnly,
+) -> Summary:
+    """The segmented file into out; every byte read also goes to zstd_only."""
+    writer = _FrameWriter(out, header)
+    summary = writer.summary
+    stream = _stream_compressor()
+
+    def blocks() -> Iterator[bytes]:
+        while chunk := _read_up_to(src, options.frame_size):
+            zstd_only.feed(chunk)
+            yield chunk
+
+    for seg in segments(blocks(), options.frame_size, model.symbols.uncarried_bytes):
+        kind = "text" if seg.text else "binary"
+        summary.segments[kind] = summary.segments.get(kind, 0) + 1
+        summary.segment_bytes[kind] = summary.segment_bytes.get(kind, 0) + len(seg.data)
+        if seg.text:
+            coded = _encode_chunk(seg.data, model, predictor, options, progress, summary)
+            ftype, payload, n_symbols, stats = coded
+            writer.frame(ftype, seg.data, payload, n_symbols)
+            _count_model(summary, ftype, stats)
+        else:
+            writer.frame(FrameType.ZSTD_STREAM, seg.data, _stream_piece(stream, seg.data))
+        if progress is not None:
+            progress(ProgressInfo(summary.raw_bytes, summary.model_symbols, 8 * summary.coded_bytes))
+    return writer.finish(header.content_size)
 
 
 def check_model(header: Header, model: CodecModel) -> None:
@@ -289,17 +494,51 @@ def check_model(header: Header, model: CodecModel) -> None:
         )
 
 
+class _StreamReader:
+    """Decodes the pieces of a file's one zstd stream, in order."""
+
+    def __init__(self) -> None:
+        self.decoder = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompressobj()
+
+    def piece(self, payload: bytes, raw_size: int) -> bytes:
+        """The raw_size bytes payload holds; fed in small steps, so a hostile
+        piece is stopped within a block of raw_size, never allocated whole."""
+        out = bytearray()
+        view = memoryview(payload)
+        try:
+            for fed in range(0, len(view), ZSTD_FEED):
+                if self.decoder.eof:
+                    raise FormatError("corrupt zstd stream: a piece ends the stream")
+                out += self.decoder.decompress(view[fed : fed + ZSTD_FEED])
+                if len(out) > raw_size:
+                    raise FormatError(f"corrupt zstd stream: a piece holds more than {raw_size} bytes")
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"corrupt zstd stream: {exc}") from None
+        if self.decoder.eof:
+            raise FormatError("corrupt zstd stream: a piece ends the stream")
+        if len(out) != raw_size:
+            raise FormatError(f"corrupt zstd stream: a piece holds {len(out)} bytes, not {raw_size}")
+        return bytes(out)
+
+
 def _decode_payload(
     header: Header,
     fh: FrameHeader,
     payload: bytes,
     load_model: Callable[[Header], CodecModel],
     progress: Progress | None,
+    stream: _StreamReader,
 ) -> bytes:
     if fh.type == FrameType.STORED:
         return payload
     if fh.type == FrameType.ZSTD:
         return _unzstd(payload, fh.raw_size)
+    if fh.type == FrameType.ZSTD_STREAM:
+        if not header.zstd_stream:
+            raise FormatError("corrupt file: a zstd stream frame in a file without the stream flag")
+        return stream.piece(payload, fh.raw_size)
+    if header.model_sha256 is None:
+        raise FormatError("corrupt file: a neural frame in a file without a model")
     model = load_model(header)
     if header.context > model.max_context:
         raise FormatError(
@@ -352,6 +591,7 @@ def iter_decoded_frames(
     header = Header.read(src)
     digest = hashlib.sha256()
     entries: list[IndexEntry] = []
+    stream = _StreamReader()
     done = Summary()  # coded_bytes stays 0: decoding reports no bits; model_symbols counts decoded ones
     while True:
         ftype = FrameHeader.read_type(src)
@@ -361,9 +601,13 @@ def iter_decoded_frames(
         payload = read_exact(src, fh.payload_size, "frame payload")
         try:
             frame_progress = _frame_progress(progress, done, fh.raw_size, fh.symbols)
-            data = _decode_payload(header, fh, payload, load_model, frame_progress)
+            data = _decode_payload(header, fh, payload, load_model, frame_progress, stream)
         except CoderError as exc:
             raise ChecksumError(f"frame {len(entries) + 1}: {exc}") from None
+        except FormatError as exc:
+            if str(exc).startswith("corrupt"):  # the payload's own structure, not the file's
+                raise FormatError(f"frame {len(entries) + 1}: {exc}") from None
+            raise
         if len(data) != fh.raw_size or zlib.crc32(data) != fh.raw_crc32:
             hint = (
                 " (model or llama.cpp build differs from the encoder's?)" if ftype == FrameType.NEURAL else ""

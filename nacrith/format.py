@@ -66,8 +66,28 @@ _REQUIRED = (
 class FrameType(enum.IntEnum):
     END = 0
     STORED = 1
+    #: A zstd frame of its own.
     ZSTD = 2
     NEURAL = 3
+    #: The next piece of the file's one zstd stream, which all such frames
+    #: continue in order, so binary parts share their context (header flag
+    #: ZSTD_STREAM).
+    ZSTD_STREAM = 4
+
+
+class HeaderFlag(enum.IntFlag):
+    """Required header flags: a reader that does not know one refuses the file."""
+
+    #: No neural frames and no model: the model parameters are absent.
+    NO_MODEL = 0x01
+    #: ZSTD_STREAM frames may appear.
+    ZSTD_STREAM = 0x02
+
+
+def zstd_stream_bound(raw_size: int) -> int:
+    """Largest ZSTD_STREAM payload for raw_size bytes: zstd's frame header and
+    its 3-byte block headers on data it cannot compress, with room to spare."""
+    return raw_size + raw_size // 128 + 64
 
 
 # --- primitives -------------------------------------------------------------
@@ -424,9 +444,13 @@ class EnsembleSettings:
 
 @dataclass(frozen=True)
 class Header:
-    """Everything the decoder needs, plus informational fields."""
+    """Everything the decoder needs, plus informational fields.
 
-    model_sha256: bytes
+    A file without a model (``model_sha256`` None, made by ``without_model``)
+    holds only stored and zstd frames; its model parameters are all zero.
+    """
+
+    model_sha256: bytes | None
     vocab_size: int
     context: int
     slide: int
@@ -439,13 +463,35 @@ class Header:
     environment: str = ""
     #: None: the language model alone (the tag is absent).
     ensemble: EnsembleSettings | None = None
+    #: ZSTD_STREAM frames may follow.
+    zstd_stream: bool = False
     unknown_ignorable: dict[int, bytes] = field(default_factory=dict, compare=False)
 
+    @classmethod
+    def without_model(
+        cls, frame_size: int, content_size: int | None = None, zstd_stream: bool = True
+    ) -> Header:
+        return cls(None, 0, 0, 0, 0.0, frame_size, 0, content_size=content_size, zstd_stream=zstd_stream)
+
+    @property
+    def flags(self) -> HeaderFlag:
+        flags = HeaderFlag(0)
+        if self.model_sha256 is None:
+            flags |= HeaderFlag.NO_MODEL
+        if self.zstd_stream:
+            flags |= HeaderFlag.ZSTD_STREAM
+        return flags
+
     def __post_init__(self) -> None:
-        if len(self.model_sha256) != 32:
-            raise ValueError("model_sha256 must be 32 bytes")
         if not 0 < self.frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame_size must be in 1..{MAX_FRAME_SIZE}")
+        if self.model_sha256 is None:
+            model = (self.vocab_size, self.context, self.slide, self.temperature, self.start_token)
+            if any(model) or self.ensemble is not None or self.model_name or self.environment:
+                raise ValueError("a header without a model has no model parameters")
+            return
+        if len(self.model_sha256) != 32:
+            raise ValueError("model_sha256 must be 32 bytes")
         if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
             raise ValueError(f"context must be in {MIN_CONTEXT}..{MAX_CONTEXT} tokens")
         if not 0 < self.slide < self.context - 1:
@@ -465,14 +511,16 @@ class Header:
         def put(tag: Tag, value: bytes) -> None:
             params.extend(bytes([tag]) + pack_varint(len(value)) + value)
 
-        put(Tag.MODEL_SHA256, self.model_sha256)
-        put(Tag.VOCAB_SIZE, pack_varint(self.vocab_size))
-        put(Tag.CONTEXT, pack_varint(self.context))
-        put(Tag.SLIDE, pack_varint(self.slide))
-        put(Tag.TEMPERATURE, struct.pack("<f", self.temperature))
-        put(Tag.ESCAPES, pack_varint(self.escapes))
+        if self.model_sha256 is not None:
+            put(Tag.MODEL_SHA256, self.model_sha256)
+            put(Tag.VOCAB_SIZE, pack_varint(self.vocab_size))
+            put(Tag.CONTEXT, pack_varint(self.context))
+            put(Tag.SLIDE, pack_varint(self.slide))
+            put(Tag.TEMPERATURE, struct.pack("<f", self.temperature))
+            put(Tag.ESCAPES, pack_varint(self.escapes))
         put(Tag.FRAME_SIZE, pack_varint(self.frame_size))
-        put(Tag.START_TOKEN, pack_varint(self.start_token))
+        if self.model_sha256 is not None:
+            put(Tag.START_TOKEN, pack_varint(self.start_token))
         if self.ensemble is not None:
             put(Tag.ENSEMBLE, self.ensemble.pack())
         if self.content_size is not None:
@@ -485,7 +533,7 @@ class Header:
             params.extend(bytes([tag]) + pack_varint(len(value)) + value)
         if len(params) > MAX_PARAMS_SIZE:
             raise ValueError(f"header parameters take {len(params)} bytes, more than {MAX_PARAMS_SIZE}")
-        body = MAGIC + bytes([FORMAT_VERSION, 0, 0]) + pack_varint(len(params)) + bytes(params)
+        body = MAGIC + bytes([FORMAT_VERSION, self.flags, 0]) + pack_varint(len(params)) + bytes(params)
         return body + struct.pack("<I", zlib.crc32(body))
 
     @classmethod
@@ -506,7 +554,7 @@ class Header:
             )
         required_flags = cur.u8()
         cur.u8()  # optional flags: none defined, ignored by definition
-        if required_flags:
+        if required_flags & ~(HeaderFlag.NO_MODEL.value | HeaderFlag.ZSTD_STREAM.value):
             raise UnsupportedVersionError(
                 f"file needs features this nacrith does not know (required flags {required_flags:#04x})"
             )
@@ -515,10 +563,10 @@ class Header:
             raise FormatError(f"corrupt file header: parameter block of {size} bytes")
         params = cur.take(size)
         cur.check_crc()
-        return cls._from_params(params)
+        return cls._from_params(params, HeaderFlag(required_flags))
 
     @classmethod
-    def _from_params(cls, params: bytes) -> Header:
+    def _from_params(cls, params: bytes, flags: HeaderFlag) -> Header:
         cur = _Cursor(io.BytesIO(params), "file header")
         fields: dict[int, bytes] = {}
         while len(cur.seen) < len(params):
@@ -536,12 +584,33 @@ class Header:
                     f"file needs header parameter {tag:#04x}, which this nacrith does not know"
                 )
             fields[tag] = value
-        missing = [t.name for t in _REQUIRED if t not in fields]
-        if missing:
-            raise FormatError(f"corrupt file header: missing {', '.join(missing)}")
 
         def num(tag: Tag) -> int:
             return _varint_from(fields[tag], f"header parameter {tag.name}")
+
+        zstd_stream = bool(flags & HeaderFlag.ZSTD_STREAM)
+        if flags & HeaderFlag.NO_MODEL:
+            extra = [Tag(t).name for t in fields if t in _REQUIRED and t != Tag.FRAME_SIZE]
+            extra += [Tag(t).name for t in (Tag.ENSEMBLE, Tag.MODEL_NAME, Tag.ENVIRONMENT) if t in fields]
+            if extra:
+                raise FormatError(f"corrupt file header: {', '.join(extra)} in a file without a model")
+            if Tag.FRAME_SIZE not in fields:
+                raise FormatError("corrupt file header: missing FRAME_SIZE")
+            unknown = {t: v for t, v in fields.items() if t not in Tag._value2member_map_}
+            try:
+                header = cls.without_model(
+                    num(Tag.FRAME_SIZE),
+                    num(Tag.CONTENT_SIZE) if Tag.CONTENT_SIZE in fields else None,
+                    zstd_stream,
+                )
+                return replace(header, unknown_ignorable=unknown)
+            except ValueError as exc:
+                if isinstance(exc, FormatError):
+                    raise
+                raise FormatError(f"corrupt file header: {exc}") from None
+        missing = [t.name for t in _REQUIRED if t not in fields]
+        if missing:
+            raise FormatError(f"corrupt file header: missing {', '.join(missing)}")
 
         if len(fields[Tag.MODEL_SHA256]) != 32 or len(fields[Tag.TEMPERATURE]) != 4:
             raise FormatError("corrupt file header: bad parameter length")
@@ -569,6 +638,7 @@ class Header:
                 model_name=name,
                 environment=env,
                 ensemble=EnsembleSettings.unpack(fields[Tag.ENSEMBLE]) if Tag.ENSEMBLE in fields else None,
+                zstd_stream=zstd_stream,
                 unknown_ignorable={t: v for t, v in fields.items() if t not in Tag._value2member_map_},
             )
         except (ValueError, UnicodeDecodeError) as exc:
@@ -623,13 +693,18 @@ class FrameHeader:
 
 
 def payload_fits(ftype: FrameType, raw_size: int, payload_size: int) -> bool:
-    """A stored payload is the raw bytes; any other is written only when it is smaller."""
+    """A stored payload is the raw bytes; a piece of the zstd stream is at most
+    a little larger; any other is written only when it is smaller."""
     if ftype == FrameType.STORED:
         return payload_size == raw_size
+    if ftype == FrameType.ZSTD_STREAM:
+        return 0 < payload_size <= zstd_stream_bound(raw_size)
     return 0 < payload_size < raw_size
 
 
 # --- trailer (index) --------------------------------------------------------
+
+_DATA_FRAMES = (FrameType.STORED, FrameType.ZSTD, FrameType.NEURAL, FrameType.ZSTD_STREAM)
 
 
 @dataclass(frozen=True)
@@ -667,7 +742,7 @@ class Trailer:
         entries = []
         for _ in range(count):
             byte = cur.u8()
-            if byte not in (FrameType.STORED, FrameType.ZSTD, FrameType.NEURAL):
+            if byte not in _DATA_FRAMES:
                 raise FormatError(f"corrupt index: frame type {byte}")
             entries.append(IndexEntry(FrameType(byte), cur.varint(), cur.varint()))
         cur.check_crc()

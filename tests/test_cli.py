@@ -19,7 +19,15 @@ from nacrith.format import Header
 
 pytestmark = pytest.mark.llm
 
-TEXT = b"Compression is prediction: a model that guesses the next word well needs few bits.\n" * 2
+#: Long enough that the model's coding beats zstd alone, header included.
+TEXT = (
+    b"Compression is prediction: a model that guesses the next word well needs few bits.\n"
+    b"An arithmetic coder turns each probability into a fraction of a bit, so the better\n"
+    b"the guess, the shorter the file. A small language model has read far more English\n"
+    b"than any dictionary holds, and it knows that after 'once upon a' comes 'time'. The\n"
+    b"decoder runs the same model over the same text, one token at a time, and recovers\n"
+    b"every byte exactly, provided both sides compute the very same numbers.\n"
+)
 ENV = {**os.environ, "NACRITH_THREADS": "1"}
 
 
@@ -245,3 +253,15 @@ def test_ensemble_flags_are_recorded_and_decompress_needs_none(workdir, flags, s
 def test_bad_ensemble_flags_are_usage_errors(workdir, flags, words):
     assert_clean_error(nacrith("compress", "a.txt", *flags, cwd=workdir), 2, words)
     assert not (workdir / "a.txt.nc").exists()
+
+
+def test_binary_file_is_zstd_alone_and_info_says_no_model(workdir):
+    """A file zstd does better on is written without a model; info and test need none."""
+    (workdir / "b.bin").write_bytes(bytes(range(256)) * 64)
+    r = nacrith("compress", "b.bin", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert b"zstd alone" in r.stderr
+    out = nacrith("info", "b.bin.nc", cwd=workdir).stdout.decode()
+    assert "none (no neural frames" in out and "zstd_stream" in out
+    r = nacrith("test", "--model", "nope.gguf", "b.bin.nc", cwd=workdir)
+    assert r.returncode == 0, r.stderr

@@ -30,11 +30,13 @@ from nacrith.format import (
     FrameHeader,
     FrameType,
     Header,
+    HeaderFlag,
     IndexEntry,
     Tag,
     Trailer,
     _varint_from,
     pack_varint,
+    zstd_stream_bound,
 )
 
 # --- helpers ------------------------------------------------------------------
@@ -279,10 +281,35 @@ def test_header_other_version(version):
         read_header(data)
 
 
-@pytest.mark.parametrize("flags", [0x01, 0x80, 0xFF])
+@pytest.mark.parametrize("flags", [0x04, 0x80, 0xFF])
 def test_header_required_flags(flags):
     with pytest.raises(UnsupportedVersionError, match="required flags"):
         read_header(raw_header(params_of(required_params()), required=flags))
+
+
+def test_header_without_model_round_trip():
+    for content_size in (None, 0, 12345):
+        for zstd_stream in (False, True):
+            header = Header.without_model(1 << 20, content_size, zstd_stream)
+            packed = header.pack()
+            assert packed[5] == HeaderFlag.NO_MODEL | (HeaderFlag.ZSTD_STREAM if zstd_stream else 0)
+            assert read_header(packed) == header
+            assert len(packed) <= 22, "a file without a model keeps its header small"
+
+
+def test_header_stream_flag_round_trip():
+    header = make_header(zstd_stream=True)
+    assert read_header(header.pack()) == header
+    assert header.pack()[5] == HeaderFlag.ZSTD_STREAM
+
+
+def test_header_without_model_refuses_model_parameters():
+    with pytest.raises(FormatError, match=r"MODEL_SHA256, VOCAB_SIZE.* in a file without a model"):
+        read_header(raw_header(params_of(required_params()), required=HeaderFlag.NO_MODEL))
+    with pytest.raises(FormatError, match="missing FRAME_SIZE"):
+        read_header(raw_header(b"", required=HeaderFlag.NO_MODEL))
+    with pytest.raises(ValueError, match="no model parameters"):
+        Header(None, 49152, 0, 0, 0.0, 1 << 20, 0)
 
 
 @pytest.mark.parametrize("escapes", [0, 255, 257])
@@ -428,7 +455,7 @@ def test_frame_header_validation(frame, message):
         read_frame_header(frame.pack())
 
 
-@pytest.mark.parametrize("byte", [4, 0x7F, 0xFF])
+@pytest.mark.parametrize("byte", [5, 0x7F, 0xFF])
 def test_frame_unknown_type(byte):
     with pytest.raises(FormatError, match=f"unknown frame type {byte}"):
         FrameHeader.read_type(io.BytesIO(bytes([byte])))
@@ -518,7 +545,7 @@ def footer(body: bytes) -> bytes:
             "2 frames for 1",
         ),
         (footer(b"\x00" + pack_varint(9) + bytes(8) + pack_varint(1) + b"\x00\x01\x01"), "frame type 0"),
-        (footer(b"\x00" + pack_varint(9) + bytes(8) + pack_varint(1) + b"\x04\x01\x01"), "frame type 4"),
+        (footer(b"\x00" + pack_varint(9) + bytes(8) + pack_varint(1) + b"\x05\x01\x01"), "frame type 5"),
         (TRAILER.pack()[:-8] + struct.pack("<I", 3) + FOOTER_MAGIC, "corrupt footer"),
         (TRAILER.pack()[:-4] + b"NCIY", "corrupt footer"),
         (TRAILER.pack()[:-9] + b"\x00" + TRAILER.pack()[-8:], "index: checksum"),
@@ -708,3 +735,33 @@ def test_header_refuses_a_skip_batch_larger_than_the_slide():
     params = params_of(required_params(SLIDE=pack_varint(16))) + param(Tag.ENSEMBLE, b"\x01\x1f")
     with pytest.raises(FormatError, match="skip batch"):
         read_header(raw_header(params))
+
+
+# --- zstd stream frames ---------------------------------------------------------
+
+
+@given(st.integers(1, MAX_FRAME_SIZE), st.data())
+def test_stream_frame_round_trip_up_to_its_bound(raw_size, data):
+    """A piece of the zstd stream may be a little larger than its bytes (zstd's block
+    headers on data it cannot shrink), up to zstd_stream_bound."""
+    payload = data.draw(st.integers(1, zstd_stream_bound(raw_size)))
+    fh = FrameHeader(FrameType.ZSTD_STREAM, raw_size, payload, 0, 7)
+    stream = io.BytesIO(fh.pack())
+    assert FrameHeader.read_after_type(stream, FrameHeader.read_type(stream), MAX_FRAME_SIZE) == fh
+
+
+@pytest.mark.parametrize("payload", [0, "bound+1"])
+def test_stream_frame_payload_out_of_bounds(payload):
+    size = zstd_stream_bound(1000) + 1 if payload == "bound+1" else 0
+    stream = io.BytesIO(FrameHeader(FrameType.ZSTD_STREAM, 1000, size, 0, 0).pack())
+    with pytest.raises(FormatError, match=f"payload of {size} bytes for 1000"):
+        FrameHeader.read_after_type(stream, FrameHeader.read_type(stream), 1000)
+
+
+def test_trailer_lists_stream_frames():
+    trailer = Trailer(
+        3000, bytes(8), (IndexEntry(FrameType.ZSTD_STREAM, 1000, 1005), IndexEntry(FrameType.NEURAL, 2000, 9))
+    )
+    stream = io.BytesIO(trailer.pack())
+    assert FrameHeader.read_type(stream) == FrameType.END
+    assert Trailer.read_after_type(stream) == trailer

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import signal
 import struct
@@ -18,6 +19,7 @@ import zlib
 
 import numpy as np
 import pytest
+import zstandard
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -36,21 +38,38 @@ from nacrith.format import (
     FrameHeader,
     FrameType,
     Header,
+    IndexEntry,
     Tag,
     Trailer,
     _varint_from,
     pack_varint,
 )
 
-#: Inputs chosen so each file holds one frame of a given type (or none).
+_NOISE = np.random.default_rng(1).integers(0, 256, 300).astype(np.uint8).tobytes()
+#: Inputs and writer options chosen so each file holds frames of given types (or none).
+#: The first four are made without segmentation: one frame, whatever its content.
 SAMPLES = {
     # ~20 tokens of plain text: the model wins.
-    "neural": (b"The quick brown fox jumps over the lazy dog. " * 2, [FrameType.NEURAL]),
+    "neural": (b"The quick brown fox jumps over the lazy dog. " * 2, {"segment": False}, [FrameType.NEURAL]),
     # Bytes >= 0x80 are mostly invalid UTF-8, hence escapes: the model is not even run, zstd cannot shrink it.
-    "stored": (bytes(np.random.default_rng(1).integers(128, 256, 40).astype(np.uint8)), [FrameType.STORED]),
+    "stored": (
+        bytes(np.random.default_rng(1).integers(128, 256, 40).astype(np.uint8)),
+        {"segment": False},
+        [FrameType.STORED],
+    ),
     # Repetitive, but all escapes again, so compressing it does not run the model over 2 KB.
-    "zstd": (bytes(range(0x80, 0x100)) * 8, [FrameType.ZSTD]),
-    "empty": (b"", []),
+    "zstd": (bytes(range(0x80, 0x100)) * 8, {"segment": False}, [FrameType.ZSTD]),
+    "empty": (b"", {"segment": False}, []),
+    # Segmented: binary, ~25 tokens of text, binary; the binary parts are one zstd stream.
+    # (zstd alone would be smaller here: without the fallback, the segmented file is kept.)
+    "stream": (
+        _NOISE[:150] + b"The quick brown fox jumps over the lazy dog, " * 3 + bytes(50) + _NOISE[150:] * 2,
+        {"zstd_fallback": False},
+        [FrameType.ZSTD_STREAM, FrameType.NEURAL, FrameType.ZSTD_STREAM],
+    ),
+    # Segmented, no text worth a frame: zstd alone, in a file without a model.
+    "zstd_only": (_NOISE[:40] * 20, {}, [FrameType.ZSTD_STREAM]),
+    "stored_only": (_NOISE[:40], {}, [FrameType.STORED]),
 }
 
 #: Seconds any single decompress may take; a real decode of these files takes well under one.
@@ -88,8 +107,8 @@ def layout(blob: bytes) -> list[tuple[str, int, int]]:
 @pytest.fixture(scope="module")
 def samples(codec) -> dict[str, Sample]:
     out = {}
-    for name, (original, frame_types) in SAMPLES.items():
-        blob = codec.compress(original)
+    for name, (original, options, frame_types) in SAMPLES.items():
+        blob = codec.compress(original, **options)
         trailer = Trailer.read_from_end(io.BytesIO(blob))
         assert [e.type for e in trailer.entries] == frame_types, f"{name} input no longer makes that frame"
         out[name] = Sample(original, blob, layout(blob))
@@ -145,22 +164,23 @@ def test_samples_round_trip(codec, samples):
 # decode per flip, so hypothesis samples them, weighted to where that matters.
 
 
+@pytest.mark.parametrize("name", ["neural", "stream"])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
-def test_random_bit_flip_in_neural_file(codec, samples, data):
+def test_random_bit_flip_in_neural_file(codec, samples, name, data):
     """A flipped bit anywhere is refused with a NacrithError, or (padding bits) changes nothing.
 
     The region is drawn first, so the payload and the trailer, the parts that
     need the model, are hit far more often than their share of the file.
     """
-    sample = samples["neural"]
+    sample = samples[name]
     region, start, end = data.draw(st.sampled_from(sample.regions))
     event(region)  # shown by --hypothesis-show-statistics
     bit = data.draw(st.integers(8 * start, 8 * end - 1))
     decode_or_error(codec, flip(sample.blob, bit), sample.original)
 
 
-@pytest.mark.parametrize("name", ["stored", "zstd", "empty"])
+@pytest.mark.parametrize("name", ["stored", "zstd", "empty", "zstd_only", "stored_only"])
 def test_every_bit_flip_without_model(codec, samples, name):
     """Files without a neural frame decode without the model: every bit of them can be tried."""
     sample = samples[name]
@@ -171,7 +191,7 @@ def test_every_bit_flip_without_model(codec, samples, name):
     ]
     # Only bits inside the zstd payload may be ones zstd itself ignores; everything else is checked.
     if accepted:
-        assert name == "zstd", f"bits {accepted} of the {name} file are not checked"
+        assert name in ("zstd", "zstd_only"), f"bits {accepted} of the {name} file are not checked"
         start, end = sample.region("payload")
         assert all(8 * start <= bit < 8 * end for bit in accepted)
 
@@ -333,3 +353,48 @@ def test_unknown_required_header_parameter_is_refused(codec, samples):
     blob = with_extra_header_parameter(sample.blob, b"\x40\x02hi")
     with pytest.raises(UnsupportedVersionError, match="0x40"):
         codec.decompress(blob)
+
+
+# --- the zstd stream and files without a model --------------------------------------
+
+
+def test_stream_frames_need_the_stream_flag(codec, samples):
+    blob = replace_header(samples["zstd_only"].blob, zstd_stream=False)
+    with pytest.raises(FormatError, match="without the stream flag"):
+        codec.decompress(blob)
+
+
+def test_neural_frame_in_a_file_without_a_model_is_refused(codec, samples):
+    sample = samples["stream"]
+    stream = io.BytesIO(sample.blob)
+    header = Header.read(stream)
+    modelless = Header.without_model(header.frame_size, header.content_size, zstd_stream=True)
+    with pytest.raises(FormatError, match="neural frame in a file without a model"):
+        codec.decompress(modelless.pack() + sample.blob[stream.tell() :])
+
+
+def test_stream_piece_out_of_order_is_refused(codec, samples):
+    """The second piece of the stream cannot be read without the first."""
+    sample = samples["stream"]
+    frames = [(start, end) for name, start, end in sample.regions if name in ("frame", "payload")]
+    (f1, p1), (f3, p3) = (frames[0], frames[1]), (frames[4], frames[5])
+    first = sample.blob[f1[0] : p1[1]]
+    last = sample.blob[f3[0] : p3[1]]
+    swapped = sample.blob[: f1[0]] + last + sample.blob[p1[1] : f3[0]] + first + sample.blob[p3[1] :]
+    error = decode_or_error(codec, swapped, sample.original)
+    assert isinstance(error, FormatError | ChecksumError), repr(error)
+
+
+def test_stream_piece_that_ends_the_zstd_stream_is_refused(codec):
+    """A writer never ends the stream; a piece holding the end of a zstd frame is not ours."""
+    data = b"\x00\x01\x02\x03" * 100
+    ended = zstandard.ZstdCompressor(level=19, write_checksum=False, write_content_size=False).compress(data)
+    header = Header.without_model(1 << 20, len(data), zstd_stream=True).pack()
+    frame = FrameHeader(FrameType.ZSTD_STREAM, len(data), len(ended), 0, zlib.crc32(data)).pack()
+    trailer = Trailer(
+        len(data),
+        hashlib.sha256(data).digest()[:8],
+        (IndexEntry(FrameType.ZSTD_STREAM, len(data), len(ended)),),
+    )
+    with pytest.raises(FormatError, match="a piece ends the stream"):
+        codec.decompress(header + frame + ended + trailer.pack())

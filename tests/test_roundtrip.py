@@ -47,19 +47,30 @@ def frame_types(blob: bytes) -> list[FrameType]:
     return [e.type for e in read_info(io.BytesIO(blob)).trailer.entries]
 
 
+@pytest.mark.parametrize("segment", [True, False], ids=["segmented", "frames"])
 @pytest.mark.parametrize("llm_only", [False, True], ids=["ensemble", "llm_only"])
 @pytest.mark.parametrize("name", CASES)
-def test_round_trip(codec, name, llm_only):
+def test_round_trip(codec, name, llm_only, segment):
     data = CASES[name]
-    blob = codec.compress(data, **({"ensemble": None} if llm_only else {}))
-    assert (Header.read(io.BytesIO(blob)).ensemble is None) == llm_only
+    blob = codec.compress(data, segment=segment, **({"ensemble": None} if llm_only else {}))
+    header = Header.read(io.BytesIO(blob))
+    if header.model_sha256 is not None:  # (segmented inputs this short are mostly zstd alone)
+        assert (header.ensemble is None) == llm_only
+    else:
+        assert segment and FrameType.NEURAL not in frame_types(blob)
+    if not segment:
+        assert header.model_sha256 is not None
     assert codec.decompress(blob) == data
 
 
 def test_text_goes_through_the_model(codec):
-    """Short English text must be coded by the model, and beat zstd and stored frames."""
+    """Short English text must be coded by the model, and beat zstd and stored frames.
+
+    (Fixed-size frames: with segmentation, zstd alone, in a file whose header
+    names no model, is smaller for a text this short.)
+    """
     data = b"It was the best of times, it was the worst of times, it was the age of wisdom.\n" * 2
-    blob = codec.compress(data)
+    blob = codec.compress(data, segment=False)
     assert frame_types(blob) == [FrameType.NEURAL]
     assert codec.decompress(blob) == data
 
@@ -69,7 +80,7 @@ def test_special_token_strings_are_plain_text(codec, model):
     symbols = model.symbols.encode(SPECIAL_TOKEN_TEXT)
     assert all(s < model.symbols.n_vocab for s in symbols), "no escapes needed"
     assert all(model.symbols.token_bytes[s] is not None for s in symbols), "no control tokens"
-    blob = codec.compress(SPECIAL_TOKEN_TEXT)
+    blob = codec.compress(SPECIAL_TOKEN_TEXT, segment=False)
     assert frame_types(blob) == [FrameType.NEURAL]
     assert codec.decompress(blob) == SPECIAL_TOKEN_TEXT
 
@@ -83,7 +94,7 @@ def test_empty_input_has_no_frames(codec):
 def test_sliding_window_small_context(codec):
     """A window of 64 tokens sliding by 16 slides dozens of times over this text."""
     data = b"".join(f"Item {i}: the value of {i} squared is {i * i}.\n".encode() for i in range(60))
-    blob = codec.compress(data, context=64, slide=16)
+    blob = codec.compress(data, context=64, slide=16, segment=False)
     header = Header.read(io.BytesIO(blob))
     assert (header.context, header.slide) == (64, 16)
     assert frame_types(blob) == [FrameType.NEURAL]
@@ -105,7 +116,7 @@ def test_crosses_default_window(codec, model):
 
 def test_several_frames(codec):
     data = b"Frames are independent: each restarts the model from its first token.\n" * 6
-    blob = codec.compress(data, frame_size=100)
+    blob = codec.compress(data, frame_size=100, segment=False)
     assert len(frame_types(blob)) == 5
     assert codec.decompress(blob) == data
 
@@ -113,24 +124,26 @@ def test_several_frames(codec):
 def test_temperature_round_trips_through_float32(codec):
     """0.9 is not a float32; the encoder must code with the value the header stores."""
     data = b"A temperature that float32 cannot hold exactly.\n"
-    blob = codec.compress(data, temperature=0.9)
+    blob = codec.compress(data, temperature=0.9, segment=False)
     assert Header.read(io.BytesIO(blob)).temperature != 0.9
     assert codec.decompress(blob) == data
 
 
 def test_deterministic(codec):
     data = CASES["unicode"] + CASES["ascii"]
+    assert codec.compress(data, segment=False) == codec.compress(data, segment=False)
     assert codec.compress(data) == codec.compress(data)
 
 
 def test_thread_count_does_not_change_the_file(codec, model):
     """A file made with 1 thread decodes with 2, and 2 threads make the same bytes."""
     data = b"Threads split the matrix work, but every logit must come out the same.\n"
-    blob = codec.compress(data)
+    blob = codec.compress(data, segment=False)
+    assert frame_types(blob) == [FrameType.NEURAL]
     with LanguageModel(model.path, threads=2) as model2:
         codec2 = nacrith.Codec.from_model(model2)
         assert codec2.decompress(blob) == data
-        assert codec2.compress(data) == blob
+        assert codec2.compress(data, segment=False) == blob
 
 
 def test_module_level_api(model):

@@ -21,7 +21,28 @@ HERE = Path(__file__).parent / f"v{FORMAT_VERSION}"
 
 
 def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
-    return {**llm_only_cases(), **ensemble_cases()}
+    return {**llm_only_cases(), **ensemble_cases(), **segmented_cases()}
+
+
+def segmented_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Text and binary segments (``"segment": true``; the cases above were made
+    by the writer before it, which cut fixed-size frames)."""
+    rng = random.Random(2)
+    prose = (
+        b"Segmentation gives the text parts of a file to the language model and the binary parts "
+        b"to one zstd stream that runs through the whole file, so that binary pieces share their "
+        b"context. A piece of text shorter than a hundred bytes stays with the binary data: a frame "
+        b"of its own would cost more than it saves. Short gaps inside text, such as a stray NUL or "
+        b"a form feed, are coded in place. Every frame still carries its own checksum, and the "
+        b"index at the end lists them all, so a reader can tell what it holds without a model.\n"
+    )
+    noise = bytes(rng.randrange(256) for _ in range(300))
+    options: dict[str, object] = {"ensemble": {"layout": 2}, "segment": True}
+    return {
+        "segmented": (noise + prose + bytes(40) + noise[::-1] + noise, options),
+        "zstd_only": (noise[:50] * 30, options),
+        "stored_only": (noise[:90], options),
+    }
 
 
 def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
@@ -60,7 +81,7 @@ def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
 
 def compress_options(options: dict[str, object]) -> dict[str, object]:
     """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings)."""
-    out = dict(options)
+    out = {"segment": False, **options}
     if isinstance(out.get("ensemble"), dict):
         out["ensemble"] = EnsembleSettings.of_layout(**{"layout": 1, **out["ensemble"]})
     return out
