@@ -408,6 +408,8 @@ def _compress_segmented(
     zstd good on a file's binary parts; a reader decodes frames in order
     anyway. Neural frames still restart the model and stand alone.)
     """
+    if not options.zstd_fallback:
+        return _write_segments(src, dst, header, model, predictor, options, progress, None)
     direct = _seekable(dst)
     with contextlib.ExitStack() as spools:
         out: BinaryIO = dst if direct else spools.enter_context(_spool())
@@ -417,7 +419,7 @@ def _compress_segmented(
         start = out.tell() if direct else 0
         summary = _write_segments(src, out, header, model, predictor, options, progress, zstd_only)
         alone = zstd_only.finish()
-        if options.zstd_fallback and alone.coded_bytes < summary.coded_bytes:
+        if alone.coded_bytes < summary.coded_bytes:
             if direct:
                 out.seek(start)
                 _copy(zstd_only.spool, out)
@@ -445,16 +447,17 @@ def _write_segments(
     predictor: Predictor,
     options: CompressOptions,
     progress: StreamProgress | None,
-    zstd_only: _ZstdOnly,
+    zstd_only: _ZstdOnly | None,
 ) -> Summary:
-    """The segmented file into out; every byte read also goes to zstd_only."""
+    """The segmented file into out; every byte read also goes to zstd_only, if any."""
     writer = _FrameWriter(out, header)
     summary = writer.summary
     stream = _stream_compressor()
 
     def blocks() -> Iterator[bytes]:
         while chunk := _read_up_to(src, options.frame_size):
-            zstd_only.feed(chunk)
+            if zstd_only is not None:
+                zstd_only.feed(chunk)
             yield chunk
 
     for seg in segments(blocks(), options.frame_size, model.symbols.uncarried_bytes):
