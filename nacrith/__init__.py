@@ -21,6 +21,7 @@ from nacrith.errors import (
     NacrithWarning,
     TruncatedError,
     UnsupportedVersionError,
+    WorkerError,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Summary",
     "TruncatedError",
     "UnsupportedVersionError",
+    "WorkerError",
     "__version__",
     "compress",
     "compress_file",

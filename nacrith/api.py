@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +22,7 @@ from nacrith.container import (
 from nacrith.files import atomic_output
 from nacrith.format import Header
 from nacrith.models.llm import LanguageModel
+from nacrith.parallel import Workers, plan_workers
 
 __all__ = ["Codec", "compress", "compress_file", "decompress", "decompress_file", "info"]
 
@@ -32,12 +34,45 @@ class Codec:
 
     Reuse one Codec for many calls: loading the model costs about a second.
     Not thread-safe: use one Codec per thread.
+
+    With ``workers`` > 1 or ``gpus``, neural frames are coded in that many
+    worker processes (parallel.py; with GPUs, one per GPU by default), each
+    with ``threads`` llama.cpp threads (default: the cores divided among
+    them). The files are the same as with one process. Call close() (or use
+    the Codec as a context manager) to stop the workers.
     """
 
-    def __init__(self, model: PathLike | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: PathLike | None = None,
+        threads: int | None = None,
+        *,
+        workers: int | None = None,
+        gpus: Sequence[str] = (),
+    ) -> None:
         self.model_arg = model
         self.threads = threads
         self._model: LanguageModel | None = None
+        self.plans = plan_workers(workers, gpus, threads) if (workers or 1) > 1 or gpus else []
+        self._workers: Workers | None = None
+
+    @property
+    def workers(self) -> Workers | None:
+        """The worker processes, started on first use; None when frames are coded here."""
+        if self._workers is None and self.plans:
+            self._workers = Workers(self.model_arg, self.plans)
+        return self._workers
+
+    def close(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
+
+    def __enter__(self) -> Codec:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def from_model(cls, model: LanguageModel) -> Codec:
@@ -50,7 +85,9 @@ class Codec:
     def model(self) -> LanguageModel:
         """The language model, loaded on first use (files without neural frames never need it)."""
         if self._model is None:
-            self._model = LanguageModel(self.model_arg, self.threads)
+            # With workers this one only tokenizes: one thread, no context is ever made.
+            threads = 1 if self.plans else self.threads
+            self._model = LanguageModel(self.model_arg, threads)
         return self._model
 
     def _model_for(self, header: Header) -> LanguageModel:
@@ -67,13 +104,21 @@ class Codec:
         **options: object,
     ) -> Summary:
         """Compress src into dst frame by frame; ``options`` are CompressOptions fields."""
-        return compress_stream(src, dst, self.model, CompressOptions(**options), content_size, progress)  # type: ignore[arg-type]
+        return compress_stream(
+            src,
+            dst,
+            self.model,
+            CompressOptions(**options),
+            content_size,
+            progress,
+            self.workers,  # type: ignore[arg-type]
+        )
 
     def decompress_stream(
         self, src: BinaryIO, dst: BinaryIO, *, progress: StreamProgress | None = None
     ) -> int:
         """Decompress src into dst; returns the number of bytes written."""
-        return decompress_stream(src, dst, self._model_for, progress)
+        return decompress_stream(src, dst, self._model_for, progress, self.workers)
 
     def compress(self, data: bytes, **options: object) -> bytes:
         out = io.BytesIO()

@@ -36,6 +36,14 @@ class UsageError(Exception):
     """The command line asks for something we refuse to do; exit 2."""
 
 
+def _gpu_list(text: str) -> tuple[str, ...]:
+    """ "0,1" -> ("0", "1"): CUDA device numbers, as CUDA_VISIBLE_DEVICES takes them."""
+    gpus = tuple(part.strip() for part in text.split(","))
+    if not all(part.isdigit() for part in gpus) or len(set(gpus)) != len(gpus):
+        raise argparse.ArgumentTypeError(f"expected distinct device numbers such as 0,1, not {text!r}")
+    return gpus
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -74,7 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive_int,
         metavar="N",
-        help="llama.cpp threads (default: cores available)",
+        help="llama.cpp threads per worker (default: the cores available, divided among the workers)",
+    )
+    common.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="worker processes coding frames in parallel, each with its own model "
+        "(default: 1, or one per GPU); the file does not depend on it",
+    )
+    common.add_argument(
+        "--gpus",
+        type=_gpu_list,
+        default=(),
+        metavar="0,1,...",
+        help="run the model on these GPUs (CUDA device numbers), workers dealt over them; "
+        "a file made on a GPU decodes only on a GPU of the same build",
     )
 
     writes = argparse.ArgumentParser(add_help=False)
@@ -101,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=CompressOptions.frame_size,
         metavar="BYTES",
         help="most bytes per frame, K/M/G suffixes allowed (default 1M)",
+    )
+    c.add_argument(
+        "--lanes",
+        type=_positive_int,
+        default=CompressOptions.lanes,
+        metavar="N",
+        help="split each text frame into up to N streams coded side by side in one model context: "
+        "faster, a little larger (default %(default)s; recorded in the file)",
     )
     c.add_argument(
         "--no-segment",
@@ -299,13 +330,16 @@ def cmd_compress(args: argparse.Namespace) -> int:
     ensemble = ensemble_from_args(args.llm_only, args.off, args.settings)
     try:
         options = CompressOptions(
-            context=args.context, frame_size=args.frame_size, ensemble=ensemble, segment=args.segment
+            context=args.context,
+            frame_size=args.frame_size,
+            ensemble=ensemble,
+            segment=args.segment,
+            lanes=args.lanes,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     target = _output_name(args, compressing=True)
-    codec = Codec(args.model, args.threads)
-    with _open_input(args.file, refuse_terminal=False) as (src, size):
+    with _codec(args) as codec, _open_input(args.file, refuse_terminal=False) as (src, size):
         progress = _progress(args, _display_name(args.file), size)
         start = time.monotonic()
         with _open_output(target, args.file, args.force, compressed=True) as dst:
@@ -339,15 +373,22 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _codec(args: argparse.Namespace) -> Codec:
+    try:
+        return Codec(args.model, args.threads, workers=args.workers, gpus=args.gpus)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _decode(args: argparse.Namespace, dst: BinaryIO, src: BinaryIO) -> tuple[int, float]:
-    codec = Codec(args.model, args.threads)
     progress = _progress(args, _display_name(args.file), None)
     start = time.monotonic()
-    try:
-        n = codec.decompress_stream(src, dst, progress=progress.update if progress else None)
-    finally:
-        if progress:
-            progress.close()
+    with _codec(args) as codec:
+        try:
+            n = codec.decompress_stream(src, dst, progress=progress.update if progress else None)
+        finally:
+            if progress:
+                progress.close()
     return n, time.monotonic() - start
 
 
@@ -388,6 +429,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
             ("context", f"{h.context} tokens, slides by {h.slide}, starts from token {h.start_token}"),
             ("temperature", f"{h.temperature:g}"),
+            (
+                "lanes",
+                f"{h.lanes}: up to {h.lanes} streams per text frame, of at least {h.min_stream} symbols"
+                if h.lanes > 1
+                else "1 (one stream per text frame)",
+            ),
             ("ensemble", _ensemble_text(h.ensemble)),
             ("made with", _environment_text(h.environment)),
         ]

@@ -10,18 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import shutil
 import struct
 import tempfile
 import warnings
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Protocol
 
 import zstandard
 
-from nacrith.engine import FrameStats, Predictor, Progress, decode_frame, encode_frame
+from nacrith.engine import (
+    FrameStats,
+    LanesPredictor,
+    Predictor,
+    Progress,
+    decode_frame,
+    decode_lanes,
+    encode_frame,
+    encode_lanes,
+)
 from nacrith.errors import (
     ChecksumError,
     CoderError,
@@ -34,6 +46,7 @@ from nacrith.format import (
     ESCAPE_SYMBOLS,
     MAX_CONTEXT,
     MAX_FRAME_SIZE,
+    MAX_LANES,
     MIN_CONTEXT,
     EnsembleSettings,
     FrameHeader,
@@ -41,7 +54,11 @@ from nacrith.format import (
     Header,
     IndexEntry,
     Trailer,
+    environment_backend,
+    pack_streams,
     read_exact,
+    stream_bounds,
+    unpack_streams,
 )
 from nacrith.segment import segments
 from nacrith.tokens import SymbolCodec
@@ -57,6 +74,16 @@ __all__ = [
 ]
 
 ZSTD_LEVEL = 19
+#: Lanes (streams per neural frame at most) and the fewest symbols per
+#: stream, by default. Every stream starts cold (an empty window, an
+#: untrained ensemble): measured on alice29.txt, each stream beyond the first
+#: cost about 70 bytes (16 streams of 2,600 tokens: +5.3%; 4 streams of
+#: 2,700 tokens of its first 40 KB: +3.3%). Streams of at least 16,384
+#: tokens keep that near 1% or below, while a 1 MiB frame of text (about
+#: 280,000 tokens) still gets all 16 lanes; smaller inputs get fewer streams,
+#: and under 32,768 tokens one, exactly as without lanes.
+DEFAULT_LANES = 16
+DEFAULT_MIN_STREAM = 16384
 #: Frame size of a file written as zstd alone: large, since each frame adds its
 #: header and index entry (about 20 bytes) and a block boundary to the stream,
 #: and small enough that a reader holds one frame in memory.
@@ -90,6 +117,12 @@ class CodecModel(Protocol):
         each frame starting from ``start_token``, fed at most ``batch`` tokens at a time."""
         ...
 
+    def lanes_predictor(
+        self, lanes: int, context: int, slide: int, start_token: int, batch: int = 1
+    ) -> LanesPredictor:
+        """A predictor of ``lanes`` streams evaluated together, each as ``predictor``'s."""
+        ...
+
 
 @dataclass(frozen=True)
 class CompressOptions:
@@ -110,6 +143,11 @@ class CompressOptions:
     #: With segment: write zstd alone instead when that is smaller. Off only to
     #: study the segmented file itself (tests, measurements).
     zstd_fallback: bool = True
+    #: Streams a neural frame is split into at most, coded in lockstep as the
+    #: lanes of one llama.cpp context; a stream gets at least min_stream
+    #: symbols, so short frames get fewer streams (format.stream_bounds).
+    lanes: int = DEFAULT_LANES
+    min_stream: int = DEFAULT_MIN_STREAM
 
     def __post_init__(self) -> None:
         if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
@@ -122,6 +160,10 @@ class CompressOptions:
         object.__setattr__(self, "temperature", struct.unpack("<f", struct.pack("<f", self.temperature))[0])
         if not 1 <= self.frame_size <= MAX_FRAME_SIZE:
             raise ValueError(f"frame size must be 1..{MAX_FRAME_SIZE} bytes, not {self.frame_size}")
+        if not 1 <= self.lanes <= MAX_LANES:
+            raise ValueError(f"lanes must be 1..{MAX_LANES}, not {self.lanes}")
+        if self.min_stream < 1:
+            raise ValueError(f"a stream needs at least 1 symbol, not {self.min_stream}")
         if self.ensemble is not None and self.ensemble.skip_batch > self.slide:
             # A catch-up batch must fit in the room one slide makes in the window.
             object.__setattr__(self, "ensemble", replace(self.ensemble, skip_batch=self.slide))
@@ -130,6 +172,10 @@ class CompressOptions:
     def batch(self) -> int:
         """Most tokens the language model is fed at once."""
         return llm_batch(self.ensemble)
+
+    def streams(self, n_symbols: int) -> list[int]:
+        """Where a neural frame of n_symbols symbols is split into streams."""
+        return stream_bounds(n_symbols, self.lanes, self.min_stream)
 
 
 def llm_batch(ensemble: EnsembleSettings | None) -> int:
@@ -206,14 +252,25 @@ def _frame_progress(
     return report
 
 
-def _encode_chunk(
-    chunk: bytes,
-    model: CodecModel,
-    predictor: Predictor,
-    options: CompressOptions,
-    progress: StreamProgress | None,
-    summary: Summary,
-) -> tuple[FrameType, bytes, int, FrameStats]:
+@dataclass(frozen=True)
+class CodedFrame:
+    """A text chunk coded as the smallest of stored, zstd and neural."""
+
+    type: FrameType
+    payload: bytes
+    #: Symbols of a neural frame (0 otherwise).
+    symbols: int
+    #: What the model's coding cost, whether or not it was kept.
+    stats: FrameStats
+
+
+#: Given a frame's symbol count, the engine's progress callback for it (or None).
+ProgressFor = Callable[[int], "Progress | None"]
+
+
+def encode_chunk(
+    chunk: bytes, model: CodecModel, options: CompressOptions, progress_for: ProgressFor | None = None
+) -> CodedFrame:
     """Smallest of stored, zstd and neural coding of one frame's bytes."""
     best_type, best, symbols_count = FrameType.STORED, chunk, 0
     stats = FrameStats()
@@ -225,13 +282,83 @@ def _encode_chunk(
     symbols = model.symbols.encode(chunk)
     escapes = sum(1 for s in symbols if s >= model.symbols.n_vocab)
     if escapes * ESCAPE_BYTES < len(best):
-        frame_progress = _frame_progress(progress, summary, len(chunk), len(symbols))
-        payload, stats = encode_frame(
-            predictor, symbols, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
-        )
+        frame_progress = progress_for(len(symbols)) if progress_for is not None else None
+        bounds = options.streams(len(symbols))
+        if len(bounds) == 2:
+            predictor = model.predictor(options.context, options.slide, model.start_token, options.batch)
+            payload, stats = encode_frame(
+                predictor, symbols, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
+            )
+        else:
+            lanes = model.lanes_predictor(
+                len(bounds) - 1, options.context, options.slide, model.start_token, options.batch
+            )
+            streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
+            payloads, stats = encode_lanes(
+                lanes, streams, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
+            )
+            payload = pack_streams(payloads)
+            stats.payload_bytes = len(payload)
         if len(payload) < len(best):
             best_type, best, symbols_count = FrameType.NEURAL, payload, len(symbols)
-    return best_type, best, symbols_count, stats
+    return CodedFrame(best_type, best, symbols_count, stats)
+
+
+def decode_neural(
+    header: Header, symbols: int, payload: bytes, model: CodecModel, progress: Progress | None
+) -> bytes:
+    """The bytes of a neural frame of ``symbols`` symbols, decoded with a model already checked."""
+    if header.context > model.max_context:
+        raise FormatError(
+            f"file needs a context of {header.context} tokens, the model holds {model.max_context}"
+        )
+    batch = llm_batch(header.ensemble)
+    bounds = header.streams(symbols)
+    if len(bounds) == 2:
+        predictor = model.predictor(header.context, header.slide, header.start_token, batch)
+        decoded = decode_frame(
+            predictor, payload, symbols, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
+        )
+        return model.symbols.decode(decoded)
+    parts = unpack_streams(payload, len(bounds) - 1)
+    lanes = model.lanes_predictor(len(parts), header.context, header.slide, header.start_token, batch)
+    counts = [b - a for a, b in itertools.pairwise(bounds)]
+    streams = decode_lanes(
+        lanes, parts, counts, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
+    )
+    return b"".join(model.symbols.decode(stream) for stream in streams)
+
+
+class FrameWorkers(Protocol):
+    """Code neural frames somewhere else (worker processes, parallel.py), in any
+    order; the container writes and checks the results in file order."""
+
+    #: ENVIRONMENT of the files the workers write.
+    environment: str
+
+    def check(self, header: Header) -> None:
+        """Raise ModelMismatchError unless the workers' model is the file's."""
+
+    def encode(self, chunk: bytes, options: CompressOptions) -> Future[CodedFrame]: ...
+
+    def decode(self, header: Header, symbols: int, payload: bytes) -> Future[bytes]: ...
+
+    @property
+    def depth(self) -> int:
+        """Frames to keep in flight so that every worker stays busy."""
+        ...
+
+
+def _done(value: object) -> Future:  # type: ignore[type-arg]
+    future: Future = Future()  # type: ignore[type-arg]
+    future.set_result(value)
+    return future
+
+
+def _failed(exc: BaseException) -> Future:  # type: ignore[type-arg]
+    future: Future = Future()  # type: ignore[type-arg]
+    future.set_exception(exc)
+    return future
 
 
 class _FrameWriter:
@@ -344,14 +471,18 @@ def compress_stream(
     options: CompressOptions = CompressOptions(),
     content_size: int | None = None,
     progress: StreamProgress | None = None,
+    workers: FrameWorkers | None = None,
 ) -> Summary:
     """Compress everything readable from src into dst, one frame at a time.
 
     With ``options.segment`` (the default), text and binary parts get frames
     of their own, and the result is never larger than the whole input as one
     zstd stream in a file without a model; see ``_compress_segmented``.
+
+    With ``workers``, text frames are coded in the workers, several at once,
+    and written in input order: the file is the same byte for byte. ``model``
+    then serves only the tokenizer and the model's identity.
     """
-    predictor = model.predictor(options.context, options.slide, model.start_token, options.batch)
     header = Header(
         model_sha256=model.sha256,
         vocab_size=model.symbols.n_vocab,
@@ -362,20 +493,19 @@ def compress_stream(
         start_token=model.start_token,
         content_size=content_size,
         model_name=model.name,
-        environment=model.environment,
+        environment=workers.environment if workers is not None else model.environment,
         ensemble=options.ensemble,
         zstd_stream=options.segment,
+        lanes=options.lanes,
+        min_stream=options.min_stream if options.lanes > 1 else 0,
     )
     if options.segment:
-        return _compress_segmented(src, dst, header, model, predictor, options, progress)
+        return _compress_segmented(src, dst, header, model, options, progress, workers)
     writer = _FrameWriter(dst, header)
-    summary = writer.summary
+    frames = _OrderedFrames(writer, model, options, progress, workers)
     while chunk := _read_up_to(src, options.frame_size):
-        ftype, payload, n_symbols, stats = _encode_chunk(chunk, model, predictor, options, progress, summary)
-        writer.frame(ftype, chunk, payload, n_symbols)
-        _count_model(summary, ftype, stats)
-        if progress is not None:
-            progress(ProgressInfo(summary.raw_bytes, summary.model_symbols, 8 * summary.coded_bytes))
+        frames.text(chunk)
+    frames.finish()
     return writer.finish(content_size)
 
 
@@ -385,14 +515,66 @@ def _count_model(summary: Summary, ftype: FrameType, stats: FrameStats) -> None:
         summary.stats.add(stats)
 
 
+class _OrderedFrames:
+    """Frames go out in input order, while text frames are coded here or,
+    several at a time, in the workers; at most ``depth`` wait in memory."""
+
+    def __init__(
+        self,
+        writer: _FrameWriter,
+        model: CodecModel,
+        options: CompressOptions,
+        progress: StreamProgress | None,
+        workers: FrameWorkers | None,
+    ) -> None:
+        self.writer = writer
+        self.model = model
+        self.options = options
+        self.progress = progress
+        self.workers = workers
+        self.depth = workers.depth if workers is not None else 0
+        self.pending: deque[tuple[bytes, Future[CodedFrame]]] = deque()
+
+    def text(self, chunk: bytes) -> None:
+        if self.workers is not None:
+            self._add(chunk, self.workers.encode(chunk, self.options))
+            return
+        summary = self.writer.summary
+
+        def progress_for(n_symbols: int) -> Progress | None:
+            return _frame_progress(self.progress, summary, len(chunk), n_symbols)
+
+        self._add(chunk, _done(encode_chunk(chunk, self.model, self.options, progress_for)))
+
+    def binary(self, chunk: bytes, piece: bytes) -> None:
+        self._add(chunk, _done(CodedFrame(FrameType.ZSTD_STREAM, piece, 0, FrameStats())))
+
+    def _add(self, chunk: bytes, future: Future[CodedFrame]) -> None:
+        self.pending.append((chunk, future))
+        self._drain(self.depth)
+
+    def _drain(self, keep: int) -> None:
+        summary = self.writer.summary
+        while self.pending and (len(self.pending) > keep or self.pending[0][1].done()):
+            chunk, future = self.pending.popleft()
+            coded = future.result()
+            self.writer.frame(coded.type, chunk, coded.payload, coded.symbols)
+            _count_model(summary, coded.type, coded.stats)
+            if self.progress is not None:
+                self.progress(ProgressInfo(summary.raw_bytes, summary.model_symbols, 8 * summary.coded_bytes))
+
+    def finish(self) -> None:
+        self._drain(0)
+
+
 def _compress_segmented(
     src: BinaryIO,
     dst: BinaryIO,
     header: Header,
     model: CodecModel,
-    predictor: Predictor,
     options: CompressOptions,
     progress: StreamProgress | None,
+    workers: FrameWorkers | None,
 ) -> Summary:
     """Text segments as the smallest of neural, zstd and stored frames; binary
     segments as pieces of one zstd stream, so they share its context.
@@ -409,7 +591,7 @@ def _compress_segmented(
     anyway. Neural frames still restart the model and stand alone.)
     """
     if not options.zstd_fallback:
-        return _write_segments(src, dst, header, model, predictor, options, progress, None)
+        return _write_segments(src, dst, header, model, options, progress, workers, None)
     direct = _seekable(dst)
     with contextlib.ExitStack() as spools:
         out: BinaryIO = dst if direct else spools.enter_context(_spool())
@@ -417,7 +599,7 @@ def _compress_segmented(
             spools.enter_context(_spool()), max(ZSTD_ONLY_FRAME_SIZE, options.frame_size), header.content_size
         )
         start = out.tell() if direct else 0
-        summary = _write_segments(src, out, header, model, predictor, options, progress, zstd_only)
+        summary = _write_segments(src, out, header, model, options, progress, workers, zstd_only)
         alone = zstd_only.finish()
         if alone.coded_bytes < summary.coded_bytes:
             if direct:
@@ -444,14 +626,15 @@ def _write_segments(
     out: BinaryIO,
     header: Header,
     model: CodecModel,
-    predictor: Predictor,
     options: CompressOptions,
     progress: StreamProgress | None,
+    workers: FrameWorkers | None,
     zstd_only: _ZstdOnly | None,
 ) -> Summary:
     """The segmented file into out; every byte read also goes to zstd_only, if any."""
     writer = _FrameWriter(out, header)
     summary = writer.summary
+    frames = _OrderedFrames(writer, model, options, progress, workers)
     stream = _stream_compressor()
 
     def blocks() -> Iterator[bytes]:
@@ -465,14 +648,11 @@ def _write_segments(
         summary.segments[kind] = summary.segments.get(kind, 0) + 1
         summary.segment_bytes[kind] = summary.segment_bytes.get(kind, 0) + len(seg.data)
         if seg.text:
-            coded = _encode_chunk(seg.data, model, predictor, options, progress, summary)
-            ftype, payload, n_symbols, stats = coded
-            writer.frame(ftype, seg.data, payload, n_symbols)
-            _count_model(summary, ftype, stats)
+            frames.text(seg.data)
         else:
-            writer.frame(FrameType.ZSTD_STREAM, seg.data, _stream_piece(stream, seg.data))
-        if progress is not None:
-            progress(ProgressInfo(summary.raw_bytes, summary.model_symbols, 8 * summary.coded_bytes))
+            # Pieces of the stream are made here, in input order, whatever the workers do.
+            frames.binary(seg.data, _stream_piece(stream, seg.data))
+    frames.finish()
     return writer.finish(header.content_size)
 
 
@@ -488,7 +668,15 @@ def check_model(header: Header, model: CodecModel) -> None:
         raise ModelMismatchError(
             f"file needs a vocabulary of {header.vocab_size} tokens, the model has {model.symbols.n_vocab}"
         )
-    if header.environment and header.environment != model.environment:
+    written, here = environment_backend(header.environment), environment_backend(model.environment)
+    if written and here and written != here:
+        warnings.warn(
+            f"file was made on the {written.upper()} backend, decoding on the {here.upper()}: "
+            "CPU and GPU arithmetic differ, so decoding is expected to fail its checksums",
+            NacrithWarning,
+            stacklevel=3,
+        )
+    elif header.environment and header.environment != model.environment:
         warnings.warn(
             f"file was made with {header.environment!r}, decoding with {model.environment!r}: "
             "decoding is guaranteed only on the same build and backend",
@@ -528,30 +716,26 @@ def _decode_payload(
     header: Header,
     fh: FrameHeader,
     payload: bytes,
-    load_model: Callable[[Header], CodecModel],
+    neural: Callable[[int, bytes, Progress | None], Future[bytes]],
     progress: Progress | None,
     stream: _StreamReader,
-) -> bytes:
-    if fh.type == FrameType.STORED:
-        return payload
-    if fh.type == FrameType.ZSTD:
-        return _unzstd(payload, fh.raw_size)
-    if fh.type == FrameType.ZSTD_STREAM:
-        if not header.zstd_stream:
-            raise FormatError("corrupt file: a zstd stream frame in a file without the stream flag")
-        return stream.piece(payload, fh.raw_size)
-    if header.model_sha256 is None:
-        raise FormatError("corrupt file: a neural frame in a file without a model")
-    model = load_model(header)
-    if header.context > model.max_context:
-        raise FormatError(
-            f"file needs a context of {header.context} tokens, the model holds {model.max_context}"
-        )
-    predictor = model.predictor(header.context, header.slide, header.start_token, llm_batch(header.ensemble))
-    symbols = decode_frame(
-        predictor, payload, fh.symbols, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
-    )
-    return model.symbols.decode(symbols)
+) -> Future[bytes]:
+    """The frame's bytes, or the error decoding them, as a future: neural
+    frames may still be decoding in a worker."""
+    try:
+        if fh.type == FrameType.STORED:
+            return _done(payload)
+        if fh.type == FrameType.ZSTD:
+            return _done(_unzstd(payload, fh.raw_size))
+        if fh.type == FrameType.ZSTD_STREAM:
+            if not header.zstd_stream:
+                raise FormatError("corrupt file: a zstd stream frame in a file without the stream flag")
+            return _done(stream.piece(payload, fh.raw_size))
+        if header.model_sha256 is None:
+            raise FormatError("corrupt file: a neural frame in a file without a model")
+        return neural(fh.symbols, payload, progress)
+    except (FormatError, CoderError) as exc:
+        return _failed(exc)
 
 
 def _unzstd(payload: bytes, raw_size: int) -> bytes:
@@ -585,44 +769,74 @@ def iter_decoded_frames(
     src: BinaryIO,
     load_model: Callable[[Header], CodecModel],
     progress: StreamProgress | None = None,
+    workers: FrameWorkers | None = None,
 ) -> Iterator[bytes]:
     """Yield each frame's bytes after its checksum matched; check the trailer at the end.
 
     ``load_model`` is called (and should check the model) only when a neural
     frame needs it, so files of stored and zstd frames decode without a model.
+    With ``workers``, neural frames are decoded there instead, several at a
+    time, and still handed out in file order.
     """
     header = Header.read(src)
     digest = hashlib.sha256()
     entries: list[IndexEntry] = []
     stream = _StreamReader()
     done = Summary()  # coded_bytes stays 0: decoding reports no bits; model_symbols counts decoded ones
+    pending: deque[tuple[FrameHeader, Future[bytes]]] = deque()
+    #: The decoding side's ENVIRONMENT, once a neural frame has been met.
+    environment: str | None = None
+
+    def neural(symbols: int, payload: bytes, frame_progress: Progress | None) -> Future[bytes]:
+        nonlocal environment
+        if workers is not None:
+            if environment is None:
+                workers.check(header)
+                environment = workers.environment
+            return workers.decode(header, symbols, payload)
+        model = load_model(header)
+        environment = model.environment
+        return _done(decode_neural(header, symbols, payload, model, frame_progress))
+
+    def finished(fh: FrameHeader, future: Future[bytes]) -> bytes:
+        number = len(entries) + 1
+        try:
+            data = future.result()
+        except CoderError as exc:
+            raise ChecksumError(f"frame {number}: {exc}{_backend_hint(header, environment)}") from None
+        except FormatError as exc:
+            if str(exc).startswith("corrupt"):  # the payload's own structure, not the file's
+                raise FormatError(f"frame {number}: {exc}") from None
+            raise
+        if len(data) != fh.raw_size or zlib.crc32(data) != fh.raw_crc32:
+            hint = ""
+            if fh.type == FrameType.NEURAL:
+                hint = (
+                    _backend_hint(header, environment)
+                    or " (model or llama.cpp build differs from the encoder's?)"
+                )
+            raise ChecksumError(f"frame {number}: decoded bytes do not match the checksum{hint}")
+        digest.update(data)
+        done.raw_bytes += len(data)
+        done.model_symbols += fh.symbols
+        entries.append(IndexEntry(fh.type, fh.raw_size, fh.payload_size))
+        if progress is not None:
+            progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
+        return data
+
+    depth = workers.depth if workers is not None else 0
     while True:
         ftype = FrameHeader.read_type(src)
         if ftype == FrameType.END:
             break
         fh = FrameHeader.read_after_type(src, ftype, header.frame_size)
         payload = read_exact(src, fh.payload_size, "frame payload")
-        try:
-            frame_progress = _frame_progress(progress, done, fh.raw_size, fh.symbols)
-            data = _decode_payload(header, fh, payload, load_model, frame_progress, stream)
-        except CoderError as exc:
-            raise ChecksumError(f"frame {len(entries) + 1}: {exc}") from None
-        except FormatError as exc:
-            if str(exc).startswith("corrupt"):  # the payload's own structure, not the file's
-                raise FormatError(f"frame {len(entries) + 1}: {exc}") from None
-            raise
-        if len(data) != fh.raw_size or zlib.crc32(data) != fh.raw_crc32:
-            hint = (
-                " (model or llama.cpp build differs from the encoder's?)" if ftype == FrameType.NEURAL else ""
-            )
-            raise ChecksumError(f"frame {len(entries) + 1}: decoded bytes do not match the checksum{hint}")
-        digest.update(data)
-        done.raw_bytes += len(data)
-        done.model_symbols += fh.symbols
-        entries.append(IndexEntry(ftype, fh.raw_size, fh.payload_size))
-        if progress is not None:
-            progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
-        yield data
+        frame_progress = _frame_progress(progress, done, fh.raw_size, fh.symbols) if workers is None else None
+        pending.append((fh, _decode_payload(header, fh, payload, neural, frame_progress, stream)))
+        while pending and (len(pending) > depth or pending[0][1].done()):
+            yield finished(*pending.popleft())
+    while pending:
+        yield finished(*pending.popleft())
     trailer = Trailer.read_after_type(src)
     total = done.raw_bytes
     if trailer.entries != tuple(entries) or trailer.content_size != total:
@@ -635,15 +849,29 @@ def iter_decoded_frames(
         raise FormatError("unexpected data after the end of the file")
 
 
+def _backend_hint(header: Header, environment: str | None) -> str:
+    """When the file was made on another backend (CPU, GPU) than it is decoded
+    on, the likely reason a neural frame fails; else ""."""
+    written = environment_backend(header.environment)
+    here = environment_backend(environment or "")
+    if written and here and written != here:
+        return (
+            f" (the file was made on the {written.upper()} backend and is decoded on the {here.upper()}: "
+            "their arithmetic differs, so decode it on the backend that made it)"
+        )
+    return ""
+
+
 def decompress_stream(
     src: BinaryIO,
     dst: BinaryIO,
     load_model: Callable[[Header], CodecModel],
     progress: StreamProgress | None = None,
+    workers: FrameWorkers | None = None,
 ) -> int:
     """Decode src into dst; returns the number of bytes written."""
     total = 0
-    for data in iter_decoded_frames(src, load_model, progress):
+    for data in iter_decoded_frames(src, load_model, progress, workers):
         dst.write(data)
         total += len(data)
     return total

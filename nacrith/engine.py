@@ -30,7 +30,15 @@ from nacrith.errors import CoderError
 from nacrith.format import EnsembleSettings
 from nacrith.mixer import Ensemble
 
-__all__ = ["FrameStats", "Predictor", "decode_frame", "encode_frame"]
+__all__ = [
+    "FrameStats",
+    "LanesPredictor",
+    "Predictor",
+    "decode_frame",
+    "decode_lanes",
+    "encode_frame",
+    "encode_lanes",
+]
 
 #: Called every PROGRESS_EVERY symbols with (symbols done, bits coded so far; 0 when decoding).
 Progress = Callable[[int, float], None]
@@ -225,4 +233,143 @@ def _decode_ensemble(
         if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
             progress(i + 1, 0.0)
     _check_end(decoder)
+    return out
+
+
+# --- lanes ----------------------------------------------------------------------
+
+
+class LanesPredictor(Protocol):
+    """Next-token scores for several streams evaluated together (models/llm.py)."""
+
+    @property
+    def n_vocab(self) -> int: ...
+
+    def reset(self, count: int) -> None:
+        """Start lanes 0 … count - 1 afresh; scores(lane) then predicts each one's first token."""
+
+    def scores(self, lane: int) -> object:
+        """The scores of the lane's next token, as Predictor.scores."""
+
+    def feed(self, requests: Sequence[tuple[int, Sequence[int], bool]]) -> None:
+        """Evaluate (lane, tokens, logits) requests, lanes in increasing order, in one call."""
+
+
+class _Lane:
+    """One stream's coding state: its coder, its ensemble and its tokens waiting for the model.
+
+    The feed rule is ``_Catchup``'s: a token goes to the model at once when
+    the next symbol needs the model, else it waits until ``batch`` are waiting.
+    """
+
+    def __init__(
+        self, settings: EnsembleSettings | None, n_vocab: int, n_extra: int, temperature: float
+    ) -> None:
+        self.ensemble = Ensemble(settings, n_vocab, n_extra, temperature) if settings is not None else None
+        self.batch = settings.model_batch if settings is not None else 1
+        self.pending: list[int] = []
+
+    def needs_llm(self) -> bool:
+        return self.ensemble is None or self.ensemble.needs_llm()
+
+    def after_token(self, token: int) -> tuple[list[int], bool] | None:
+        """What to feed the model after coding a token that is not the stream's last."""
+        self.pending.append(token)
+        needs = self.needs_llm()
+        if needs or len(self.pending) == self.batch:
+            tokens, self.pending = self.pending, []
+            return tokens, needs
+        return None
+
+
+def encode_lanes(
+    predictor: LanesPredictor,
+    streams: Sequence[Sequence[int]],
+    n_extra: int,
+    temperature: float,
+    progress: Progress | None = None,
+    ensemble: EnsembleSettings | None = None,
+) -> tuple[list[bytes], FrameStats]:
+    """Code several streams of symbols in lockstep, each into its own payload.
+
+    Every step codes the next symbol of each unfinished stream, in stream
+    order, then evaluates in one call what every stream needs for its next
+    symbol. Each stream is coded exactly as ``encode_frame`` would code it
+    alone; only the evaluation is shared.
+    """
+    n_vocab = predictor.n_vocab
+    space = ScoreCDF(n_vocab, n_extra, temperature)
+    lanes = [_Lane(ensemble, n_vocab, n_extra, temperature) for _ in streams]
+    encoders = [Encoder() for _ in streams]
+    stats = FrameStats(symbols=sum(len(s) for s in streams))
+    predictor.reset(len(streams))
+    log2 = math.log2
+    done = 0
+    for step in range(max(len(s) for s in streams)):
+        requests: list[tuple[int, Sequence[int], bool]] = []
+        for k, (stream, lane, encoder) in enumerate(zip(streams, lanes, encoders, strict=True)):
+            if step >= len(stream):
+                continue
+            sym = stream[step]
+            if lane.ensemble is None:
+                freq, prob = encoder.encode_scores(space, predictor.scores(k), sym)
+            else:
+                use_llm = lane.ensemble.needs_llm()
+                freq, prob = lane.ensemble.encode(encoder, predictor.scores(k) if use_llm else None, sym)
+                stats.skipped += not use_llm
+            stats.coded_bits -= log2(freq / CDF_TOTAL)
+            stats.model_bits += -log2(prob) if prob > 0 else CDF_BITS
+            if sym >= n_vocab:
+                stats.escapes += 1
+            elif step + 1 < len(stream) and (feed := lane.after_token(sym)) is not None:
+                requests.append((k, *feed))
+            done += 1
+            if progress is not None and done % PROGRESS_EVERY == 0:
+                progress(done, stats.coded_bits)
+        if requests:
+            predictor.feed(requests)
+    payloads = [encoder.finish() for encoder in encoders]
+    stats.payload_bytes = sum(len(p) for p in payloads)
+    return payloads, stats
+
+
+def decode_lanes(
+    predictor: LanesPredictor,
+    payloads: Sequence[bytes],
+    counts: Sequence[int],
+    n_extra: int,
+    temperature: float,
+    progress: Progress | None = None,
+    ensemble: EnsembleSettings | None = None,
+) -> list[list[int]]:
+    """The streams coded by encode_lanes: counts[k] symbols from payloads[k],
+    with the same steps and the same evaluation calls."""
+    n_vocab = predictor.n_vocab
+    space = ScoreCDF(n_vocab, n_extra, temperature)
+    lanes = [_Lane(ensemble, n_vocab, n_extra, temperature) for _ in payloads]
+    decoders = [Decoder(p) for p in payloads]
+    out: list[list[int]] = [[] for _ in payloads]
+    predictor.reset(len(payloads))
+    done = 0
+    for step in range(max(counts)):
+        requests: list[tuple[int, Sequence[int], bool]] = []
+        for k, (count, lane, decoder) in enumerate(zip(counts, lanes, decoders, strict=True)):
+            if step >= count:
+                continue
+            if lane.ensemble is None:
+                sym, _ = decoder.decode_scores(space, predictor.scores(k))
+            else:
+                sym, _ = lane.ensemble.decode(
+                    decoder, predictor.scores(k) if lane.ensemble.needs_llm() else None
+                )
+            out[k].append(sym)
+            if sym < n_vocab and step + 1 < count and (feed := lane.after_token(sym)) is not None:
+                requests.append((k, *feed))
+            done += 1
+            if progress is not None and done % PROGRESS_EVERY == 0:
+                progress(done, 0.0)
+        if requests:
+            predictor.feed(requests)
+    for decoder in decoders:
+        _check_end(decoder)
     return out

@@ -42,6 +42,10 @@ class CoderError(NacrithError):
     """The arithmetic coder reported a broken precondition or corrupt coded data."""
 
 
+class WorkerError(NacrithError):
+    """A worker process died (killed, or out of memory) before its frame was done."""
+
+
 class CorpusError(NacrithError):
     """A benchmark corpus file is missing, does not match its checksum, or cannot be fetched."""
 

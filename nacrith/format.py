@@ -29,6 +29,9 @@ MIN_CONTEXT = 16
 MAX_CONTEXT = 1 << 20
 #: Escape symbols: one per byte value, for bytes the tokenizer cannot carry.
 ESCAPE_SYMBOLS = 256
+#: Most streams one neural frame is split into: llama.cpp's sequence limit
+#: (LLAMA_MAX_SEQ), since each stream is a sequence of one context.
+MAX_LANES = 256
 
 _TAG_IGNORABLE = 0x80
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -47,6 +50,7 @@ class Tag(enum.IntEnum):
     CONTENT_SIZE = 0x08
     START_TOKEN = 0x09
     ENSEMBLE = 0x0A
+    LANES = 0x0B
     MODEL_NAME = 0x81
     ENVIRONMENT = 0x82
 
@@ -82,6 +86,17 @@ class HeaderFlag(enum.IntFlag):
     NO_MODEL = 0x01
     #: ZSTD_STREAM frames may appear.
     ZSTD_STREAM = 0x02
+
+
+#: The backends an ENVIRONMENT string names (models/llm.py build_environment).
+BACKENDS = ("cpu", "gpu")
+
+
+def environment_backend(environment: str) -> str:
+    """The backend in an ENVIRONMENT string "<version> <backend> <hash>" ("cpu"
+    or "gpu"), or "" for a string of another form (an older or foreign writer's)."""
+    parts = environment.split()
+    return parts[1] if len(parts) == 3 and parts[1] in BACKENDS else ""
 
 
 def zstd_stream_bound(raw_size: int) -> int:
@@ -465,6 +480,10 @@ class Header:
     ensemble: EnsembleSettings | None = None
     #: ZSTD_STREAM frames may follow.
     zstd_stream: bool = False
+    #: Streams per neural frame at most, and the fewest symbols a stream gets
+    #: (see ``stream_bounds``). One lane: the tag is absent.
+    lanes: int = 1
+    min_stream: int = 0
     unknown_ignorable: dict[int, bytes] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -487,7 +506,13 @@ class Header:
             raise ValueError(f"frame_size must be in 1..{MAX_FRAME_SIZE}")
         if self.model_sha256 is None:
             model = (self.vocab_size, self.context, self.slide, self.temperature, self.start_token)
-            if any(model) or self.ensemble is not None or self.model_name or self.environment:
+            if (
+                any(model)
+                or self.ensemble is not None
+                or self.model_name
+                or self.environment
+                or self.lanes != 1
+            ):
                 raise ValueError("a header without a model has no model parameters")
             return
         if len(self.model_sha256) != 32:
@@ -504,6 +529,14 @@ class Header:
             raise ValueError(f"format v{FORMAT_VERSION} has {ESCAPE_SYMBOLS} escape symbols")
         if self.ensemble is not None and self.ensemble.skip and self.ensemble.skip_batch > self.slide:
             raise ValueError("the skip batch is larger than the slide")
+        if not 1 <= self.lanes <= MAX_LANES:
+            raise ValueError(f"lanes must be in 1..{MAX_LANES}, not {self.lanes}")
+        if (self.lanes == 1) != (self.min_stream == 0) or self.min_stream < 0:
+            raise ValueError("the fewest symbols per stream must be positive with lanes, and 0 without")
+
+    def streams(self, n_symbols: int) -> list[int]:
+        """Where a neural frame of n_symbols symbols is split into streams."""
+        return stream_bounds(n_symbols, self.lanes, self.min_stream)
 
     def pack(self) -> bytes:
         params = bytearray()
@@ -523,6 +556,8 @@ class Header:
             put(Tag.START_TOKEN, pack_varint(self.start_token))
         if self.ensemble is not None:
             put(Tag.ENSEMBLE, self.ensemble.pack())
+        if self.lanes > 1:
+            put(Tag.LANES, pack_varint(self.lanes) + pack_varint(self.min_stream))
         if self.content_size is not None:
             put(Tag.CONTENT_SIZE, pack_varint(self.content_size))
         if self.model_name:
@@ -591,7 +626,9 @@ class Header:
         zstd_stream = bool(flags & HeaderFlag.ZSTD_STREAM)
         if flags & HeaderFlag.NO_MODEL:
             extra = [Tag(t).name for t in fields if t in _REQUIRED and t != Tag.FRAME_SIZE]
-            extra += [Tag(t).name for t in (Tag.ENSEMBLE, Tag.MODEL_NAME, Tag.ENVIRONMENT) if t in fields]
+            extra += [
+                Tag(t).name for t in (Tag.ENSEMBLE, Tag.LANES, Tag.MODEL_NAME, Tag.ENVIRONMENT) if t in fields
+            ]
             if extra:
                 raise FormatError(f"corrupt file header: {', '.join(extra)} in a file without a model")
             if Tag.FRAME_SIZE not in fields:
@@ -622,6 +659,7 @@ class Header:
         temperature = struct.unpack("<f", fields[Tag.TEMPERATURE])[0]
         if not 0 < temperature < float("inf"):
             raise FormatError(f"corrupt file header: temperature {temperature}")
+        lanes, min_stream = _lanes_from(fields[Tag.LANES]) if Tag.LANES in fields else (1, 0)
         try:
             name = fields.get(Tag.MODEL_NAME, b"").decode()
             env = fields.get(Tag.ENVIRONMENT, b"").decode()
@@ -639,12 +677,76 @@ class Header:
                 environment=env,
                 ensemble=EnsembleSettings.unpack(fields[Tag.ENSEMBLE]) if Tag.ENSEMBLE in fields else None,
                 zstd_stream=zstd_stream,
+                lanes=lanes,
+                min_stream=min_stream,
                 unknown_ignorable={t: v for t, v in fields.items() if t not in Tag._value2member_map_},
             )
         except (ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, FormatError):
                 raise
             raise FormatError(f"corrupt file header: {exc}") from None
+
+
+def _lanes_from(value: bytes) -> tuple[int, int]:
+    cur = _Cursor(io.BytesIO(value), "header parameter LANES")
+    try:
+        lanes, min_stream = cur.varint(), cur.varint()
+    except TruncatedError:
+        raise FormatError("corrupt file header: LANES cut short") from None
+    if len(cur.seen) != len(value):
+        raise FormatError("corrupt file header: trailing bytes in LANES")
+    if not 2 <= lanes <= MAX_LANES or min_stream < 1:
+        raise FormatError(f"corrupt file header: {lanes} lanes of at least {min_stream} symbols")
+    return lanes, min_stream
+
+
+# --- streams ----------------------------------------------------------------
+
+
+def stream_bounds(n_symbols: int, lanes: int, min_stream: int) -> list[int]:
+    """The split of a neural frame's symbols into streams: ``S + 1`` bounds,
+    stream k holding symbols ``bounds[k] … bounds[k+1] - 1``.
+
+    ``S = min(lanes, max(1, n_symbols // min_stream))`` streams of equal size,
+    the first ``n_symbols mod S`` one symbol longer. It depends only on the
+    frame and the header, never on the machine that codes it.
+    """
+    if lanes <= 1 or n_symbols < 2 * min_stream:
+        return [0, n_symbols]
+    count = min(lanes, n_symbols // min_stream)
+    size, longer = divmod(n_symbols, count)
+    bounds = [0]
+    for k in range(count):
+        bounds.append(bounds[-1] + size + (1 if k < longer else 0))
+    return bounds
+
+
+def pack_streams(payloads: list[bytes]) -> bytes:
+    """A neural frame's payload of several streams: the sizes of all but the
+    last stream's coded bytes (varints), then the coded bytes in order."""
+    return b"".join(pack_varint(len(p)) for p in payloads[:-1]) + b"".join(payloads)
+
+
+def unpack_streams(payload: bytes, count: int) -> list[bytes]:
+    """Inverse of pack_streams for ``count`` streams; FormatError when the sizes do not fit."""
+    if count == 1:
+        return [payload]
+    cur = _Cursor(io.BytesIO(payload), "neural frame")
+    sizes = []
+    try:
+        for _ in range(count - 1):
+            sizes.append(cur.varint())
+    except TruncatedError:
+        raise FormatError("corrupt neural frame: its stream sizes run past the payload") from None
+    pos = len(cur.seen)
+    rest = len(payload) - pos - sum(sizes)
+    if rest < 1 or any(size < 1 for size in sizes):
+        raise FormatError("corrupt neural frame: its stream sizes do not fit the payload")
+    parts = []
+    for size in [*sizes, rest]:
+        parts.append(payload[pos : pos + size])
+        pos += size
+    return parts
 
 
 # --- frames -----------------------------------------------------------------

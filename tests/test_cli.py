@@ -265,3 +265,38 @@ def test_binary_file_is_zstd_alone_and_info_says_no_model(workdir):
     assert "none (no neural frames" in out and "zstd_stream" in out
     r = nacrith("test", "--model", "nope.gguf", "b.bin.nc", cwd=workdir)
     assert r.returncode == 0, r.stderr
+
+
+def test_lanes_and_workers(workdir):
+    """--lanes is recorded and shown by info; --workers gives the same file as one process."""
+    text = TEXT * 6
+    (workdir / "lanes.txt").write_bytes(text)
+    opts = ["--no-segment", "--frame-size", "400", "--lanes", "4", "lanes.txt"]
+    one = nacrith("compress", *opts, "-o", "one.nc", cwd=workdir)
+    assert one.returncode == 0, one.stderr.decode()
+    two = nacrith("compress", *opts, "--workers", "2", "-o", "two.nc", cwd=workdir)
+    assert two.returncode == 0, two.stderr.decode()
+    assert (workdir / "one.nc").read_bytes() == (workdir / "two.nc").read_bytes()
+    info = nacrith("info", "one.nc", cwd=workdir).stdout.decode()
+    assert "lanes         4: up to 4 streams per text frame" in info
+    back = nacrith("decompress", "--workers", "2", "-c", "two.nc", cwd=workdir)
+    assert back.returncode == 0 and back.stdout == text
+
+
+@pytest.mark.parametrize(
+    "flags, code, words",
+    [
+        (["--gpus", "x"], 2, "--gpus"),
+        (["--gpus", "0,0"], 2, "--gpus"),
+        (["--workers", "0"], 2, "--workers"),
+        (["--lanes", "300"], 2, "lanes must be 1..256"),
+        # This build of llama.cpp has no GPU backend: a clear error, not a traceback.
+        (["--gpus", "0"], 1, "no GPU backend"),
+    ],
+)
+def test_bad_parallel_flags(workdir, flags, code, words):
+    result = nacrith("compress", *flags, "-c", "a.txt", cwd=workdir)
+    if code == 2 and words.startswith("--"):
+        assert result.returncode == 2 and words in result.stderr.decode()
+    else:
+        assert_clean_error(result, code, words)

@@ -70,6 +70,12 @@ SAMPLES = {
     # Segmented, no text worth a frame: zstd alone, in a file without a model.
     "zstd_only": (_NOISE[:40] * 20, {}, [FrameType.ZSTD_STREAM]),
     "stored_only": (_NOISE[:40], {}, [FrameType.STORED]),
+    # ~60 tokens in 3 streams coded side by side: the payload starts with two stream sizes.
+    "lanes": (
+        b"The quick brown fox jumps over the lazy dog, then naps in the sun. " * 3,
+        {"segment": False, "lanes": 3, "min_stream": 8},
+        [FrameType.NEURAL],
+    ),
 }
 
 #: Seconds any single decompress may take; a real decode of these files takes well under one.
@@ -164,7 +170,7 @@ def test_samples_round_trip(codec, samples):
 # decode per flip, so hypothesis samples them, weighted to where that matters.
 
 
-@pytest.mark.parametrize("name", ["neural", "stream"])
+@pytest.mark.parametrize("name", ["neural", "stream", "lanes"])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_random_bit_flip_in_neural_file(codec, samples, name, data):

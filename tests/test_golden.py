@@ -46,8 +46,9 @@ def test_encoder_still_writes_golden_bytes(codec, name):
     kernels of the machine that wrote the file, and is informational.
     """
     data = (GOLDEN / f"{name}.bin").read_bytes()
-    # Cases without "segment" were made before segmentation, by the fixed-size frame writer.
-    options = {"segment": False, **CASES[name]}
+    # Cases without "segment" were made before segmentation, by the fixed-size frame
+    # writer; cases without "lanes", before lanes, with one stream per frame.
+    options = {"segment": False, "lanes": 1, **CASES[name]}
     # The ensemble: the settings that differ from the layout's defaults (layout 1 unless named).
     if isinstance(options.get("ensemble"), dict):
         options["ensemble"] = EnsembleSettings.of_layout(**{"layout": 1, **options["ensemble"]})

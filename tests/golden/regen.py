@@ -21,7 +21,23 @@ HERE = Path(__file__).parent / f"v{FORMAT_VERSION}"
 
 
 def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
-    return {**llm_only_cases(), **ensemble_cases(), **segmented_cases()}
+    return {**llm_only_cases(), **ensemble_cases(), **segmented_cases(), **lanes_cases()}
+
+
+def lanes_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Neural frames split into streams that advance together (header parameter LANES)."""
+    text = (
+        b"Lanes split a frame into streams that the model evaluates together, one token of each "
+        b"per call. Each stream has its own window, its own ensemble and its own coder, and the "
+        b"payload lists the size of every stream but the last.\n"
+    )
+    small = {"context": 64, "slide": 16}
+    return {
+        # 4 streams, one with an escape (\x04 has no token); the default ensemble of layout 2.
+        "lanes": (text + b"\x04" + text, {**small, "ensemble": {"layout": 2}, "lanes": 4, "min_stream": 8}),
+        # 3 streams of the language model alone, the first one symbol longer.
+        "lanes_llm_only": (text, {**small, "ensemble": None, "lanes": 3, "min_stream": 6}),
+    }
 
 
 def segmented_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
@@ -81,7 +97,7 @@ def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
 
 def compress_options(options: dict[str, object]) -> dict[str, object]:
     """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings)."""
-    out = {"segment": False, **options}
+    out = {"segment": False, "lanes": 1, **options}
     if isinstance(out.get("ensemble"), dict):
         out["ensemble"] = EnsembleSettings.of_layout(**{"layout": 1, **out["ensemble"]})
     return out

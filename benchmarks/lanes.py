@@ -1,0 +1,224 @@
+"""Throughput and size by lanes and workers: tokens/s and bpb, every file verified.
+
+    python benchmarks/lanes.py [FILE] [--lanes 1,4,16,64] [--workers 1,2] [--threads N]
+                               [--gpus 0] [--frame-size BYTES] [--limit BYTES]
+                               [--min-stream TOKENS] [--json OUT]
+
+FILE defaults to alice29.txt of the Canterbury corpus (found and checked
+through the corpus manifest). Each combination runs
+in a fresh process (so its peak memory is its own): it compresses the file,
+decompresses it, checks the bytes, and reports
+
+- tokens/s: the tokens of the neural frames divided by the compress time
+  (and by the decompress time), model loading excluded;
+- bpb of the file, and the change against the first lane count of the same
+  worker count;
+- peak RSS of the process and its workers (MiB).
+
+Threads per worker default to the cores divided among the workers. Workers
+share out whole frames, so they only help inputs of several frames: use
+--frame-size to cut one file into several. With --gpus, the model runs on
+those GPUs, workers dealt over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nacrith.corpora import locate
+
+from nacrith.api import Codec
+from nacrith.container import CompressOptions, Summary
+from nacrith.errors import CorpusError
+from nacrith.models.llm import default_threads
+
+
+@dataclass
+class Row:
+    lanes: int
+    workers: int
+    threads: int
+    raw_bytes: int
+    coded_bytes: int
+    tokens: int
+    compress_s: float
+    decompress_s: float
+    verified: bool
+    peak_rss_mib: float
+
+    @property
+    def bpb(self) -> float:
+        return 8 * self.coded_bytes / self.raw_bytes
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.compress_s
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.tokens / self.decompress_s
+
+
+def _peak_rss_mib() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024
+
+
+def measure(
+    path: str,
+    limit: int | None,
+    lanes: int,
+    workers: int,
+    threads: int,
+    gpus: tuple[str, ...],
+    frame_size: int,
+    min_stream: int,
+) -> Row:
+    """One combination, in the calling process."""
+    data = Path(path).read_bytes()[:limit]
+    options = CompressOptions(lanes=lanes, frame_size=frame_size, min_stream=min_stream)
+    with Codec(None, threads, workers=workers if workers > 1 or gpus else None, gpus=gpus) as codec:
+        # Load the model (and start the workers) before the clock starts.
+        codec.model  # noqa: B018
+        if codec.workers is None:
+            codec.model.predictor(options.context, options.slide, codec.model.start_token, options.batch)
+        start = time.perf_counter()
+        summary: Summary = codec.compress_stream(
+            io.BytesIO(data), (out := _Sink()), content_size=len(data), **options.__dict__
+        )
+        compress_s = time.perf_counter() - start
+        blob = out.getvalue()
+        start = time.perf_counter()
+        back = codec.decompress(blob)
+        decompress_s = time.perf_counter() - start
+    return Row(
+        lanes,
+        workers,
+        threads,
+        len(data),
+        len(blob),
+        summary.stats.symbols,
+        compress_s,
+        decompress_s,
+        back == data,
+        _peak_rss_mib(),
+    )
+
+
+class _Sink:
+    """An output that cannot seek, like a pipe: the writer spools, as for stdout."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _child(queue: multiprocessing.Queue, *args: object) -> None:  # type: ignore[type-arg]
+    try:
+        queue.put(asdict(measure(*args)))  # type: ignore[arg-type]
+    except BaseException as exc:  # report, do not hang the parent
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_isolated(*args: object) -> Row:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    proc = context.Process(target=_child, args=(queue, *args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if "error" in result:
+        raise SystemExit(f"lanes {args[2]}, workers {args[3]}: {result['error']}")
+    return Row(**result)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", nargs="?", help="input (default: the Canterbury corpus's alice29.txt)")
+    parser.add_argument("--lanes", type=_ints, default=[1, 4, 16, 64])
+    parser.add_argument("--workers", type=_ints, default=[1, 2])
+    parser.add_argument("--threads", type=int, help="llama.cpp threads per worker (default: cores / workers)")
+    parser.add_argument("--gpus", default="", help="GPUs to run on, e.g. 0")
+    parser.add_argument("--frame-size", type=int, default=CompressOptions.frame_size)
+    parser.add_argument("--limit", type=int, metavar="BYTES", help="only the first BYTES of the file")
+    parser.add_argument(
+        "--min-stream",
+        type=int,
+        default=CompressOptions.min_stream,
+        metavar="TOKENS",
+        help="fewest symbols per stream (default %(default)s; lower it to split a small input in every lane)",
+    )
+    parser.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
+    args = parser.parse_args(argv)
+    if args.file is None:
+        try:
+            args.file = str(locate("canterbury", "alice29.txt"))
+        except CorpusError as exc:
+            print(f"lanes: {exc}", file=sys.stderr)
+            return 2
+    if not Path(args.file).is_file():
+        print(f"lanes: {args.file}: not found", file=sys.stderr)
+        return 2
+    gpus = tuple(g for g in args.gpus.split(",") if g)
+    rows = []
+    for workers in args.workers:
+        threads = args.threads or max(1, default_threads() // workers)
+        for lanes in args.lanes:
+            row = run_isolated(
+                args.file, args.limit, lanes, workers, threads, gpus, args.frame_size, args.min_stream
+            )
+            rows.append(row)
+            print(
+                f"lanes {lanes:>3}  workers {workers}  threads {threads}: {row.tokens_per_s:7.1f} tok/s, "
+                f"{row.bpb:.4f} bpb, verified {row.verified}",
+                file=sys.stderr,
+                flush=True,
+            )
+    device = f"GPU {args.gpus}" if gpus else f"CPU, {default_threads()} cores"
+    name = Path(args.file).name + (f" (first {rows[0].raw_bytes:,} bytes)" if args.limit else "")
+    print(
+        f"\n{name}, {rows[0].raw_bytes:,} bytes, frames of {args.frame_size:,} bytes, "
+        f"streams of at least {args.min_stream:,} symbols, {device}"
+    )
+    print(
+        f"{'lanes':>5} {'workers':>7} {'threads':>7} {'tok/s':>8} {'speed-up':>8} {'dec tok/s':>9} "
+        f"{'bytes':>9} {'bpb':>7} {'vs 1st':>7} {'peak MiB':>8} {'verified':>8}"
+    )
+    base = rows[0]
+    for row in rows:
+        first = next(r for r in rows if r.workers == row.workers)
+        print(
+            f"{row.lanes:>5} {row.workers:>7} {row.threads:>7} {row.tokens_per_s:>8.1f} "
+            f"{row.tokens_per_s / base.tokens_per_s:>7.2f}x {row.decode_tokens_per_s:>9.1f} "
+            f"{row.coded_bytes:>9,} {row.bpb:>7.4f} {100 * (row.bpb / first.bpb - 1):>+6.2f}% "
+            f"{row.peak_rss_mib:>8.0f} {'yes' if row.verified else 'NO':>8}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    return 0 if all(r.verified for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
