@@ -280,6 +280,44 @@ class LanguageModel:
             self.close()
 
 
+def _new_context(model: LanguageModel, sequences: int, context: int, batch: int):  # type: ignore[no-untyped-def]
+    """A llama.cpp context of ``sequences`` sequences, each a window of
+    ``context`` cells, taking up to ``batch`` tokens per sequence in one call."""
+    llama_cpp = model._llama_cpp
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = sequences * context
+    params.n_batch = sequences * batch
+    params.n_ubatch = sequences * batch  # one micro-batch per call: llama.cpp never re-splits it
+    params.n_seq_max = sequences
+    if hasattr(params, "kv_unified"):
+        params.kv_unified = False  # a window per sequence; attention never spans sequences
+    params.n_threads = model.threads
+    params.n_threads_batch = model.threads
+    params.no_perf = True
+    if hasattr(params, "flash_attn_type"):
+        # Fixed, not "auto": the choice changes the arithmetic.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    ctx = llama_cpp.llama_init_from_model(model._model, params)
+    if not ctx:
+        raise ModelError(f"cannot create a llama.cpp context of {sequences} x {context} tokens")
+    per_sequence = (
+        llama_cpp.llama_n_ctx_seq(ctx)
+        if hasattr(llama_cpp, "llama_n_ctx_seq")
+        else llama_cpp.llama_n_ctx(ctx) // sequences
+    )
+    if per_sequence < context:
+        llama_cpp.llama_free(ctx)
+        raise ModelError(f"llama.cpp gave {per_sequence} < {context} tokens of context per sequence")
+    return ctx
+
+
+def _slide(llama_cpp, memory, seq: int, slide: int) -> None:  # type: ignore[no-untyped-def]
+    """Drop a sequence's ``slide`` oldest cells after the start token and shift
+    the rest down: llama.cpp re-applies RoPE to the shifted keys."""
+    llama_cpp.llama_memory_seq_rm(memory, seq, 1, 1 + slide)
+    llama_cpp.llama_memory_seq_add(memory, seq, 1 + slide, -1, -slide)
+
+
 class LlamaPredictor:
     """Next-token logits for one sequence, one token per llama_decode call, or
     ``batch`` tokens at a time when catching up on tokens the ensemble coded
@@ -294,24 +332,7 @@ class LlamaPredictor:
         self.slide = slide
         self.batch = batch
         self.start_token = model.start_token
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = context
-        params.n_batch = batch
-        params.n_ubatch = batch
-        params.n_seq_max = 1
-        params.n_threads = model.threads
-        params.n_threads_batch = model.threads
-        params.no_perf = True
-        if hasattr(params, "flash_attn_type"):
-            # Fixed, not "auto": the choice changes the arithmetic.
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self._ctx = llama_cpp.llama_init_from_model(model._model, params)
-        if not self._ctx:
-            raise ModelError(f"cannot create a llama.cpp context of {context} tokens")
-        if llama_cpp.llama_n_ctx(self._ctx) < context:
-            raise ModelError(
-                f"llama.cpp gave a context of {llama_cpp.llama_n_ctx(self._ctx)} < {context} tokens"
-            )
+        self._ctx = _new_context(model, 1, context, batch)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(batch, 0, 1)
         for i in range(batch):
@@ -340,9 +361,7 @@ class LlamaPredictor:
         if not 0 < n <= self.batch:
             raise ValueError(f"feed takes 1..{self.batch} tokens, not {n}")
         while self._pos + n > self.context:
-            llama_cpp = self._llama_cpp
-            llama_cpp.llama_memory_seq_rm(self._memory, 0, 1, 1 + self.slide)
-            llama_cpp.llama_memory_seq_add(self._memory, 0, 1 + self.slide, -1, -self.slide)
+            _slide(self._llama_cpp, self._memory, 0, self.slide)
             self._pos -= self.slide
         self._decode(tokens, logits)
 
@@ -393,28 +412,7 @@ class LanesPredictor:
         self.slide = slide
         self.batch = batch
         self.start_token = model.start_token
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = lanes * context
-        params.n_batch = lanes * batch
-        params.n_ubatch = lanes * batch  # one micro-batch per call: llama.cpp never re-splits it
-        params.n_seq_max = lanes
-        if hasattr(params, "kv_unified"):
-            params.kv_unified = False  # a window per sequence; attention never spans the lanes
-        params.n_threads = model.threads
-        params.n_threads_batch = model.threads
-        params.no_perf = True
-        if hasattr(params, "flash_attn_type"):
-            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self._ctx = llama_cpp.llama_init_from_model(model._model, params)
-        if not self._ctx:
-            raise ModelError(f"cannot create a llama.cpp context of {lanes} lanes of {context} tokens")
-        per_lane = (
-            llama_cpp.llama_n_ctx_seq(self._ctx)
-            if hasattr(llama_cpp, "llama_n_ctx_seq")
-            else llama_cpp.llama_n_ctx(self._ctx) // lanes
-        )
-        if per_lane < context:
-            raise ModelError(f"llama.cpp gave {per_lane} < {context} tokens of context per lane")
+        self._ctx = _new_context(model, lanes, context, batch)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(lanes * batch, 0, 1)
         self._rows = (ctypes.c_float * (lanes * self.n_vocab))()
@@ -451,8 +449,7 @@ class LanesPredictor:
                 raise ValueError(f"bad feed request: lane {lane}, {count} tokens")
             last = lane
             while self._pos[lane] + count > self.context:
-                llama_cpp.llama_memory_seq_rm(self._memory, lane, 1, 1 + self.slide)
-                llama_cpp.llama_memory_seq_add(self._memory, lane, 1 + self.slide, -1, -self.slide)
+                _slide(llama_cpp, self._memory, lane, self.slide)
                 self._pos[lane] -= self.slide
             for i, token in enumerate(tokens):
                 batch.token[n] = token
