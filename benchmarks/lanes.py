@@ -33,10 +33,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nacrith.corpora import locate
-
 from nacrith.api import Codec
 from nacrith.container import CompressOptions, Summary
+from nacrith.corpora import locate
 from nacrith.errors import CorpusError
 from nacrith.models.llm import default_threads
 

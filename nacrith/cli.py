@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
 import re
 import sys
@@ -24,6 +25,7 @@ from nacrith.errors import NacrithError
 from nacrith.files import atomic_output
 from nacrith.format import FORMAT_VERSION, EnsembleSettings
 from nacrith.progress import ProgressLine, human_bytes, human_duration
+from nacrith.server.settings import DEFAULT_MAX_BODY, JOBS_PER_WORKER
 
 if TYPE_CHECKING:
     from nacrith.bench import BenchReport
@@ -220,6 +222,45 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)")
     b.add_argument("-T", "--threads", type=_positive_int, metavar="N", help="llama.cpp threads")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+    srv = sub.add_parser(
+        "serve",
+        help="run the REST service (POST /compress, POST /decompress)",
+        description="Serve compression over HTTP. Set NACRITH_API_KEY to require that key in "
+        "the X-API-Key header. OpenAPI docs at /docs.",
+    )
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
+    srv.add_argument(
+        "--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)"
+    )
+    srv.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes (default: 1, or one per GPU)",
+    )
+    srv.add_argument(
+        "--gpus", type=_gpu_list, default=(), metavar="0,1,...", help="GPUs the workers are dealt over"
+    )
+    srv.add_argument("-T", "--threads", type=_positive_int, metavar="N", help="llama.cpp threads per worker")
+    srv.add_argument(
+        "--max-body",
+        type=_size,
+        default=DEFAULT_MAX_BODY,
+        metavar="BYTES",
+        help="largest request body, K/M/G suffixes allowed; larger ones get 413 (default 64M)",
+    )
+    srv.add_argument(
+        "--queue",
+        type=_positive_int,
+        metavar="N",
+        help=f"requests admitted at once; more get 503 (default {JOBS_PER_WORKER} per worker)",
+    )
+    srv.add_argument(
+        "--spool-dir", metavar="DIR", help="where uploads and results are spooled (default: $TMPDIR)"
+    )
 
     corp = sub.add_parser("corpora", help="list or fetch benchmark corpora")
     corp.add_argument("action", choices=["list", "fetch"])
@@ -573,6 +614,40 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # only the service needs the HTTP stack
+
+    from nacrith.models.llm import resolve_model_path
+    from nacrith.server import ServerSettings, create_app
+
+    resolve_model_path(args.model)  # a missing model is a one-line error now, not a server never ready
+    if args.spool_dir is not None and not Path(args.spool_dir).is_dir():
+        raise UsageError(f"--spool-dir {args.spool_dir}: not a directory")
+    try:
+        settings = ServerSettings.from_env(
+            model=args.model,
+            workers=args.workers or max(1, len(args.gpus)),
+            gpus=args.gpus,
+            threads=args.threads,
+            max_body=args.max_body,
+            queue=args.queue,
+            spool_dir=args.spool_dir,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    # The service's own messages, in uvicorn's format beside its lines.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(message)s")
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    service = app.state.service
+    service.on_load_failure = lambda: setattr(server, "should_exit", True)
+    server.run()
+    if service.load_error:
+        print(f"nacrith: cannot start the workers: {service.load_error}", file=sys.stderr)
+        return EXIT_DATA
+    return EXIT_OK if server.started else EXIT_DATA  # e.g. the port is taken (uvicorn said so)
+
+
 COMMANDS = {
     "compress": cmd_compress,
     "decompress": cmd_decompress,
@@ -580,6 +655,7 @@ COMMANDS = {
     "info": cmd_info,
     "bench": cmd_bench,
     "corpora": cmd_corpora,
+    "serve": cmd_serve,
 }
 
 

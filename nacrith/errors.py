@@ -46,6 +46,10 @@ class WorkerError(NacrithError):
     """A worker process died (killed, or out of memory) before its frame was done."""
 
 
+class JobCancelled(NacrithError):
+    """The job a frame belonged to was cancelled (its client went away) while the frame was coded."""
+
+
 class CorpusError(NacrithError):
     """A benchmark corpus file is missing, does not match its checksum, or cannot be fetched."""
 

@@ -14,22 +14,32 @@ single-process pool, so that each can get its own device.
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import multiprocessing
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from nacrith.container import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
-from nacrith.errors import WorkerError
+from nacrith.engine import Progress
+from nacrith.errors import JobCancelled, WorkerError
 from nacrith.format import Header
 from nacrith.models.llm import LanguageModel, default_threads, resolve_model_path, threads_from_env
 
-__all__ = ["WorkerPlan", "Workers", "plan_workers"]
+__all__ = ["WorkerJob", "WorkerPlan", "Workers", "plan_workers"]
 
 #: Frames queued per worker beyond the one it codes: it never waits for the next.
 QUEUED_PER_WORKER = 1
+#: Jobs whose cancellation the workers can still see. A cancelled job's frames
+#: that had not started are dropped in this process; only the one or two per
+#: worker already handed to the process look here, within seconds, so the 256
+#: most recent cancellations are plenty.
+CANCEL_BOARD_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -60,16 +70,19 @@ def plan_workers(
 
 _MODEL: LanguageModel | None = None
 _PLAN: tuple[str, WorkerPlan] | None = None
+#: Shared with the calling process: tickets of cancelled jobs (0: no entry).
+_BOARD: Any = None
 
 
-def _start(model_path: str, plan: WorkerPlan) -> None:
+def _start(model_path: str, plan: WorkerPlan, board: Any) -> None:
     """On a GPU, hide every other device from CUDA before anything loads it.
     The model itself is loaded by the first task, so that a failure to load
     it reaches the caller as that task's error, not as a broken pool."""
-    global _PLAN
+    global _PLAN, _BOARD
     if plan.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpu
     _PLAN = (model_path, plan)
+    _BOARD = board
 
 
 def _loaded() -> LanguageModel:
@@ -87,12 +100,26 @@ def _identity() -> tuple[bytes, str, int, int, str, int]:
     return model.sha256, model.name, model.symbols.n_vocab, model.max_context, model.environment, os.getpid()
 
 
-def _encode(chunk: bytes, options: CompressOptions) -> CodedFrame:
-    return encode_chunk(chunk, _loaded(), options)
+def _watch(ticket: int) -> Progress | None:
+    """A progress callback that stops the frame once its job is cancelled
+    (the engine calls it every few dozen symbols, so within about a second)."""
+    if not ticket:
+        return None
+
+    def check(_symbols: int, _bits: float) -> None:
+        if ticket in _BOARD[:]:
+            raise JobCancelled(f"job {ticket} was cancelled")
+
+    return check
 
 
-def _decode(header: Header, symbols: int, payload: bytes) -> bytes:
-    return decode_neural(header, symbols, payload, _loaded(), None)
+def _encode(chunk: bytes, options: CompressOptions, ticket: int = 0) -> CodedFrame:
+    watch = _watch(ticket)
+    return encode_chunk(chunk, _loaded(), options, None if watch is None else lambda _n: watch)
+
+
+def _decode(header: Header, symbols: int, payload: bytes, ticket: int = 0) -> bytes:
+    return decode_neural(header, symbols, payload, _loaded(), _watch(ticket))
 
 
 # --- in the calling process -------------------------------------------------------
@@ -118,19 +145,25 @@ class Workers:
 
     Frames go to the worker with the fewest waiting. Use as a context manager,
     or call close(): the processes hold a model and contexts each.
+
+    Several threads may share one pool, each coding its own file through a
+    ``job()``, which can be cancelled; a worker that died is started afresh
+    for the next frame given to it.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, plans: Sequence[WorkerPlan] = ()) -> None:
         self.plans = list(plans) or plan_workers()
-        path = str(resolve_model_path(model))
+        self._path = str(resolve_model_path(model))
         # spawn, not fork: a fresh interpreter in which llama.cpp (and CUDA) load
         # after CUDA_VISIBLE_DEVICES is set, never a copy of a parent's threads.
-        context = multiprocessing.get_context("spawn")
-        self._pools = [
-            ProcessPoolExecutor(1, mp_context=context, initializer=_start, initargs=(path, plan))
-            for plan in self.plans
-        ]
-        self._waiting: list[list[Future[object]]] = [[] for _ in self._pools]
+        self._context = multiprocessing.get_context("spawn")
+        self._board = self._context.RawArray(ctypes.c_int64, CANCEL_BOARD_SIZE)
+        self._board_next = 0
+        self._tickets = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pools = [self._new_pool(plan) for plan in self.plans]
+        #: Per worker, its frames not yet done, with their job's ticket.
+        self._waiting: list[list[tuple[Future[object], int]]] = [[] for _ in self._pools]
         try:
             loading = [pool.submit(_identity) for pool in self._pools]  # all load at once
             identities = [future.result() for future in loading]
@@ -149,6 +182,11 @@ class Workers:
         self.environment = environment
         self.pids = [pid for *_, pid in identities]
 
+    def _new_pool(self, plan: WorkerPlan) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            1, mp_context=self._context, initializer=_start, initargs=(self._path, plan, self._board)
+        )
+
     @property
     def depth(self) -> int:
         return len(self._pools) * (1 + QUEUED_PER_WORKER)
@@ -156,34 +194,63 @@ class Workers:
     def check(self, header: Header) -> None:
         check_model(header, self.model)  # type: ignore[arg-type]
 
-    def encode(self, chunk: bytes, options: CompressOptions) -> Future[CodedFrame]:
-        return self._submit(_encode, chunk, options)  # type: ignore[return-value]
+    def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
+        return self._submit(ticket, _encode, chunk, options, ticket)  # type: ignore[return-value]
 
-    def decode(self, header: Header, symbols: int, payload: bytes) -> Future[bytes]:
-        return self._submit(_decode, header, symbols, payload)  # type: ignore[return-value]
+    def decode(self, header: Header, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
+        return self._submit(ticket, _decode, header, symbols, payload, ticket)  # type: ignore[return-value]
 
-    def _submit(self, fn: object, *args: object) -> Future[object]:
-        for waiting in self._waiting:
-            waiting[:] = [f for f in waiting if not f.done()]
-        index = min(range(len(self._pools)), key=lambda i: len(self._waiting[i]))
-        try:
-            inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
-        except BrokenProcessPool:
-            raise WorkerError(f"worker {index + 1} has died") from None
-        self._waiting[index].append(inner)
+    def job(self) -> WorkerJob:
+        """A view of the pool for one file, whose frames cancel() stops."""
+        with self._lock:
+            return WorkerJob(self, next(self._tickets))
+
+    def frames_waiting(self) -> int:
+        """Frames given to the workers and not done yet, all jobs together."""
+        with self._lock:
+            return sum(1 for waiting in self._waiting for f, _ in waiting if not f.done())
+
+    def cancel(self, ticket: int) -> None:
+        """Drop the job's frames that have not started; the workers stop its
+        running ones at their next progress check."""
+        with self._lock:
+            self._board[self._board_next] = ticket
+            self._board_next = (self._board_next + 1) % CANCEL_BOARD_SIZE
+            for waiting in self._waiting:
+                for future, owner in waiting:
+                    if owner == ticket:
+                        future.cancel()
+
+    def _submit(self, ticket: int, fn: object, *args: object) -> Future[object]:
+        with self._lock:
+            if not self._pools:
+                raise WorkerError("the workers have been stopped")
+            for waiting in self._waiting:
+                waiting[:] = [(f, t) for f, t in waiting if not f.done()]
+            index = min(range(len(self._pools)), key=lambda i: len(self._waiting[i]))
+            try:
+                inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
+            except BrokenProcessPool:
+                # The worker died (killed, out of memory) since its last frame,
+                # whose caller was told. Start it afresh rather than lose it for good.
+                self._pools[index].shutdown(wait=False, cancel_futures=True)
+                self._pools[index] = self._new_pool(self.plans[index])
+                inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
+            self._waiting[index].append((inner, ticket))
         return _named_failures(inner, index)
 
     def close(self) -> None:
         """Stop the workers at once, even mid-frame (after an error or Ctrl-C the
         frames in flight are of no use, and waiting for them could take minutes)."""
-        for pool in self._pools:
+        with self._lock:
+            pools, self._pools = self._pools, []
+        for pool in pools:
             processes = list(getattr(pool, "_processes", {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.terminate()
             for process in processes:
                 process.join(timeout=10)
-        self._pools = []
 
     def __enter__(self) -> Workers:
         return self
@@ -192,14 +259,48 @@ class Workers:
         self.close()
 
 
+class WorkerJob:
+    """The pool as one file's coder sees it (container.FrameWorkers), with the
+    file's frames tagged so that cancel() can stop them and no others."""
+
+    def __init__(self, pool: Workers, ticket: int) -> None:
+        self.pool = pool
+        self.ticket = ticket
+        self.environment = pool.environment
+        self.cancelled = False
+
+    @property
+    def depth(self) -> int:
+        return self.pool.depth
+
+    def check(self, header: Header) -> None:
+        self.pool.check(header)
+
+    def encode(self, chunk: bytes, options: CompressOptions) -> Future[CodedFrame]:
+        self._refuse_if_cancelled()
+        return self.pool.encode(chunk, options, self.ticket)
+
+    def decode(self, header: Header, symbols: int, payload: bytes) -> Future[bytes]:
+        self._refuse_if_cancelled()
+        return self.pool.decode(header, symbols, payload, self.ticket)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.pool.cancel(self.ticket)
+
+    def _refuse_if_cancelled(self) -> None:
+        if self.cancelled:
+            raise JobCancelled(f"job {self.ticket} was cancelled")
+
+
 def _named_failures(inner: Future[object], index: int) -> Future[object]:
     """inner's result, with a dead worker reported as WorkerError rather than
     concurrent.futures' BrokenProcessPool."""
     outer: Future[object] = Future()
 
     def done(f: Future[object]) -> None:
-        if f.cancelled():
-            outer.cancel()
+        if f.cancelled():  # by Workers.cancel() or close()
+            outer.set_exception(JobCancelled("the frame's job was cancelled"))
             return
         exc = f.exception()
         if isinstance(exc, BrokenProcessPool):

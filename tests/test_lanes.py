@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import struct
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -25,10 +26,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nacrith
-from nacrith.container import CompressOptions, compress_stream, decompress_stream
+from nacrith.container import CompressOptions, compress_stream, decompress_stream, encode_chunk
 from nacrith.errors import (
     ChecksumError,
     FormatError,
+    JobCancelled,
     ModelMismatchError,
     NacrithWarning,
     UnsupportedVersionError,
@@ -327,6 +329,42 @@ def test_a_killed_worker_fails_the_call_cleanly(model):
         os.kill(pool.pids[0], signal.SIGKILL)
         with pytest.raises(WorkerError, match="died"):
             future.result(timeout=60)
+
+
+@pytest.mark.llm
+def test_a_killed_worker_is_started_afresh_for_the_next_frame(model):
+    data = prose(300, seed=20)
+    with Workers(model.path, [WorkerPlan(1)]) as pool:
+        os.kill(pool.pids[0], signal.SIGKILL)
+        with pytest.raises(WorkerError):
+            pool.encode(data, CompressOptions(**SMALL)).result(timeout=60)
+        coded = pool.encode(data, CompressOptions(**SMALL)).result(timeout=120)
+    assert coded == encode_chunk(data, model, CompressOptions(**SMALL))
+
+
+@pytest.mark.llm
+def test_a_cancelled_job_stops_its_frames_and_no_others(model):
+    """cancel() drops the job's queued frames and stops its running one within
+    seconds; another job sharing the workers is coded as if alone."""
+    long_text = prose(30_000, seed=21)  # minutes of work
+    short_text = prose(300, seed=22)
+    with Workers(model.path, [WorkerPlan(1)]) as pool:
+        doomed, other = pool.job(), pool.job()
+        running = doomed.encode(long_text, CompressOptions(**SMALL))
+        queued = doomed.encode(long_text, CompressOptions(**SMALL))
+        kept = other.encode(short_text, CompressOptions(**SMALL))
+        time.sleep(2)  # the first frame is being coded
+        assert pool.frames_waiting() == 3
+        start = time.monotonic()
+        doomed.cancel()
+        for future in (running, queued):
+            with pytest.raises(JobCancelled):
+                future.result(timeout=30)
+        assert kept.result(timeout=120) == encode_chunk(short_text, model, CompressOptions(**SMALL))
+        assert time.monotonic() - start < 30  # not the minutes the long frames take
+        with pytest.raises(JobCancelled):
+            doomed.encode(short_text, CompressOptions(**SMALL))
+        assert pool.frames_waiting() == 0
 
 
 @pytest.mark.llm

@@ -1,0 +1,135 @@
+"""One compress or decompress request: its place in the queue, its spooled
+files, its frames in the workers, and what happens when its client goes away.
+
+The upload is spooled to disk before any work starts: once a response has
+started, an ASGI server no longer delivers the request body, so the body
+cannot be read while the answer streams. Spool files are unlinked from the
+start (tempfile.TemporaryFile), so even a crash leaves none behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Callable
+from typing import IO, TypeVar
+
+from starlette.requests import ClientDisconnect, Request
+
+from nacrith.parallel import WorkerJob
+
+from .service import Service
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was complete."""
+
+
+class Job:
+    def __init__(self, service: Service, request: Request, endpoint: str) -> None:
+        if service.pool is None:
+            raise RuntimeError("a job needs the workers loaded")
+        self.service = service
+        self.request = request
+        self.endpoint = endpoint
+        self.started = time.monotonic()
+        self.workers: WorkerJob = service.pool.job()
+        self._files: list[IO[bytes]] = []
+        #: The step running in a thread now, if any: files stay open until it ends.
+        self._running: asyncio.Future[object] | None = None
+        self._gone = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._released = False
+
+    def spool(self) -> IO[bytes]:
+        # Closed by close(), once no thread uses it.
+        f = tempfile.TemporaryFile(dir=self.service.settings.spool_dir)  # noqa: SIM115
+        self._files.append(f)
+        return f
+
+    async def receive_body(self) -> IO[bytes]:
+        """The request body, spooled to disk (the body limit is enforced by
+        limits.BodyLimit around this); ClientGone if the client leaves first."""
+        spool = self.spool()
+        size = 0
+        try:
+            async for chunk in self.request.stream():
+                # A chunk is at most what one socket read gives (about 64 KiB):
+                # written to the page cache at once, it does not hold up the loop.
+                spool.write(chunk)
+                size += len(chunk)
+        except ClientDisconnect:
+            raise ClientGone from None
+        spool.flush()
+        spool.seek(0)
+        self.service.metrics.bytes_in.labels(self.endpoint).inc(size)
+        self._watcher = asyncio.create_task(self._watch_disconnect())
+        return spool
+
+    async def _watch_disconnect(self) -> None:
+        """After the body, the only message left to receive is the disconnect."""
+        while True:
+            message = await self.request.receive()
+            if message["type"] == "http.disconnect":
+                self._gone.set()
+                return
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args) in a thread; if the client leaves first, cancel the job's
+        frames (freeing the workers within about a second) and raise ClientGone."""
+        if self._gone.is_set():
+            self.cancel()
+            raise ClientGone
+        loop = asyncio.get_running_loop()
+        step = loop.run_in_executor(self.service.threads, fn, *args)
+        self._running = step  # type: ignore[assignment]
+        gone = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait([step, gone], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Starlette cancels a streaming response whose client has gone.
+            self.cancel()
+            step.add_done_callback(_forget)
+            raise
+        finally:
+            gone.cancel()
+        if not step.done():
+            self.cancel()
+            # The step ends soon with JobCancelled, which nobody waits for any more.
+            step.add_done_callback(_forget)
+            raise ClientGone
+        self._running = None
+        return step.result()
+
+    def cancel(self) -> None:
+        if not self.workers.cancelled:
+            self.workers.cancel()
+            self.service.metrics.cancelled.inc()
+
+    def close(self) -> None:
+        """Give back the place in the queue now, and the files once no thread uses them."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if not self._released:
+            self._released = True
+            self.service.release(time.monotonic() - self.started)
+        files, self._files = self._files, []
+
+        def close_files(_: object = None) -> None:
+            for f in files:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+        if self._running is not None and not self._running.done():
+            self._running.add_done_callback(close_files)
+        else:
+            close_files()
+
+
+def _forget(step: asyncio.Future[object]) -> None:
+    if not step.cancelled():
+        step.exception()  # retrieved, so asyncio does not log it as lost

@@ -1,0 +1,75 @@
+"""Prometheus metrics of one server, in a registry of its own (so that two
+apps in one process, as in tests, never share counts)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: Seconds over which the tokens-per-second gauge is averaged.
+RATE_WINDOW = 60.0
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "nacrith_requests", "HTTP requests answered", ["endpoint", "status"], registry=r
+        )
+        self.seconds = Histogram(
+            "nacrith_request_seconds",
+            "Time from a compress or decompress request's arrival to its answer's last byte",
+            ["endpoint"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200),
+            registry=r,
+        )
+        self.bytes_in = Counter("nacrith_bytes_in", "Request body bytes received", ["endpoint"], registry=r)
+        self.bytes_out = Counter("nacrith_bytes_out", "Response body bytes sent", ["endpoint"], registry=r)
+        self.tokens = Counter(
+            "nacrith_tokens", "Symbols the language model coded or decoded", ["endpoint"], registry=r
+        )
+        self.errors = Counter(
+            "nacrith_errors", "Requests that failed, by error class", ["endpoint", "error"], registry=r
+        )
+        self.cancelled = Counter(
+            "nacrith_cancelled", "Requests whose client went away before the answer was sent", registry=r
+        )
+        self.jobs = Gauge("nacrith_jobs", "Compress and decompress requests admitted now", registry=r)
+        self.capacity = Gauge(
+            "nacrith_queue_capacity", "Requests admitted at once before answering 503", registry=r
+        )
+        self.frames_waiting = Gauge(
+            "nacrith_frames_waiting", "Frames given to the workers and not done yet", registry=r
+        )
+        self.workers = Gauge("nacrith_workers", "Worker processes", registry=r)
+        self.ready = Gauge("nacrith_ready", "1 once every worker has loaded the model", registry=r)
+        self.tokens_per_second = Gauge(
+            "nacrith_tokens_per_second",
+            f"Symbols coded or decoded per second over the last {RATE_WINDOW:.0f} s",
+            registry=r,
+        )
+        self._recent: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+
+    def count_tokens(self, endpoint: str, n: int) -> None:
+        if n <= 0:
+            return
+        self.tokens.labels(endpoint).inc(n)
+        with self._lock:
+            self._recent.append((time.monotonic(), n))
+
+    def render(self, frames_waiting: Callable[[], int] | None) -> bytes:
+        """The text exposition, with the gauges that are read rather than kept brought up to date."""
+        now = time.monotonic()
+        with self._lock:
+            while self._recent and self._recent[0][0] < now - RATE_WINDOW:
+                self._recent.popleft()
+            self.tokens_per_second.set(sum(n for _, n in self._recent) / RATE_WINDOW)
+        if frames_waiting is not None:
+            self.frames_waiting.set(frames_waiting())
+        return generate_latest(self.registry)

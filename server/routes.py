@@ -1,0 +1,319 @@
+"""The endpoints: compress, decompress, info, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from typing import IO, Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from nacrith import __version__
+from nacrith.container import (
+    DEFAULT_LANES,
+    CodecModel,
+    CompressOptions,
+    FileInfo,
+    ProgressInfo,
+    StreamProgress,
+    compress_stream,
+    iter_decoded_frames,
+    read_info,
+)
+from nacrith.format import (
+    FORMAT_VERSION,
+    MAX_CONTEXT,
+    MAX_FRAME_SIZE,
+    MAX_LANES,
+    MIN_CONTEXT,
+    FrameType,
+    Header,
+)
+from nacrith.parallel import WorkerJob
+
+from .auth import require_key
+from .errors import ApiError, ErrorBody
+from .jobs import Job
+from .service import Service
+
+log = logging.getLogger("nacrith.server")
+
+#: Bytes per read when sending a spooled result.
+SEND_CHUNK = 1 << 16
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+RAW_BODY = {"requestBody": {"required": True, "content": {"application/octet-stream": BINARY}}}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
+    meaning = {
+        400: "Bad input: not a Nacrith file, corrupt, truncated, another model's, or bad options",
+        401: "Missing or wrong X-API-Key",
+        413: "Request body over the server's limit",
+        422: "Bad query parameters",
+        503: "Not ready, or every place in the queue is taken; see Retry-After",
+    }
+    return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
+
+
+router = APIRouter()
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def _admit(request: Request, endpoint: str) -> Job:
+    service = _service(request)
+    if not service.ready:
+        message = service.load_error or "the workers are loading the model"
+        raise ApiError(503, "NotReady", message, {"Retry-After": str(service.retry_after())})
+    if not service.admit():
+        raise ApiError(
+            503,
+            "QueueFull",
+            f"all {service.settings.capacity} places in the queue are taken; retry later",
+            {"Retry-After": str(service.retry_after())},
+        )
+    return Job(service, request, endpoint)
+
+
+def _count_tokens(service: Service, endpoint: str) -> StreamProgress:
+    """A progress callback adding each frame's symbols to the token counter."""
+    seen = 0
+
+    def progress(info: ProgressInfo) -> None:
+        nonlocal seen
+        service.metrics.count_tokens(endpoint, info.symbols - seen)
+        seen = info.symbols
+
+    return progress
+
+
+@router.post(
+    "/compress",
+    summary="Compress the request body",
+    description="The raw request body in, a Nacrith file out: the same bytes `nacrith compress` "
+    "writes with the same options and model. The result is sent once the last frame is coded, "
+    "since only then is it known whether zstd alone is smaller.",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": BINARY}}, **_errors(401, 413, 422, 503)},
+    openapi_extra=RAW_BODY,
+    dependencies=[Depends(require_key)],
+)
+async def compress(
+    request: Request,
+    lanes: Annotated[
+        int, Query(ge=1, le=MAX_LANES, description="most streams per text frame")
+    ] = DEFAULT_LANES,
+    llm_only: Annotated[bool, Query(description="the language model alone, no ensemble")] = False,
+    context: Annotated[
+        int, Query(ge=MIN_CONTEXT, le=MAX_CONTEXT, description="model context in tokens")
+    ] = CompressOptions.context,
+    frame_size: Annotated[
+        int, Query(ge=1, le=MAX_FRAME_SIZE, description="most bytes per frame")
+    ] = CompressOptions.frame_size,
+) -> Response:
+    try:
+        fields: dict[str, object] = {"lanes": lanes, "context": context, "frame_size": frame_size}
+        if llm_only:
+            fields["ensemble"] = None
+        options = CompressOptions(**fields)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ApiError(400, "BadOptions", str(exc)) from None
+    job = _admit(request, "compress")
+    service = job.service
+    try:
+        src = await job.receive_body()
+        size = os.fstat(src.fileno()).st_size
+        out = job.spool()
+        summary = await job.run(
+            compress_stream,
+            src,
+            out,
+            service.model,
+            options,
+            size,
+            _count_tokens(service, "compress"),
+            job.workers,
+        )
+        out.seek(0)
+    except BaseException:
+        job.close()
+        raise
+    headers = {
+        "Content-Length": str(summary.coded_bytes),
+        "X-Original-Length": str(size),
+        # zstd alone won: the file needs no model.
+        "X-Nacrith-Model": "" if summary.zstd_only or service.model is None else service.model.name,
+    }
+    return StreamingResponse(_send_file(job, out), media_type="application/octet-stream", headers=headers)
+
+
+async def _send_file(job: Job, f: IO[bytes]) -> AsyncIterator[bytes]:
+    sent = 0
+    try:
+        while chunk := f.read(SEND_CHUNK):
+            yield chunk
+            sent += len(chunk)
+    finally:
+        _finish(job, sent)
+
+
+def _finish(job: Job, sent: int) -> None:
+    metrics = job.service.metrics
+    metrics.bytes_out.labels(job.endpoint).inc(sent)
+    metrics.seconds.labels(job.endpoint).observe(time.monotonic() - job.started)
+    job.close()
+
+
+def _inspect(src: IO[bytes], workers: WorkerJob) -> FileInfo:
+    """Header and index, checked before anything is decoded or sent, and the
+    model, when any frame needs one: so a file that is not whole, or is
+    another model's, is refused with a 400 rather than a broken stream."""
+    info = read_info(src)  # type: ignore[arg-type]
+    if any(entry.type == FrameType.NEURAL for entry in info.trailer.entries):
+        workers.check(info.header)
+    src.seek(0)
+    return info
+
+
+def _no_model(header: Header) -> CodecModel:  # pragma: no cover - the workers decode every neural frame
+    raise RuntimeError("neural frames are decoded in the workers")
+
+
+@router.post(
+    "/decompress",
+    summary="Decompress a Nacrith file",
+    description="A Nacrith file in, the original bytes out, streamed frame by frame as each "
+    "passes its checksum. Errors found before the first byte is sent are answered 400; a frame "
+    "found corrupt later ends the connection before Content-Length bytes, so a client never "
+    "takes a partial answer for a whole one.",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/octet-stream": BINARY}},
+        **_errors(400, 401, 413, 503),
+    },
+    openapi_extra=RAW_BODY,
+    dependencies=[Depends(require_key)],
+)
+async def decompress(request: Request) -> Response:
+    job = _admit(request, "decompress")
+    try:
+        src = await job.receive_body()
+        info = await job.run(_inspect, src, job.workers)
+        frames = iter_decoded_frames(
+            src,  # type: ignore[arg-type]
+            _no_model,
+            _count_tokens(job.service, "decompress"),
+            job.workers,
+        )
+        held = _HeldFrames(job, frames)
+        # Two frames before the status line: a one-frame file, the usual
+        # request, is then decoded and checked to its trailer before a 200.
+        await held.fill(2)
+    except BaseException:
+        job.close()
+        raise
+    model = info.header.model_name if info.header.model_sha256 else ""
+    headers = {
+        "Content-Length": str(info.trailer.content_size),
+        "X-Original-Length": str(info.trailer.content_size),
+        "X-Nacrith-Model": model or "",
+    }
+    return StreamingResponse(held.send(), media_type="application/octet-stream", headers=headers)
+
+
+class StreamAborted(RuntimeError):
+    """A decompress response ended early, after its status line was sent."""
+
+
+class _HeldFrames:
+    """Decoded frames, sent one behind the decoder: the last frame goes out
+    only after the trailer (whole-content checksum, index) has been checked,
+    so a body that arrives complete is one that passed every check."""
+
+    def __init__(self, job: Job, frames: Iterator[bytes]) -> None:
+        self.job = job
+        self.frames = frames
+        self.ready: deque[bytes] = deque()
+        self.done = False
+
+    async def fill(self, count: int) -> None:
+        while not self.done and len(self.ready) < count:
+            data = await self.job.run(next, self.frames, None)
+            if data is None:
+                self.done = True
+            else:
+                self.ready.append(data)
+
+    async def send(self) -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            while self.ready:
+                if len(self.ready) == 1:
+                    await self.fill(2)
+                if len(self.ready) > 1 or self.done:
+                    chunk = self.ready.popleft()
+                    yield chunk
+                    sent += len(chunk)
+        except Exception as exc:
+            # The status line is gone: all that is left is to end the connection
+            # short of Content-Length, which every HTTP client reports as an error.
+            log.error("nacrith: decompress stopped after %d bytes: %s", sent, exc)
+            self.job.service.metrics.errors.labels("/decompress", type(exc).__name__).inc()
+            raise StreamAborted(f"decompress stopped after {sent} bytes: {exc}") from exc
+        finally:
+            _finish(self.job, sent)
+
+
+@router.get("/v1/info", summary="Version, model and workers", dependencies=[Depends(require_key)])
+async def info(request: Request) -> dict[str, object]:
+    service = _service(request)
+    model = service.model
+    return {
+        "version": __version__,
+        "format_version": FORMAT_VERSION,
+        "ready": service.ready,
+        "model": None if model is None else {"name": model.name, "sha256": model.sha256.hex()},
+        "environment": service.pool.environment if service.pool else None,
+        "workers": [{"gpu": plan.gpu, "threads": plan.threads} for plan in service.plans],
+        "max_body": service.settings.max_body,
+        "queue_capacity": service.settings.capacity,
+    }
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: every worker has loaded the model",
+    responses=_errors(503),
+)
+async def readyz(request: Request) -> Response:
+    service = _service(request)
+    if service.ready:
+        return JSONResponse({"status": "ready"})
+    message = service.load_error or "the workers are loading the model"
+    return JSONResponse({"error": "NotReady", "message": message}, status_code=503)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    service = _service(request)
+    pool = service.pool
+    body = service.metrics.render(pool.frames_waiting if pool is not None else None)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

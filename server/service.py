@@ -1,0 +1,110 @@
+"""The server's state: the worker pool, the tokenizer-side model, admission
+of requests, and the threads that run the library's blocking calls.
+
+The uvicorn process does I/O only. llama_decode runs in the worker
+processes (parallel.Workers), sharded over the GPUs given; the library's
+frame loop for each request (segmenting, zstd, writing the container) runs
+in a thread of this process, so the event loop never blocks on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from nacrith.errors import NacrithError
+from nacrith.models.llm import LanguageModel
+from nacrith.parallel import Workers, plan_workers
+
+from .metrics import Metrics
+from .settings import ServerSettings
+
+log = logging.getLogger("nacrith.server")
+
+#: Weight of the newest request in the running mean of request durations.
+DURATION_WEIGHT = 0.2
+
+
+class Service:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.plans = plan_workers(settings.workers, settings.gpus, settings.threads)
+        self.metrics = Metrics()
+        self.metrics.capacity.set(settings.capacity)
+        self.metrics.workers.set(len(self.plans))
+        self.model: LanguageModel | None = None
+        self.pool: Workers | None = None
+        self.load_error: str | None = None
+        self.active = 0
+        self.mean_seconds = 0.0
+        # One thread per admitted request, so an admitted request never waits for a thread.
+        self.threads = ThreadPoolExecutor(settings.capacity, thread_name_prefix="nacrith-job")
+        self._loading: asyncio.Future[None] | None = None
+        #: Called (from a thread) when the workers cannot be started: `nacrith
+        #: serve` stops the server then, rather than run one that is never ready.
+        self.on_load_failure: Callable[[], None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.pool is not None
+
+    def start(self) -> None:
+        """Load the models in the background: health answers at once, readiness once loaded."""
+        loop = asyncio.get_running_loop()
+        self._loading = loop.run_in_executor(self.threads, self._load)
+
+    def _load(self) -> None:
+        started = time.monotonic()
+        try:
+            # Here the model only tokenizes and names itself in headers: one
+            # thread, and no llama.cpp context is ever made in this process.
+            self.model = LanguageModel(self.settings.model, 1)
+            self.pool = Workers(self.model.path, self.plans)
+        except (NacrithError, OSError) as exc:
+            self.load_error = str(exc).splitlines()[0]
+            log.error("nacrith: cannot start the workers: %s", self.load_error)
+            if self.on_load_failure is not None:
+                self.on_load_failure()
+            return
+        self.metrics.ready.set(1)
+        log.info(
+            "nacrith: %d worker(s) ready with %s in %.1f s",
+            len(self.plans),
+            self.model.name,
+            time.monotonic() - started,
+        )
+
+    async def stop(self) -> None:
+        if self._loading is not None:
+            await asyncio.wait([self._loading])
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+        self.metrics.ready.set(0)
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+    # --- admission ----------------------------------------------------------
+
+    def admit(self) -> bool:
+        """Take a place for one request; False when every place is taken.
+        Only ever called on the event loop, so no lock."""
+        if self.active >= self.settings.capacity:
+            return False
+        self.active += 1
+        self.metrics.jobs.set(self.active)
+        return True
+
+    def release(self, seconds: float) -> None:
+        self.active -= 1
+        self.metrics.jobs.set(self.active)
+        self.mean_seconds += DURATION_WEIGHT * (seconds - self.mean_seconds)
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free: a request's mean duration over the places."""
+        if not self.ready:
+            return 5
+        return min(60, max(1, math.ceil(self.mean_seconds / self.settings.capacity)))

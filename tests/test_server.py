@@ -1,0 +1,478 @@
+"""The REST service, run as users run it: `nacrith serve` in its own process,
+a real uvicorn server on 127.0.0.1, real worker processes with the real
+model, and HTTP over loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import http.client
+import io
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from nacrith.container import read_info
+from nacrith.corpora import locate
+from nacrith.errors import CorpusError
+from nacrith.format import Header
+from nacrith.server.client import Client, ServiceError
+
+pytestmark = pytest.mark.llm
+
+KEY = "test-key-1234"
+MAX_BODY = 200_000
+SNAPSHOT = Path(__file__).parent / "server" / "openapi.json"
+START_TIMEOUT = 180.0
+
+rng = random.Random(7)
+SENTENCE = (
+    "the river ran past the mill and the old miller counted his sacks of grain while "
+    "children played by the water and a dog barked at the geese on the far bank"
+)
+
+
+def prose(n: int, seed: int) -> bytes:
+    r = random.Random(seed)
+    words = SENTENCE.split()
+    out: list[str] = []
+    while sum(len(w) + 1 for w in out) < n:
+        out.append(r.choice(words))
+    return (" ".join(out)[:n]).encode()
+
+
+def gibberish(n: int, seed: int) -> bytes:
+    """Text of made-up words: every token needs the model (nothing to match or skip)."""
+    r = random.Random(seed)
+    words = (
+        "".join(r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(2, 8))) for _ in range(n)
+    )
+    return " ".join(words).encode()[:n]
+
+
+def other_models_file(blob: bytes) -> bytes:
+    stream = io.BytesIO(blob)
+    header = Header.read(stream)
+    return dataclasses.replace(header, model_sha256=bytes(32)).pack() + blob[stream.tell() :]
+
+
+#: Plain English, which the model predicts far better than zstd does.
+ENGLISH = (
+    b"When the first frost came to the valley, the farmers brought their cattle down from the "
+    b"high pastures and stored the last of the hay in the barns behind their houses. The children "
+    b"walked to school along the frozen road, counting the crows that sat on the fence posts, and "
+    b"in the evenings the families gathered around the stove to listen to the radio. Nobody in the "
+    b"village could remember a winter as long as that one, although the oldest man, who had been a "
+    b"soldier in his youth, claimed that he had seen snow in June when he was a boy. His neighbours "
+    b"smiled politely whenever he told the story, because they had heard it many times before.\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve(*flags: str, key: str | None = KEY) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`nacrith serve` on a free loopback port, once /readyz says its workers are loaded."""
+    port = free_port()
+    env = dict(os.environ)
+    env.pop("NACRITH_API_KEY", None)
+    if key is not None:
+        env["NACRITH_API_KEY"] = key
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nacrith", "serve", "--port", str(port), "--threads", "1", *flags],
+        env=env,
+        stdout=log,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            Client(url, timeout=5).wait_ready(START_TIMEOUT, lambda: process.poll() is None)
+        except RuntimeError:
+            raise RuntimeError(f"server exited: {process.stderr.read().decode()[-2000:]}") from None  # type: ignore[union-attr]
+        yield url, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        process.stderr.close()  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """Two workers, an API key and a small body limit."""
+    with serve("--workers", "2", "--max-body", str(MAX_BODY), "--queue", "16") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Client:
+    return Client(server, KEY, timeout=600)
+
+
+def metric(url: str, name: str) -> float:
+    body = Client(url, timeout=10).request("GET", "/metrics").body.decode()
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"") -> socket.socket:
+    """A socket that has sent head (and body), for requests http.client cannot make."""
+    port = int(url.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(head + body)
+    return s
+
+
+def read_status(s: socket.socket) -> tuple[int, bytes]:
+    """The status and the whole answer of a server that closes the connection after it."""
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+# --- health, info, metrics, docs ----------------------------------------------
+
+
+def test_health_readiness_and_info(server, client):
+    anonymous = Client(server, timeout=10)
+    assert anonymous.request("GET", "/healthz").json() == {"status": "ok"}
+    assert anonymous.request("GET", "/readyz").json() == {"status": "ready"}
+    info = client.request("GET", "/v1/info").json()
+    assert info["version"]
+    assert info["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert len(info["model"]["sha256"]) == 64
+    assert info["workers"] == [{"gpu": None, "threads": 1}, {"gpu": None, "threads": 1}]
+    assert info["max_body"] == MAX_BODY
+    assert info["environment"].split()[1] == "cpu"
+
+
+def test_metrics_are_prometheus_text(server, client):
+    client.compress(b"\x00\x01" * 500)  # binary: no model, but a counted request
+    answer = Client(server, timeout=10).request("GET", "/metrics")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    text = answer.body.decode()
+    for name in (
+        "nacrith_requests_total",
+        "nacrith_bytes_in_total",
+        "nacrith_bytes_out_total",
+        "nacrith_tokens_per_second",
+        "nacrith_jobs",
+        "nacrith_frames_waiting",
+        "nacrith_errors_total",
+        "nacrith_ready 1.0",
+        "nacrith_workers 2.0",
+    ):
+        assert name in text
+    assert 'nacrith_requests_total{endpoint="/compress",status="200"}' in text
+    assert metric(server, "nacrith_bytes_in_total") >= 1000
+
+
+def test_openapi_schema_matches_the_snapshot(server):
+    """The API's contract; after a deliberate change, run tests/server/regen_openapi.py."""
+    anonymous = Client(server, timeout=10)
+    schema = anonymous.request("GET", "/openapi.json").json()
+    assert schema == json.loads(SNAPSHOT.read_text())
+    body = schema["paths"]["/compress"]["post"]["requestBody"]["content"]
+    assert body == {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    docs = anonymous.request("GET", "/docs")
+    assert docs.status == 200 and b"swagger" in docs.body.lower()
+
+
+# --- round trips ----------------------------------------------------------------
+
+
+def test_text_round_trip_is_the_librarys_file(client, codec):
+    """The service writes the same bytes as the library (and so the CLI) with the same options."""
+    data = ENGLISH
+    blob = client.compress(data)
+    assert blob == codec.compress(data)
+    assert read_info(io.BytesIO(blob)).trailer.entries[0].type.name == "NEURAL"
+    assert len(blob) < len(data) / 2
+    assert client.decompress(blob) == data
+
+
+def test_binary_and_empty_round_trips(client):
+    binary = rng.randbytes(50_000)
+    mixed = prose(300, seed=2) + bytes(range(256)) * 20 + b"\r\n\x00<|endoftext|>\xff\xfe"
+    for data in (b"", binary, mixed):
+        assert client.decompress(client.compress(data)) == data
+
+
+def test_options_are_recorded_in_the_file(client):
+    data = ENGLISH
+    blob = client.compress(data, llm_only=True, lanes=4, frame_size=400)
+    header = read_info(io.BytesIO(blob)).header
+    assert (header.ensemble, header.frame_size, header.lanes) == (None, 400, 4)
+    assert client.decompress(blob) == data
+
+
+def test_headers_name_the_model_and_the_length(client):
+    data = prose(200, seed=4)
+    answer = client.request("POST", "/compress", data)
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "application/octet-stream"
+    assert answer.headers["x-original-length"] == str(len(data))
+    assert "content-encoding" not in answer.headers
+    back = client.request("POST", "/decompress", answer.body)
+    assert back.headers["content-length"] == str(len(data))
+    assert back.body == data
+
+
+def test_eight_concurrent_clients_each_get_their_own_data(client):
+    inputs = [prose(150 + 40 * i, seed=100 + i) if i % 2 else rng.randbytes(3_000 + i) for i in range(8)]
+    barrier = threading.Barrier(8)
+
+    def round_trip(data: bytes) -> bytes:
+        barrier.wait()
+        return client.decompress(client.compress(data))
+
+    with ThreadPoolExecutor(8) as pool:
+        outputs = list(pool.map(round_trip, inputs))
+    assert outputs == inputs
+
+
+# --- refusals ---------------------------------------------------------------------
+
+
+def test_api_key_is_required(server):
+    data = b"hello"
+    for key, message in ((None, "missing X-API-Key"), ("wrong", "wrong API key")):
+        answer = Client(server, key, timeout=10).request("POST", "/compress", data)
+        assert answer.status == 401
+        assert answer.json() == {
+            "error": "Unauthorized",
+            "message": message + (" header" if key is None else ""),
+        }
+    assert Client(server, "wrong", timeout=10).request("GET", "/v1/info").status == 401
+    # Probes and scrapers need no key.
+    assert Client(server, timeout=10).request("GET", "/healthz").status == 200
+    assert Client(server, timeout=10).request("GET", "/metrics").status == 200
+
+
+def test_oversized_bodies_get_413(server, client):
+    # Declared too large: refused before a byte of the body is read.
+    head = (
+        f"POST /compress HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Length: {MAX_BODY + 1}\r\n\r\n"
+    ).encode()
+    with contextlib.closing(raw_request(server, head)) as s:
+        status, answer = read_status(s)
+    assert status == 413 and b"BodyTooLarge" in answer
+    # Chunked, so undeclared: refused once the count passes the limit.
+    body = rng.randbytes(MAX_BODY + 10_000)
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 30_000]), body[i : i + 30_000])
+        for i in range(0, len(body), 30_000)
+    )
+    head = (
+        f"POST /decompress HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with contextlib.closing(raw_request(server, head, chunks + b"0\r\n\r\n")) as s:
+        status, answer = read_status(s)
+    assert status == 413
+    # Exactly at the limit is accepted (and random bytes come back a little larger).
+    data = rng.randbytes(MAX_BODY // 2) * 2
+    assert client.decompress(client.compress(data)) == data
+
+
+def test_corrupt_and_foreign_files_get_400_naming_the_problem(client):
+    blob = client.compress(ENGLISH)  # one neural frame
+    stream = io.BytesIO(blob)
+    Header.read(stream)
+    inside = stream.tell() + 40  # past the frame header, inside the coded payload
+    flipped = blob[:inside] + bytes([blob[inside] ^ 0x10]) + blob[inside + 1 :]
+    cases = [
+        (b"hello, not a nacrith file", "FormatError", "not a Nacrith file"),
+        (blob[:-9], "TruncatedError", "truncated"),
+        (blob[:40], "TruncatedError", "truncated"),
+        (flipped, "ChecksumError", "frame 1"),
+        (other_models_file(blob), "ModelMismatchError", "model sha256"),
+    ]
+    for body, error, words in cases:
+        with pytest.raises(ServiceError) as caught:
+            client.decompress(body)
+        assert caught.value.status == 400, body[:20]
+        assert caught.value.error == error
+        assert words in caught.value.message
+
+
+def test_bad_options_are_refused(client):
+    for query, status, error in (
+        ("lanes=0", 422, "RequestValidationError"),
+        ("lanes=300", 422, "RequestValidationError"),
+        ("llm_only=perhaps", 422, "RequestValidationError"),
+        ("context=100", 400, "BadOptions"),  # shorter than the default slide
+    ):
+        answer = client.request("POST", f"/compress?{query}", b"some text")
+        assert answer.status == status, query
+        assert answer.json()["error"] == error
+        assert answer.json()["message"]
+
+
+def test_wrong_method_and_path(client):
+    assert client.request("GET", "/compress").status == 405
+    answer = client.request("GET", "/nowhere")
+    assert answer.status == 404 and answer.json()["error"] == "HTTPError"
+
+
+def test_a_frame_found_corrupt_mid_stream_ends_the_response_short(client, codec):
+    """Frames before the corrupt one are sent; then the connection ends short
+    of Content-Length, so no client takes the body for a whole one."""
+    data = rng.randbytes(90_000)
+    blob = bytearray(codec.compress(data, frame_size=10_000, segment=False))  # nine stored frames
+    blob[60_000] ^= 1  # inside the sixth
+    with pytest.raises(http.client.IncompleteRead) as caught:
+        client.request("POST", "/decompress", bytes(blob))
+    assert 10_000 <= len(caught.value.partial) < 60_000
+    assert data.startswith(caught.value.partial)
+
+
+# --- the queue, and clients that leave ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lone_worker() -> Iterator[str]:
+    """One worker, one place in the queue, no key."""
+    with serve("--workers", "1", "--queue", "1", key=None) as (url, _):
+        yield url
+
+
+def wait_for(condition, timeout: float) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def test_full_queue_gets_503_and_a_gone_client_frees_its_worker(lone_worker):
+    url = lone_worker
+    long_text = gibberish(20_000, seed=6)  # thousands of tokens: minutes of work for one worker
+    head = f"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Length: {len(long_text)}\r\n\r\n".encode()
+    s = raw_request(url, head, long_text)
+    wait_for(lambda: metric(url, "nacrith_frames_waiting") == 1, 30)
+    cancelled = metric(url, "nacrith_cancelled_total")
+
+    answer = Client(url, timeout=10).request("POST", "/compress", b"anything")
+    assert answer.status == 503
+    assert answer.json()["error"] == "QueueFull"
+    assert int(answer.headers["retry-after"]) >= 1
+
+    s.close()  # the client leaves mid-job
+    waited = wait_for(lambda: metric(url, "nacrith_frames_waiting") == 0, 20)
+    assert waited < 20  # not the minute the frame would take
+    assert metric(url, "nacrith_jobs") == 0
+    assert metric(url, "nacrith_cancelled_total") == cancelled + 1
+    data = prose(300, seed=7)
+    client = Client(url, timeout=300)
+    assert client.decompress(client.compress(data)) == data
+
+
+def test_a_client_leaving_mid_upload_harms_no_one(lone_worker):
+    url = lone_worker
+    head = b"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    with contextlib.closing(raw_request(url, head, rng.randbytes(30_000))):
+        wait_for(lambda: metric(url, "nacrith_jobs") == 1, 10)
+    wait_for(lambda: metric(url, "nacrith_jobs") == 0, 10)
+    data = rng.randbytes(5_000)
+    client = Client(url, timeout=60)
+    assert client.decompress(client.compress(data)) == data
+
+
+def test_a_client_leaving_mid_download_frees_its_worker(lone_worker, client):
+    """A decompress whose client leaves after the answer started, while the
+    model decodes a later frame, stops that frame at once."""
+    binary = random.Random(8).randbytes(1_500)
+    data = binary + ENGLISH[:300] + binary[::-1] + prose(5_000, seed=9)
+    blob = client.compress(data)
+    # Three quick frames (the status line waits for two), then about 15 s of model work.
+    kinds = [entry.type.name for entry in read_info(io.BytesIO(blob)).trailer.entries]
+    assert kinds == ["ZSTD_STREAM", "NEURAL", "ZSTD_STREAM", "NEURAL"]
+    port = int(lone_worker.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    connection.request("POST", "/decompress", body=blob)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert metric(lone_worker, "nacrith_frames_waiting") == 1  # the last frame
+    connection.close()
+    waited = wait_for(lambda: metric(lone_worker, "nacrith_jobs") == 0, 6)
+    wait_for(lambda: metric(lone_worker, "nacrith_frames_waiting") == 0, 6 - waited)
+
+
+def test_serve_refuses_a_missing_model(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "nacrith", "serve", "--model", str(tmp_path / "none.gguf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "none.gguf" in result.stderr
+
+
+def test_serve_stops_when_the_workers_cannot_start():
+    """Here llama-cpp-python has no GPU backend: the server says so and exits, not
+    left running and never ready."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nacrith", "serve", "--port", str(free_port()), "--gpus", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "nacrith: cannot start the workers:" in result.stderr.splitlines()[-1]
+    assert "no GPU backend" in result.stderr.splitlines()[-1]
+
+
+def corpus_present() -> bool:
+    try:
+        locate("canterbury", "kennedy.xls")
+    except CorpusError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not corpus_present(), reason="Canterbury corpus not found")
+def test_load_script_runs_against_a_server(server, tmp_path):
+    """benchmarks/load.py, kept working: a few short round trips, all verified."""
+    report = tmp_path / "load.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).parent.parent / "benchmarks" / "load.py"),
+            *("--url", server, "--api-key", KEY, "--requests", "6", "--concurrency", "3"),
+            *("--text-max", "200", "--json", str(report)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(report.read_text())
+    assert (summary["requests"], summary["mismatches"], summary["errors"]) == (6, 0, {})
+    assert "requests/s" in result.stdout
