@@ -161,6 +161,10 @@ class Workers:
         self._board_next = 0
         self._tickets = itertools.count(1)
         self._lock = threading.Lock()
+        #: Frames stopped by cancel() before they were done, started or not.
+        self.frames_stopped = 0
+        # Its own lock: cancel() holds _lock while the futures' callbacks count here.
+        self._stopped_lock = threading.Lock()
         self._pools = [self._new_pool(plan) for plan in self.plans]
         #: Per worker, its frames not yet done, with their job's ticket.
         self._waiting: list[list[tuple[Future[object], int]]] = [[] for _ in self._pools]
@@ -237,7 +241,14 @@ class Workers:
                 self._pools[index] = self._new_pool(self.plans[index])
                 inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
             self._waiting[index].append((inner, ticket))
+        if ticket:
+            inner.add_done_callback(self._count_stopped)
         return _named_failures(inner, index)
+
+    def _count_stopped(self, future: Future[object]) -> None:
+        if future.cancelled() or isinstance(future.exception(), JobCancelled):
+            with self._stopped_lock:
+                self.frames_stopped += 1
 
     def close(self) -> None:
         """Stop the workers at once, even mid-frame (after an error or Ctrl-C the

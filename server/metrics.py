@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from nacrith.parallel import Workers
 
 #: Seconds over which the tokens-per-second gauge is averaged.
 RATE_WINDOW = 60.0
@@ -46,6 +47,12 @@ class Metrics:
         self.frames_waiting = Gauge(
             "nacrith_frames_waiting", "Frames given to the workers and not done yet", registry=r
         )
+        self.frames_stopped = Counter(
+            "nacrith_frames_stopped",
+            "Frames of requests whose client left, dropped or stopped before they were done",
+            registry=r,
+        )
+        self._stopped_seen = 0
         self.workers = Gauge("nacrith_workers", "Worker processes", registry=r)
         self.ready = Gauge("nacrith_ready", "1 once every worker has loaded the model", registry=r)
         self.tokens_per_second = Gauge(
@@ -63,13 +70,16 @@ class Metrics:
         with self._lock:
             self._recent.append((time.monotonic(), n))
 
-    def render(self, frames_waiting: Callable[[], int] | None) -> bytes:
-        """The text exposition, with the gauges that are read rather than kept brought up to date."""
+    def render(self, pool: Workers | None) -> bytes:
+        """The text exposition, with what is read from the pool rather than kept here brought up to date."""
         now = time.monotonic()
         with self._lock:
             while self._recent and self._recent[0][0] < now - RATE_WINDOW:
                 self._recent.popleft()
             self.tokens_per_second.set(sum(n for _, n in self._recent) / RATE_WINDOW)
-        if frames_waiting is not None:
-            self.frames_waiting.set(frames_waiting())
+            if pool is not None:
+                self.frames_waiting.set(pool.frames_waiting())
+                stopped = pool.frames_stopped
+                self.frames_stopped.inc(stopped - self._stopped_seen)
+                self._stopped_seen = stopped
         return generate_latest(self.registry)

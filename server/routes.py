@@ -314,6 +314,5 @@ async def readyz(request: Request) -> Response:
 )
 async def metrics(request: Request) -> Response:
     service = _service(request)
-    pool = service.pool
-    body = service.metrics.render(pool.frames_waiting if pool is not None else None)
+    body = service.metrics.render(service.pool)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

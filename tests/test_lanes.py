@@ -365,6 +365,7 @@ def test_a_cancelled_job_stops_its_frames_and_no_others(model):
         with pytest.raises(JobCancelled):
             doomed.encode(short_text, CompressOptions(**SMALL))
         assert pool.frames_waiting() == 0
+        assert pool.frames_stopped == 2
 
 
 @pytest.mark.llm
