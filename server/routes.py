@@ -12,6 +12,7 @@ from typing import IO, Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import Receive, Scope, Send
 
 from nacrith import __version__
 from nacrith.container import (
@@ -102,7 +103,7 @@ def _count_tokens(service: Service, endpoint: str) -> StreamProgress:
     "writes with the same options and model. The result is sent once the last frame is coded, "
     "since only then is it known whether zstd alone is smaller.",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": BINARY}}, **_errors(401, 413, 422, 503)},
+    responses={200: {"content": {"application/octet-stream": BINARY}}, **_errors(400, 401, 413, 422, 503)},
     openapi_extra=RAW_BODY,
     dependencies=[Depends(require_key)],
 )
@@ -152,7 +153,7 @@ async def compress(
         # zstd alone won: the file needs no model.
         "X-Nacrith-Model": "" if summary.zstd_only or service.model is None else service.model.name,
     }
-    return StreamingResponse(_send_file(job, out), media_type="application/octet-stream", headers=headers)
+    return JobResponse(job, _send_file(job, out), headers=headers)
 
 
 async def _send_file(job: Job, f: IO[bytes]) -> AsyncIterator[bytes]:
@@ -163,6 +164,22 @@ async def _send_file(job: Job, f: IO[bytes]) -> AsyncIterator[bytes]:
             sent += len(chunk)
     finally:
         _finish(job, sent)
+
+
+class JobResponse(StreamingResponse):
+    """A job's answer, streamed; the job is closed however the answer ends,
+    even when the client left before its body was begun (and so the body's
+    own clean-up never ran)."""
+
+    def __init__(self, job: Job, body: AsyncIterator[bytes], headers: dict[str, str]) -> None:
+        super().__init__(body, media_type="application/octet-stream", headers=headers)
+        self.job = job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.close()
 
 
 def _finish(job: Job, sent: int) -> None:
@@ -226,7 +243,7 @@ async def decompress(request: Request) -> Response:
         "X-Original-Length": str(info.trailer.content_size),
         "X-Nacrith-Model": model or "",
     }
-    return StreamingResponse(held.send(), media_type="application/octet-stream", headers=headers)
+    return JobResponse(job, held.send(), headers=headers)
 
 
 class StreamAborted(RuntimeError):
