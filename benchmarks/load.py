@@ -1,10 +1,12 @@
 """Load test of the REST service on loopback: round trips of mixed inputs, several at a time.
 
     python benchmarks/load.py [--requests 200] [--concurrency 8] [--url URL] [--api-key KEY]
-                              [--workers 2] [--threads N] [--seed 1] [--text-max 4096] [--json OUT]
+                              [--workers 2] [--threads N] [--backend local|ray] [--seed 1]
+                              [--text-max 4096] [--json OUT]
 
 Without --url it starts `nacrith serve` on a free 127.0.0.1 port (with
---workers and --threads) and stops it at the end. Each round trip is two
+--workers, --threads and --backend; ray starts a Ray of its own) and stops it
+at the end. Each round trip is two
 requests: POST /compress, then POST /decompress of the answer, whose bytes
 must be the input's. Inputs are drawn with --seed: slices of English text
 (alice29.txt, lcet10.txt, plrabn12.txt of the Canterbury corpus, 64 B to --text-max),
@@ -104,9 +106,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def local_server(workers: int, threads: int | None) -> Iterator[str]:
+def local_server(workers: int, threads: int | None, backend: str = "local") -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "nacrith", "serve", "--port", str(port), "--workers", str(workers)]
+    command += ["--backend", backend]
     if threads:
         command += ["--threads", str(threads)]
     env = {k: v for k, v in os.environ.items() if k != "NACRITH_API_KEY"}
@@ -120,7 +123,10 @@ def local_server(workers: int, threads: int | None) -> Iterator[str]:
         yield url
     finally:
         process.terminate()
-        process.wait(60)
+        try:
+            process.wait(120)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def run(
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=os.environ.get("NACRITH_API_KEY"), help="its X-API-Key")
     parser.add_argument("--workers", type=int, default=2, help="workers of the server started here")
     parser.add_argument("--threads", type=int, help="llama.cpp threads per worker of that server")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local", help="that server's backend")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--text-max", type=int, default=4096, help="longest text input, in bytes")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
@@ -217,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load: {exc}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(local_server(args.workers, args.threads))
+        url = args.url or stack.enter_context(local_server(args.workers, args.threads, args.backend))
         report = run(url, args.api_key, args.requests, args.concurrency, args.seed, args.text_max)
     print_report(report)
     if args.json:

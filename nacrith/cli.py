@@ -29,6 +29,7 @@ from nacrith.server.settings import DEFAULT_MAX_BODY, JOBS_PER_WORKER
 
 if TYPE_CHECKING:
     from nacrith.bench import BenchReport
+    from nacrith.server import ServerSettings
 
 SUFFIX = ".nc"
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -260,6 +261,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument(
         "--spool-dir", metavar="DIR", help="where uploads and results are spooled (default: $TMPDIR)"
+    )
+    ray_opts = srv.add_argument_group(
+        "Ray Serve (--backend ray; needs pip install 'nacrith[ray]')",
+        "The model runs in the replicas of a Ray Serve deployment, --workers of them, behind the same API.",
+    )
+    ray_opts.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: worker processes on this machine (default); ray: replicas on a Ray cluster",
+    )
+    ray_opts.add_argument(
+        "--address", metavar="ADDR", help="the Ray cluster, e.g. auto or HOST:6379 (default: start one here)"
+    )
+    ray_opts.add_argument(
+        "--max-workers",
+        type=_positive_int,
+        metavar="N",
+        help="let Serve autoscale the replicas between --workers and N",
+    )
+    ray_opts.add_argument("--gpu-replicas", action="store_true", help="each replica holds one GPU")
+    ray_opts.add_argument(
+        "--accelerator-type",
+        metavar="TYPE",
+        help="pin GPU replicas to this Ray accelerator type (e.g. H100): decode on the type that encoded",
     )
 
     corp = sub.add_parser("corpora", help="list or fetch benchmark corpora")
@@ -637,6 +663,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     # The service's own messages, in uvicorn's format beside its lines.
     logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(message)s")
+    if args.backend == "ray":
+        return _serve_on_ray(args, settings)
+    if args.address or args.max_workers or args.gpu_replicas or args.accelerator_type:
+        raise UsageError("--address, --max-workers, --gpu-replicas and --accelerator-type need --backend ray")
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
     service = app.state.service
@@ -646,6 +676,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"nacrith: cannot start the workers: {service.load_error}", file=sys.stderr)
         return EXIT_DATA
     return EXIT_OK if server.started else EXIT_DATA  # e.g. the port is taken (uvicorn said so)
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: ServerSettings) -> int:
+    if args.gpus:
+        raise UsageError(
+            "with --backend ray, Ray places the replicas on GPUs: use --gpu-replicas, not --gpus"
+        )
+    try:
+        from nacrith.server.ray_backend import RaySettings, run
+    except ImportError:
+        raise UsageError("--backend ray needs Ray Serve: pip install 'nacrith[ray]'") from None
+    try:
+        layout = RaySettings(
+            replicas=settings.workers,
+            max_replicas=args.max_workers,
+            gpu=args.gpu_replicas,
+            accelerator_type=args.accelerator_type,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        run(settings, layout, args.address, args.host, args.port)
+    return EXIT_OK
 
 
 COMMANDS = {

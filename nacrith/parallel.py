@@ -31,7 +31,7 @@ from nacrith.errors import JobCancelled, WorkerError
 from nacrith.format import Header
 from nacrith.models.llm import LanguageModel, default_threads, resolve_model_path, threads_from_env
 
-__all__ = ["WorkerJob", "WorkerPlan", "Workers", "plan_workers"]
+__all__ = ["ModelIdentity", "WorkerJob", "WorkerPlan", "Workers", "plan_workers"]
 
 #: Frames queued per worker beyond the one it codes: it never waits for the next.
 QUEUED_PER_WORKER = 1
@@ -126,8 +126,8 @@ def _decode(header: Header, symbols: int, payload: bytes, ticket: int = 0) -> by
 
 
 @dataclass(frozen=True)
-class _Identity:
-    """The workers' model as check_model sees it."""
+class ModelIdentity:
+    """The model of workers in other processes, as check_model sees it."""
 
     sha256: bytes
     name: str
@@ -136,7 +136,7 @@ class _Identity:
     environment: str
 
     @property
-    def symbols(self) -> _Identity:  # check_model reads model.symbols.n_vocab
+    def symbols(self) -> ModelIdentity:  # check_model reads model.symbols.n_vocab
         return self
 
 
@@ -168,6 +168,7 @@ class Workers:
         self._pools = [self._new_pool(plan) for plan in self.plans]
         #: Per worker, its frames not yet done, with their job's ticket.
         self._waiting: list[list[tuple[Future[object], int]]] = [[] for _ in self._pools]
+        self._given = [0] * len(self._pools)
         try:
             loading = [pool.submit(_identity) for pool in self._pools]  # all load at once
             identities = [future.result() for future in loading]
@@ -182,7 +183,7 @@ class Workers:
             self.close()
             raise WorkerError(f"workers run different llama.cpp builds: {', '.join(sorted(environments))}")
         sha256, name, n_vocab, max_context, environment, _ = identities[0]
-        self.model = _Identity(sha256, name, n_vocab, max_context, environment)
+        self.model = ModelIdentity(sha256, name, n_vocab, max_context, environment)
         self.environment = environment
         self.pids = [pid for *_, pid in identities]
 
@@ -214,6 +215,15 @@ class Workers:
         with self._lock:
             return sum(1 for waiting in self._waiting for f, _ in waiting if not f.done())
 
+    def frames_by_worker(self) -> dict[str, int]:
+        """Frames given to each worker so far, by worker number."""
+        with self._lock:
+            return {str(i + 1): n for i, n in enumerate(self._given) if n}
+
+    def describe(self) -> list[dict[str, object]]:
+        """Each worker as plain data: its GPU (None: the CPU) and its threads."""
+        return [{"gpu": plan.gpu, "threads": plan.threads} for plan in self.plans]
+
     def cancel(self, ticket: int) -> None:
         """Drop the job's frames that have not started; the workers stop its
         running ones at their next progress check."""
@@ -241,6 +251,7 @@ class Workers:
                 self._pools[index] = self._new_pool(self.plans[index])
                 inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
             self._waiting[index].append((inner, ticket))
+            self._given[index] += 1
         if ticket:
             inner.add_done_callback(self._count_stopped)
         return _named_failures(inner, index)

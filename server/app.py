@@ -14,6 +14,7 @@ from nacrith import __version__
 from .errors import HANDLERS
 from .limits import BodyLimit
 from .metrics import Metrics
+from .pool import PoolFactory
 from .routes import router
 from .service import Service
 from .settings import ServerSettings
@@ -52,11 +53,13 @@ class CountRequests:
         await self.app(scope, receive, counting_send)
 
 
-def create_app(settings: ServerSettings | None = None) -> FastAPI:
+def create_app(settings: ServerSettings | None = None, pool_factory: PoolFactory | None = None) -> FastAPI:
     """A Nacrith service. Its workers load the model when the app starts
-    (``/readyz`` answers 200 from then on) and stop when it shuts down."""
+    (``/readyz`` answers 200 from then on) and stop when it shuts down.
+    ``pool_factory`` gives the workers (default: processes on this machine,
+    parallel.Workers, as ``settings`` plans them)."""
     settings = settings or ServerSettings.from_env()
-    service = Service(settings)
+    service = Service(settings, pool_factory)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,7 +9,7 @@ from collections import deque
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from nacrith.parallel import Workers
+from .pool import FramePool
 
 #: Seconds over which the tokens-per-second gauge is averaged.
 RATE_WINDOW = 60.0
@@ -70,7 +70,7 @@ class Metrics:
         with self._lock:
             self._recent.append((time.monotonic(), n))
 
-    def render(self, pool: Workers | None) -> bytes:
+    def render(self, pool: FramePool | None) -> bytes:
         """The text exposition, with what is read from the pool rather than kept here brought up to date."""
         now = time.monotonic()
         with self._lock:

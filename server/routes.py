@@ -299,7 +299,8 @@ async def info(request: Request) -> dict[str, object]:
         "ready": service.ready,
         "model": None if model is None else {"name": model.name, "sha256": model.sha256.hex()},
         "environment": service.pool.environment if service.pool else None,
-        "workers": [{"gpu": plan.gpu, "threads": plan.threads} for plan in service.plans],
+        "workers": service.pool.describe() if service.pool else [],
+        "frames_by_worker": service.pool.frames_by_worker() if service.pool else {},
         "max_body": service.settings.max_body,
         "queue_capacity": service.settings.capacity,
     }

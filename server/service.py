@@ -2,7 +2,8 @@
 of requests, and the threads that run the library's blocking calls.
 
 The uvicorn process does I/O only. llama_decode runs in the worker
-processes (parallel.Workers), sharded over the GPUs given; the library's
+processes (parallel.Workers, sharded over the GPUs given, or the replicas
+of a Ray Serve deployment: ray_backend.RayPool); the library's
 frame loop for each request (segmenting, zstd, writing the container) runs
 in a thread of this process, so the event loop never blocks on it.
 """
@@ -15,12 +16,14 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from nacrith.errors import NacrithError
+from nacrith.errors import ModelError, NacrithError
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import Workers, plan_workers
 
 from .metrics import Metrics
+from .pool import FramePool, PoolFactory
 from .settings import ServerSettings
 
 log = logging.getLogger("nacrith.server")
@@ -30,14 +33,14 @@ DURATION_WEIGHT = 0.2
 
 
 class Service:
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, pool_factory: PoolFactory | None = None) -> None:
         self.settings = settings
         self.plans = plan_workers(settings.workers, settings.gpus, settings.threads)
+        self.pool_factory: PoolFactory = pool_factory or self._local_pool
         self.metrics = Metrics()
         self.metrics.capacity.set(settings.capacity)
-        self.metrics.workers.set(len(self.plans))
         self.model: LanguageModel | None = None
-        self.pool: Workers | None = None
+        self.pool: FramePool | None = None
         self.load_error: str | None = None
         self.active = 0
         self.mean_seconds = 0.0
@@ -57,23 +60,32 @@ class Service:
         loop = asyncio.get_running_loop()
         self._loading = loop.run_in_executor(self.threads, self._load)
 
+    def _local_pool(self, model_path: Path) -> FramePool:
+        return Workers(model_path, self.plans)
+
     def _load(self) -> None:
         started = time.monotonic()
         try:
-            # Here the model only tokenizes and names itself in headers: one
+            # Here the model only segments and names itself in headers: one
             # thread, and no llama.cpp context is ever made in this process.
             self.model = LanguageModel(self.settings.model, 1)
-            self.pool = Workers(self.model.path, self.plans)
+            pool = self.pool_factory(self.model.path)
+            if pool.model.sha256 != self.model.sha256:
+                # Headers name this process's model; frames must be coded with the same one.
+                pool.close()
+                raise ModelError(f"the workers run another model than {self.model.name}")
         except (NacrithError, OSError) as exc:
             self.load_error = str(exc).splitlines()[0]
             log.error("nacrith: cannot start the workers: %s", self.load_error)
             if self.on_load_failure is not None:
                 self.on_load_failure()
             return
+        self.metrics.workers.set(len(pool.describe()))
         self.metrics.ready.set(1)
+        self.pool = pool
         log.info(
             "nacrith: %d worker(s) ready with %s in %.1f s",
-            len(self.plans),
+            len(pool.describe()),
             self.model.name,
             time.monotonic() - started,
         )
