@@ -137,3 +137,19 @@ def test_serve_refuses_ray_flags_without_the_ray_backend():
     )
     assert result.returncode == 2
     assert "need --backend ray" in result.stderr
+
+
+def test_the_application_builder_takes_serve_run_arguments():
+    """What `serve run nacrith.server.ray_backend:build ...` and KubeRay call."""
+    from ray.serve import Application
+
+    from nacrith.server.ray_backend import build
+
+    app = build({"replicas": "2", "max_replicas": "4", "gpu": "false", "threads": "1"})
+    assert isinstance(app, Application)
+    with pytest.raises(ValueError, match="unknown arguments"):
+        build({"replica": "2"})
+    with pytest.raises(ValueError, match="max replicas"):
+        build({"replicas": "4", "max_replicas": "2"})
+    with pytest.raises(ValueError, match="accelerator type needs GPU"):
+        build({"accelerator_type": "H100"})
