@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from nacrith import __version__
 from nacrith.api import Codec
 from nacrith.container import CompressOptions, read_info
-from nacrith.errors import NacrithError
+from nacrith.errors import NacrithError, one_line
 from nacrith.files import atomic_output
 from nacrith.format import FORMAT_VERSION, EnsembleSettings
 from nacrith.progress import ProgressLine, human_bytes, human_duration
@@ -728,17 +728,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         file = getattr(args, "file", None)
         named = file is None or (isinstance(exc, OSError) and exc.filename)
         where = "" if named else f"{_display_name(file)}: "
-        print(f"nacrith: {where}{_one_line(exc)}", file=sys.stderr)
+        print(f"nacrith: {where}{one_line(exc)}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         print("nacrith: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -6,6 +6,14 @@ Misuse of the Python API raises the usual built-ins (TypeError, ValueError).
 """
 
 
+def one_line(exc: BaseException) -> str:
+    """What to tell a user of an error: an OSError as "file: reason", anything
+    else as the first line of its message (its class name when it has none)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class NacrithError(Exception):
     """Base of every data, model or environment error."""
 

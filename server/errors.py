@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from nacrith.errors import JobCancelled, NacrithError, WorkerError
+from nacrith.errors import JobCancelled, NacrithError, WorkerError, one_line
 
 from .jobs import ClientGone
 
@@ -45,11 +45,6 @@ def error_response(
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _count(request: Request, error: str) -> None:
     service = getattr(request.app.state, "service", None)
     if service is not None:
@@ -67,11 +62,11 @@ async def nacrith_error(request: Request, exc: Exception) -> Response:
     name = type(exc).__name__
     _count(request, name)
     if isinstance(exc, WorkerError):
-        log.error("nacrith: %s %s: %s", request.method, request.url.path, _one_line(exc))
-        return error_response(503, name, _one_line(exc), {"Retry-After": "1"})
+        log.error("nacrith: %s %s: %s", request.method, request.url.path, one_line(exc))
+        return error_response(503, name, one_line(exc), {"Retry-After": "1"})
     if isinstance(exc, JobCancelled):  # pragma: no cover - only a gone client's job is cancelled
         return Response(status_code=CLIENT_GONE)
-    return error_response(400, name, _one_line(exc))
+    return error_response(400, name, one_line(exc))
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nacrith.errors import ModelError, NacrithError
+from nacrith.errors import ModelError, NacrithError, one_line
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import Workers, plan_workers
 
@@ -75,7 +75,7 @@ class Service:
                 pool.close()
                 raise ModelError(f"the workers run another model than {self.model.name}")
         except (NacrithError, OSError) as exc:
-            self.load_error = str(exc).splitlines()[0]
+            self.load_error = one_line(exc)
             log.error("nacrith: cannot start the workers: %s", self.load_error)
             if self.on_load_failure is not None:
                 self.on_load_failure()
