@@ -32,7 +32,8 @@ python3 -m venv --system-site-packages .gpu-venv
 py=.gpu-venv/bin/python
 
 step "llama-cpp-python 0.3.36 with CUDA (sm_${CUDA_ARCH:-90})"
-CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90}" \
+# The CPU part (token embeddings, whatever is not offloaded) under the pinned profile too.
+CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DCMAKE_C_FLAGS=-ffp-contract=off -DCMAKE_CXX_FLAGS=-ffp-contract=off -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90}" \
 CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
     $py -m pip install -q --no-cache-dir --no-binary llama-cpp-python "${pip_from[@]}" llama-cpp-python==0.3.36
 $py -c "import llama_cpp, sys; ok = llama_cpp.llama_supports_gpu_offload(); print('GPU offload:', ok); sys.exit(0 if ok else 1)"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import multiprocessing
+import math
 import resource
 import sys
 import time
@@ -36,7 +36,8 @@ from pathlib import Path
 from nacrith.api import Codec
 from nacrith.container import CompressOptions, Summary
 from nacrith.corpora import locate
-from nacrith.errors import CorpusError
+from nacrith.crash import run_in_child
+from nacrith.errors import CorpusError, one_line
 from nacrith.models.llm import default_threads
 
 
@@ -52,18 +53,24 @@ class Row:
     decompress_s: float
     verified: bool
     peak_rss_mib: float
+    #: Why the run gave no figures (its process died, or it raised); None if it ran.
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, lanes: int, workers: int, threads: int, error: str) -> Row:
+        return cls(lanes, workers, threads, 0, 0, 0, 0.0, 0.0, False, 0.0, error)
 
     @property
     def bpb(self) -> float:
-        return 8 * self.coded_bytes / self.raw_bytes
+        return 8 * self.coded_bytes / self.raw_bytes if self.raw_bytes else math.nan
 
     @property
     def tokens_per_s(self) -> float:
-        return self.tokens / self.compress_s
+        return self.tokens / self.compress_s if self.compress_s else math.nan
 
     @property
     def decode_tokens_per_s(self) -> float:
-        return self.tokens / self.decompress_s
+        return self.tokens / self.decompress_s if self.decompress_s else math.nan
 
 
 def _peak_rss_mib() -> float:
@@ -130,23 +137,22 @@ class _Sink:
         return b"".join(self.parts)
 
 
-def _child(queue: multiprocessing.Queue, *args: object) -> None:  # type: ignore[type-arg]
+def run_isolated(
+    path: str,
+    limit: int | None,
+    lanes: int,
+    workers: int,
+    threads: int,
+    gpus: tuple[str, ...],
+    frame_size: int,
+    min_stream: int,
+) -> Row:
+    """measure() in a fresh process, so that its peak memory is its own; a run
+    that fails, its process killed by a signal included, is a failed row."""
     try:
-        queue.put(asdict(measure(*args)))  # type: ignore[arg-type]
-    except BaseException as exc:  # report, do not hang the parent
-        queue.put({"error": f"{type(exc).__name__}: {exc}"})
-
-
-def run_isolated(*args: object) -> Row:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    proc = context.Process(target=_child, args=(queue, *args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if "error" in result:
-        raise SystemExit(f"lanes {args[2]}, workers {args[3]}: {result['error']}")
-    return Row(**result)
+        return run_in_child(measure, path, limit, lanes, workers, threads, gpus, frame_size, min_stream)
+    except Exception as exc:  # reported in the table, never dropped
+        return Row.failed(lanes, workers, threads, f"{type(exc).__name__}: {one_line(exc)}")
 
 
 def _ints(text: str) -> list[int]:
@@ -189,25 +195,34 @@ def main(argv: list[str] | None = None) -> int:
                 args.file, args.limit, lanes, workers, threads, gpus, args.frame_size, args.min_stream
             )
             rows.append(row)
+            outcome = (
+                f"FAILED: {row.error}"
+                if row.error
+                else f"{row.tokens_per_s:7.1f} tok/s, {row.bpb:.4f} bpb, verified {row.verified}"
+            )
             print(
-                f"lanes {lanes:>3}  workers {workers}  threads {threads}: {row.tokens_per_s:7.1f} tok/s, "
-                f"{row.bpb:.4f} bpb, verified {row.verified}",
+                f"lanes {lanes:>3}  workers {workers}  threads {threads}: {outcome}",
                 file=sys.stderr,
                 flush=True,
             )
     device = f"GPU {args.gpus}" if gpus else f"CPU, {default_threads()} cores"
-    name = Path(args.file).name + (f" (first {rows[0].raw_bytes:,} bytes)" if args.limit else "")
+    size = len(Path(args.file).read_bytes()[: args.limit])
+    name = Path(args.file).name + (f" (first {size:,} bytes)" if args.limit else "")
     print(
-        f"\n{name}, {rows[0].raw_bytes:,} bytes, frames of {args.frame_size:,} bytes, "
+        f"\n{name}, {size:,} bytes, frames of {args.frame_size:,} bytes, "
         f"streams of at least {args.min_stream:,} symbols, {device}"
     )
     print(
         f"{'lanes':>5} {'workers':>7} {'threads':>7} {'tok/s':>8} {'speed-up':>8} {'dec tok/s':>9} "
         f"{'bytes':>9} {'bpb':>7} {'vs 1st':>7} {'peak MiB':>8} {'verified':>8}"
     )
-    base = rows[0]
+    ran = [r for r in rows if not r.error]
     for row in rows:
-        first = next(r for r in rows if r.workers == row.workers)
+        if row.error:
+            print(f"{row.lanes:>5} {row.workers:>7} {row.threads:>7}  FAILED: {row.error}")
+            continue
+        base = ran[0]
+        first = next(r for r in ran if r.workers == row.workers)
         print(
             f"{row.lanes:>5} {row.workers:>7} {row.threads:>7} {row.tokens_per_s:>8.1f} "
             f"{row.tokens_per_s / base.tokens_per_s:>7.2f}x {row.decode_tokens_per_s:>9.1f} "

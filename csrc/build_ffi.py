@@ -13,6 +13,7 @@ SOURCES = [
     "csrc/bias.c",
     "csrc/mix.c",
     "csrc/log.c",
+    "csrc/crash.c",
 ]
 
 # Determinism: no fused multiply-add and no fast-math, so the CDF is
@@ -22,6 +23,10 @@ COMPILE_ARGS = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall
 CDEF = """
 int nc_abi_version(void);
 void nc_log_discard(int level, const char *text, void *user_data);
+
+int nc_crash_guard(int sig, const char *message);
+int nc_crash_remove_on_crash(const char *path);
+void nc_crash_forget(int slot);
 
 typedef struct nc_encoder nc_encoder;
 typedef struct nc_decoder nc_decoder;
@@ -144,7 +149,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "nacrith._ext",
-    '#include "status.h"\n#include "coder.h"\n#include "cdf.h"\n#include "mix.h"\n#include "log.h"\n',
+    "".join(f'#include "{h}"\n' for h in ("status.h", "coder.h", "cdf.h", "mix.h", "log.h", "crash.h")),
     sources=SOURCES,
     include_dirs=["csrc"],  # relative: setuptools rejects absolute source paths
     extra_compile_args=COMPILE_ARGS,

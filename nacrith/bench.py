@@ -14,7 +14,6 @@ import gzip
 import json
 import lzma
 import math
-import multiprocessing
 import os
 import platform
 import resource
@@ -33,7 +32,8 @@ import zstandard
 
 from nacrith import __version__
 from nacrith.corpora import corpus, load_manifest, locate
-from nacrith.errors import CorpusError
+from nacrith.crash import run_in_child
+from nacrith.errors import CorpusError, WorkerError
 from nacrith.format import EnsembleSettings
 
 __all__ = ["BenchInput", "Result", "builtin_peers", "entropies", "resolve_inputs", "run_bench"]
@@ -193,7 +193,7 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _run_builtin(name: str, inp: BenchInput) -> Result:
+def _run_builtin(inp: BenchInput, name: str) -> Result:
     """In a child process: one peer on one input."""
     result = Result(inp.label, name, inp.size)
     data = inp.read()
@@ -252,10 +252,10 @@ def named_variants(names: Sequence[str] = ABLATION) -> dict[str, EnsembleSetting
 
 def _run_nacrith(
     inp: BenchInput,
+    name: str,
     model: str | None,
     threads: int | None,
     show_progress: bool,
-    name: str = NACRITH,
     ensemble: EnsembleSettings | None = None,
 ) -> Result:
     """In a child process: our codec on one input, with a progress line on a terminal."""
@@ -347,11 +347,13 @@ def _run_external(name: str, compress_cmd: str, decompress_cmd: str | None, inp:
     return result
 
 
-def _in_child(fn: Callable[..., Result], *args: object) -> Result:
-    """Run fn in a fresh process so that its peak RSS is its own."""
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
+def _in_child(fn: Callable[..., Result], inp: BenchInput, comp: str, *args: object) -> Result:
+    """Run fn(inp, comp, *args) in a fresh process so that its peak RSS is its
+    own; a child that dies (llama.cpp killed by a signal) gives a failed row."""
+    try:
+        return run_in_child(fn, inp, comp, *args)
+    except WorkerError as exc:
+        return Result(inp.label, comp, inp.size, error=str(exc))
 
 
 # --- the run --------------------------------------------------------------------
@@ -453,12 +455,12 @@ def run_bench(
             log(f"{inp.label}: {comp}")
             if comp in variants:
                 results.append(
-                    _in_child(_run_nacrith, inp, model, threads, show_progress, comp, variants[comp])
+                    _in_child(_run_nacrith, inp, comp, model, threads, show_progress, variants[comp])
                 )
             elif comp in external:
                 results.append(_run_external(comp, *external[comp], inp))
             else:
-                results.append(_in_child(_run_builtin, comp, inp))
+                results.append(_in_child(_run_builtin, inp, comp))
         for name in unknown:  # asked for but not installed: a failure row, not a silent gap
             results.append(
                 Result(inp.label, name, inp.size, error="not available (not importable, not on PATH)")

@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import sys
 import time
 import warnings
@@ -21,9 +20,10 @@ from typing import TYPE_CHECKING, BinaryIO
 from nacrith import __version__
 from nacrith.api import Codec
 from nacrith.container import CompressOptions, read_info
+from nacrith.crash import install_guard
 from nacrith.errors import NacrithError, one_line
 from nacrith.files import atomic_output
-from nacrith.format import FORMAT_VERSION, EnsembleSettings
+from nacrith.format import FORMAT_VERSION, EnsembleSettings, Environment
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 from nacrith.server.settings import DEFAULT_MAX_BODY, JOBS_PER_WORKER
 
@@ -64,12 +64,31 @@ def _size(text: str) -> int:
     return _positive_int(text[:-1] if scale > 1 else text) * scale
 
 
+class _Version(argparse.Action):
+    """--version: ours, and the llama.cpp build whose kernels decide what decodes where."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        from nacrith.models.runtime import environment_record, load_llama
+
+        try:
+            build = _environment_text(environment_record(load_llama(), "cpu"))
+        except NacrithError as exc:
+            build = one_line(exc)
+        print(f"nacrith {__version__}, file format {FORMAT_VERSION}; {build}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nacrith",
         description="Lossless compression with a language model. Source files are kept.",
     )
-    parser.add_argument("--version", action="version", version=f"nacrith {__version__}")
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="show the version, with the llama.cpp build and kernels bug reports need, and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
@@ -537,13 +556,18 @@ def _ensemble_text(ensemble: EnsembleSettings | None) -> str:
     return ", ".join(parts) or "mixer only"
 
 
-def _environment_text(env: str) -> str:
-    """Spell out "<version> <backend> <system hash>"; show anything else as it is."""
-    match = re.fullmatch(r"(\d[\w.+-]*) (\w+) ([0-9a-f]{8})", env)
-    if match:
-        version, backend, system = match.groups()
-        return f"llama-cpp-python {version}, {backend} backend, system info {system}"
-    return env or "(not recorded)"
+def _environment_text(text: str) -> str:
+    """Spell out an ENVIRONMENT string; show one of another form as it is."""
+    env = Environment.parse(text)
+    if env is None:
+        return text or "(not recorded)"
+    if not env.kernels:
+        kernels = "kernel policy not recorded (extra buffer types allowed)"
+    elif env.kernels == "avx2":
+        kernels = "avx2 kernels (the pinned build profile)"
+    else:
+        kernels = f"{env.kernels} kernels"
+    return f"llama-cpp-python {env.version}, {env.backend} backend, {kernels}, system info {env.system}"
 
 
 def _named_commands(items: list[str], flag: str) -> dict[str, str]:
@@ -716,9 +740,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"nacrith: warning: {message}", file=sys.stderr)
 
 
+#: Commands that run the model in this process (unless --workers moves it out).
+_MODEL_COMMANDS = ("compress", "decompress", "test")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
+    if args.command in _MODEL_COMMANDS:
+        # llama.cpp dying from a signal: one line and exit 1, no partial output file.
+        install_guard()
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:

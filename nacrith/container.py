@@ -24,6 +24,7 @@ from typing import BinaryIO, Protocol
 
 import zstandard
 
+from nacrith.crash import inject_fault
 from nacrith.engine import (
     FrameStats,
     LanesPredictor,
@@ -283,6 +284,7 @@ def encode_chunk(
     escapes = sum(1 for s in symbols if s >= model.symbols.n_vocab)
     if escapes * ESCAPE_BYTES < len(best):
         frame_progress = progress_for(len(symbols)) if progress_for is not None else None
+        inject_fault(chunk)  # tests only: the model's process dies here, as llama.cpp can
         bounds = options.streams(len(symbols))
         if len(bounds) == 2:
             predictor = model.predictor(options.context, options.slide, model.start_token, options.batch)
@@ -319,14 +321,17 @@ def decode_neural(
         decoded = decode_frame(
             predictor, payload, symbols, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
         )
-        return model.symbols.decode(decoded)
-    parts = unpack_streams(payload, len(bounds) - 1)
-    lanes = model.lanes_predictor(len(parts), header.context, header.slide, header.start_token, batch)
-    counts = [b - a for a, b in itertools.pairwise(bounds)]
-    streams = decode_lanes(
-        lanes, parts, counts, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
-    )
-    return b"".join(model.symbols.decode(stream) for stream in streams)
+        data = model.symbols.decode(decoded)
+    else:
+        parts = unpack_streams(payload, len(bounds) - 1)
+        lanes = model.lanes_predictor(len(parts), header.context, header.slide, header.start_token, batch)
+        counts = [b - a for a, b in itertools.pairwise(bounds)]
+        streams = decode_lanes(
+            lanes, parts, counts, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
+        )
+        data = b"".join(model.symbols.decode(stream) for stream in streams)
+    inject_fault(data)  # tests only: the model's process dies here, as llama.cpp can
+    return data
 
 
 class FrameWorkers(Protocol):

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from nacrith.crash import remove_on_crash
+
 __all__ = ["atomic_output", "file_sha256"]
 
 _SHA_CACHE: dict[tuple[str, int, int], bytes] = {}
@@ -39,28 +41,31 @@ def atomic_output(
 ) -> Iterator[BinaryIO]:
     """Write to a temporary file beside ``path``; rename it into place only on success.
 
-    On any error, KeyboardInterrupt included, the temporary file is removed and
-    ``path`` is left as it was. An existing ``path`` is replaced only with
-    ``overwrite``. With ``like``, the new file gets that file's mode and times,
-    as gzip does.
+    On any error, KeyboardInterrupt included, the temporary file is removed
+    and ``path`` is left as it was; so it is on a crash, under the CLI's crash
+    guard. An existing ``path`` is replaced only with ``overwrite``. With
+    ``like``, the new file gets that file's mode and times, as gzip does.
     """
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists (use -f to overwrite)")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if like is not None:
-            shutil.copystat(like, tmp)
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            os.link(tmp, target)  # fails if a file appeared meanwhile: never clobber
-            tmp.unlink()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # A crash below Python (llama.cpp dying from a signal) skips the except
+    # clause; the CLI's crash guard removes the temporary file then.
+    with remove_on_crash(tmp):
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            if like is not None:
+                shutil.copystat(like, tmp)
+            if overwrite:
+                os.replace(tmp, target)
+            else:
+                os.link(tmp, target)  # fails if a file appeared meanwhile: never clobber
+                tmp.unlink()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise

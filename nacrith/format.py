@@ -88,15 +88,38 @@ class HeaderFlag(enum.IntFlag):
     ZSTD_STREAM = 0x02
 
 
-#: The backends an ENVIRONMENT string names (models/llm.py build_environment).
+#: The backends an ENVIRONMENT string names (models/runtime.py environment_record).
 BACKENDS = ("cpu", "gpu")
 
 
+@dataclass(frozen=True)
+class Environment:
+    """An ENVIRONMENT string, "<version> <backend> <hash> <kernels>": the
+    llama-cpp-python version, "cpu" or "gpu", 8 hex digits of SHA-256 of
+    llama.cpp's system info, and the kernel policy: the build profile
+    ("avx2", "native"), run with plain kernels unless it ends in "+extra".
+    Files made before the policy was recorded have three fields (kernels
+    ""); they were made with llama.cpp's extra buffer types allowed, which
+    changed nothing on x86-64 CPUs without AMX for Q4_1 and Q8_0 weights."""
+
+    version: str
+    backend: str
+    system: str
+    kernels: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Environment | None:
+        """None for a string of another form (a foreign writer's)."""
+        parts = text.split()
+        if len(parts) not in (3, 4) or parts[1] not in BACKENDS:
+            return None
+        return cls(*parts)
+
+
 def environment_backend(environment: str) -> str:
-    """The backend in an ENVIRONMENT string "<version> <backend> <hash>" ("cpu"
-    or "gpu"), or "" for a string of another form (an older or foreign writer's)."""
-    parts = environment.split()
-    return parts[1] if len(parts) == 3 and parts[1] in BACKENDS else ""
+    """The backend of an ENVIRONMENT string ("cpu" or "gpu"), or "" if it names none."""
+    parsed = Environment.parse(environment)
+    return parsed.backend if parsed else ""
 
 
 def zstd_stream_bound(raw_size: int) -> int:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nacrith.container import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
+from nacrith.crash import death_text
 from nacrith.engine import Progress
 from nacrith.errors import JobCancelled, WorkerError
 from nacrith.format import Header
@@ -252,9 +253,10 @@ class Workers:
                 inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
             self._waiting[index].append((inner, ticket))
             self._given[index] += 1
+            pool = self._pools[index]
         if ticket:
             inner.add_done_callback(self._count_stopped)
-        return _named_failures(inner, index)
+        return _named_failures(inner, index, pool)
 
     def _count_stopped(self, future: Future[object]) -> None:
         if future.cancelled() or isinstance(future.exception(), JobCancelled):
@@ -315,9 +317,9 @@ class WorkerJob:
             raise JobCancelled(f"job {self.ticket} was cancelled")
 
 
-def _named_failures(inner: Future[object], index: int) -> Future[object]:
-    """inner's result, with a dead worker reported as WorkerError rather than
-    concurrent.futures' BrokenProcessPool."""
+def _named_failures(inner: Future[object], index: int, pool: ProcessPoolExecutor) -> Future[object]:
+    """inner's result, with a dead worker reported as WorkerError naming the
+    signal that killed it, rather than concurrent.futures' BrokenProcessPool."""
     outer: Future[object] = Future()
 
     def done(f: Future[object]) -> None:
@@ -326,7 +328,8 @@ def _named_failures(inner: Future[object], index: int) -> Future[object]:
             return
         exc = f.exception()
         if isinstance(exc, BrokenProcessPool):
-            outer.set_exception(WorkerError(f"worker {index + 1} died while coding a frame"))
+            how = death_text(_dead_exitcode(pool))
+            outer.set_exception(WorkerError(f"worker {index + 1} {how} while coding a frame"))
         elif exc is not None:
             outer.set_exception(exc)
         else:
@@ -334,3 +337,14 @@ def _named_failures(inner: Future[object], index: int) -> Future[object]:
 
     inner.add_done_callback(done)
     return outer
+
+
+def _dead_exitcode(pool: ProcessPoolExecutor) -> int | None:
+    """The exit code of the pool's one process (-N: killed by signal N), read
+    while the broken pool still holds it; None if it cannot be told."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # private, stable since 3.3
+    for process in processes:
+        # The pool may see the pipe close a moment before the process can be reaped.
+        process.join(timeout=1.0)
+    codes = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+    return codes[0] if codes else None

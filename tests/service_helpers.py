@@ -68,11 +68,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    *flags: str, key: str | None = KEY, timeout: float = START_TIMEOUT, stop_timeout: float = 30
+    *flags: str,
+    key: str | None = KEY,
+    timeout: float = START_TIMEOUT,
+    stop_timeout: float = 30,
+    env_extra: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`nacrith serve` on a free loopback port, once /readyz says its workers are loaded."""
     port = free_port()
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     env.pop("NACRITH_API_KEY", None)
     if key is not None:
         env["NACRITH_API_KEY"] = key

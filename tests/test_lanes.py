@@ -181,8 +181,9 @@ def test_header_without_model_has_no_lanes():
 
 
 def test_environment_names_the_backend():
-    assert environment_backend("0.3.36 cpu 1a2b3c4d") == "cpu"
-    assert environment_backend("0.3.36 gpu 1a2b3c4d") == "gpu"
+    assert environment_backend("0.3.36 cpu 1a2b3c4d avx2") == "cpu"
+    assert environment_backend("0.3.36 gpu 1a2b3c4d native") == "gpu"
+    assert environment_backend("0.3.36 cpu 1a2b3c4d") == "cpu"  # before the kernel policy was recorded
     assert environment_backend("llama.cpp b1234 / cpu") == ""  # an older or foreign string
     assert environment_backend("llama-cpp-python 0.0.1 metal") == ""
 
@@ -270,8 +271,8 @@ def test_backend_mismatch_is_named(codec):
     data = prose(400, seed=15)
     blob = codec.compress(data, lanes=2, min_stream=16, **SMALL)
     header = Header.read(io.BytesIO(blob))
-    version, _, system = header.environment.split()
-    gpu_header = dataclasses.replace(header, environment=f"{version} gpu {system}").pack()
+    version, _, system, kernels = header.environment.split()
+    gpu_header = dataclasses.replace(header, environment=f"{version} gpu {system} {kernels}").pack()
     rest = blob[len(header.pack()) :]
     with pytest.warns(NacrithWarning, match="made on the GPU backend, decoding on the CPU"):
         assert codec.decompress(gpu_header + rest) == data  # same arithmetic here: it decodes

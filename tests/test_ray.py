@@ -13,12 +13,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from service_helpers import ENGLISH, free_port, metric, prose, serve
 
 from nacrith.container import read_info
+from nacrith.crash import FAULT_ENV, FAULT_MARKER
 from nacrith.server.client import Client, ServiceError
 
 pytestmark = [pytest.mark.ray, pytest.mark.llm]
@@ -33,9 +35,10 @@ REPLICA_PROCESS = "ServeReplica:nacrith:FrameCoder"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A one-node Ray cluster on loopback, stopped afterwards."""
+    """A one-node Ray cluster on loopback, stopped afterwards. Its replicas die
+    from SIGILL coding a frame that holds the test hook's marker (only such frames)."""
     port = free_port()
-    env = os.environ
+    env = {**os.environ, FAULT_ENV: "SIGILL"}
     start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
     start += ["--num-cpus", "4", "--include-dashboard", "false", "--disable-usage-stats"]
     subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
@@ -84,6 +87,41 @@ def test_files_are_interchangeable_with_the_local_backend(client, codec):
     assert len(frames) == 2 and all(n > 0 for n in frames.values())
 
 
+def wait_until_served(client: Client, data: bytes, seconds: float) -> bytes:
+    """data compressed, once the service codes again (Serve starts a new replica
+    in place of a dead one, and it loads the model first)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return client.compress(data)
+        except ServiceError as exc:
+            assert exc.status == 503, exc
+            assert time.monotonic() < deadline
+            time.sleep(2)
+
+
+def test_a_frame_that_kills_its_replica_gets_503_and_harms_no_one(client, server):
+    """A replica dies from SIGILL while coding a frame (the test hook, where
+    llama.cpp would run an instruction the CPU lacks): that request gets 503
+    WorkerError; a request the other replica codes meanwhile is unaffected;
+    Serve replaces the dead replica and requests succeed again."""
+    survivor = prose(3_000, seed=33)
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(client.compress, survivor)
+        deadline = time.monotonic() + 60
+        while metric(server, "nacrith_frames_waiting") < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        with pytest.raises(ServiceError) as failed:
+            client.compress(ENGLISH[:300] + FAULT_MARKER + ENGLISH[300:])
+        assert client.decompress(other.result()) == survivor
+    assert (failed.value.status, failed.value.error) == (503, "WorkerError")
+    assert "replica" in failed.value.message
+    texts = [prose(600, seed=seed) for seed in (34, 35)]
+    blobs = [wait_until_served(client, text, 300) for text in texts]
+    assert [client.decompress(blob) for blob in blobs] == texts
+
+
 def test_a_killed_replica_fails_the_request_cleanly_or_not_at_all(client, server):
     """A replica killed mid-request: the request ends in a 503 naming the dead
     replica, or succeeds with the right bytes after Serve retried it; never
@@ -116,16 +154,7 @@ def test_a_killed_replica_fails_the_request_cleanly_or_not_at_all(client, server
     else:
         assert client.decompress(outcome["blob"]) == data  # type: ignore[arg-type]
     # Serve starts new replicas (each loads the model); then all is well again.
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            blob = client.compress(ENGLISH)
-            break
-        except ServiceError as exc:
-            assert exc.status == 503, exc
-            assert time.monotonic() < deadline
-            time.sleep(2)
-    assert client.decompress(blob) == ENGLISH
+    assert client.decompress(wait_until_served(client, ENGLISH, 300)) == ENGLISH
 
 
 def test_serve_refuses_ray_flags_without_the_ray_backend():

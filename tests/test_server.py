@@ -23,6 +23,7 @@ from service_helpers import ENGLISH, KEY, free_port, gibberish, metric, other_mo
 
 from nacrith.container import read_info
 from nacrith.corpora import locate
+from nacrith.crash import FAULT_ENV, FAULT_MARKER
 from nacrith.errors import CorpusError
 from nacrith.format import Header
 from nacrith.server.client import Client, ServiceError
@@ -36,8 +37,10 @@ rng = random.Random(7)
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    """Two workers, an API key and a small body limit."""
-    with serve("--workers", "2", "--max-body", str(MAX_BODY), "--queue", "16") as (url, _):
+    """Two workers, an API key and a small body limit; a worker coding a frame
+    that holds the test hook's marker dies from SIGILL (only such frames)."""
+    flags = ("--workers", "2", "--max-body", str(MAX_BODY), "--queue", "16")
+    with serve(*flags, env_extra={FAULT_ENV: "SIGILL"}) as (url, _):
         yield url
 
 
@@ -277,6 +280,28 @@ def wait_for(condition, timeout: float) -> float:
             raise AssertionError("condition not met in time")
         time.sleep(0.1)
     return time.monotonic() - start
+
+
+def test_a_frame_that_kills_its_worker_gets_503_and_harms_no_one(server, client):
+    """A worker dies from SIGILL while coding a frame (the test hook, where
+    llama.cpp would run an instruction the CPU lacks). That request gets 503
+    WorkerError naming the signal, once; a request the other worker codes
+    meanwhile is unaffected; the dead worker is started afresh for the next."""
+    survivor = prose(3_000, seed=12)
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(client.compress, survivor)
+        wait_for(lambda: metric(server, "nacrith_frames_waiting") >= 1, 30)  # on worker 1
+        with pytest.raises(ServiceError) as failed:
+            client.compress(ENGLISH[:300] + FAULT_MARKER + ENGLISH[300:])
+        assert client.decompress(other.result()) == survivor
+    assert failed.value.status == 503
+    assert failed.value.error == "WorkerError"
+    assert "died from SIGILL (illegal instruction) while coding a frame" in failed.value.message
+    # Two frames at once: both workers code again, the restarted one included.
+    texts = [prose(600, seed=seed) for seed in (13, 14)]
+    with ThreadPoolExecutor(2) as pool:
+        blobs = list(pool.map(client.compress, texts))
+    assert [client.decompress(blob) for blob in blobs] == texts
 
 
 def test_full_queue_gets_503_and_a_gone_client_frees_its_worker(lone_worker):

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import hashlib
 import importlib.util
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nacrith.errors import ModelError
 from nacrith.files import file_sha256
+from nacrith.models.runtime import ThreadGovernor, environment_record, load_llama
 from nacrith.tokens import SymbolCodec, byte_level_decoder
 
 __all__ = [
@@ -91,44 +92,14 @@ def threads_from_env() -> int | None:
         raise ModelError(f"{THREADS_ENV} must be a whole number, not {value!r}") from None
 
 
-def _llama():  # type: ignore[no-untyped-def]
-    """Import llama_cpp lazily: stored and zstd frames, `info` and the format need no model."""
-    try:
-        import llama_cpp
-    except ImportError as exc:  # pragma: no cover - only on a broken install
-        raise ModelError(f"llama-cpp-python is not installed: {exc}") from None
-    return llama_cpp
-
-
-_LOG_CALLBACK = None
+#: Whether llama.cpp may put weights into extra buffer types (repacked or AMX
+#: layouts). Never for files (models/runtime.py says why); benchmarks/kernels.py
+#: turns it on to time the difference, and the environment record then says so.
+USE_EXTRA_BUFFER_TYPES = False
 #: Most sequences one llama.cpp context holds (llama.cpp's LLAMA_MAX_SEQ).
 LLAMA_MAX_SEQ = 256
 #: n_gpu_layers meaning "all of them" in every llama.cpp version.
 _ALL_LAYERS = 1 << 30
-
-
-def _silence_llama_logs(llama_cpp) -> None:  # type: ignore[no-untyped-def]
-    """llama.cpp logs every load to stderr; a compressor's stderr belongs to its user.
-    The sink is a C function (csrc/log.h says why a Python one loses Ctrl-C)."""
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is None:
-        from nacrith._native import ffi, lib
-
-        sink = int(ffi.cast("uintptr_t", ffi.addressof(lib, "nc_log_discard")))
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(sink)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
-        llama_cpp.llama_backend_init()
-
-
-def build_environment(llama_cpp, backend: str = "cpu") -> str:  # type: ignore[no-untyped-def]
-    """What decides llama.cpp's arithmetic besides the model, as
-    "<llama-cpp-python version> <backend> <hash>": the backend is "cpu" or
-    "gpu" (the model's layers offloaded), the hash the first 8 hex digits of
-    SHA-256 of llama.cpp's system info, which names the CPU kernels compiled
-    in and chosen at run time (and the GPU backend of a GPU build)."""
-    system = hashlib.sha256(llama_cpp.llama_print_system_info()).hexdigest()[:8]
-    # Terse on purpose: it is in every file, and small files feel each byte.
-    return f"{llama_cpp.__version__} {backend} {system}"
 
 
 @dataclass(frozen=True)
@@ -185,8 +156,7 @@ class LanguageModel:
         self.threads = threads or threads_from_env() or default_threads()
         if self.threads < 1:
             raise ValueError("threads must be at least 1")
-        llama_cpp = _llama()
-        _silence_llama_logs(llama_cpp)
+        llama_cpp = load_llama()
         self._llama_cpp = llama_cpp
         if gpu and not llama_cpp.llama_supports_gpu_offload():
             raise ModelError("this llama-cpp-python build has no GPU backend (rebuild it with CUDA)")
@@ -194,6 +164,10 @@ class LanguageModel:
         # Every layer or none: a file records only "cpu" or "gpu", so a split
         # placement, whose arithmetic depends on the free VRAM, is never used.
         params.n_gpu_layers = _ALL_LAYERS if gpu else 0
+        # Plain kernels: no repacked or AMX weight buffers, which llama.cpp picks
+        # per machine, which change the arithmetic, and whose AMX path died from
+        # SIGILL on every batched decode of an Intel machine (models/runtime.py).
+        params.use_extra_bufts = USE_EXTRA_BUFFER_TYPES
         self.backend = "gpu" if gpu else "cpu"
         self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
         if not self._model:
@@ -202,7 +176,7 @@ class LanguageModel:
         vocab = _read_vocab(llama_cpp, self._vocab_ptr)
         self.symbols = SymbolCodec(vocab.token_bytes, self._tokenize)
         self.max_context = int(llama_cpp.llama_model_n_ctx_train(self._model))
-        self.environment = build_environment(llama_cpp, self.backend)
+        self.environment = environment_record(llama_cpp, self.backend, params.use_extra_bufts)
         #: Default first token of every frame; files record the one they used.
         self.start_token = vocab.start
         self._predictor: LlamaPredictor | None = None
@@ -318,6 +292,20 @@ def _slide(llama_cpp, memory, seq: int, slide: int) -> None:  # type: ignore[no-
     llama_cpp.llama_memory_seq_add(memory, seq, 1 + slide, -1, -slide)
 
 
+def _governed(model: LanguageModel, ctx) -> ThreadGovernor:  # type: ignore[no-untyped-def]
+    """The context's threads, fitted to the cores this process gets (runtime.ThreadGovernor)."""
+    llama_cpp = model._llama_cpp
+    return ThreadGovernor(lambda n: llama_cpp.llama_set_n_threads(ctx, n, n), model.threads)
+
+
+def _decode(llama_cpp, ctx, batch, governor: ThreadGovernor) -> int:  # type: ignore[no-untyped-def]
+    """llama_decode, timed in wall and CPU seconds for the governor."""
+    wall, cpu = time.monotonic(), time.process_time()
+    status = int(llama_cpp.llama_decode(ctx, batch))
+    governor.record(time.monotonic() - wall, time.process_time() - cpu)
+    return status
+
+
 class LlamaPredictor:
     """Next-token logits for one sequence, one token per llama_decode call, or
     ``batch`` tokens at a time when catching up on tokens the ensemble coded
@@ -333,6 +321,7 @@ class LlamaPredictor:
         self.batch = batch
         self.start_token = model.start_token
         self._ctx = _new_context(model, 1, context, batch)
+        self._governor = _governed(model, self._ctx)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(batch, 0, 1)
         for i in range(batch):
@@ -375,7 +364,7 @@ class LlamaPredictor:
             batch.pos[i] = self._pos + i
             batch.logits[i] = 0
         batch.logits[n - 1] = 1 if logits else 0
-        status = llama_cpp.llama_decode(self._ctx, batch)
+        status = _decode(llama_cpp, self._ctx, batch, self._governor)
         if status != 0:
             raise ModelError(f"llama_decode failed with status {status} at position {self._pos}")
         self._pos += n
@@ -413,6 +402,7 @@ class LanesPredictor:
         self.batch = batch
         self.start_token = model.start_token
         self._ctx = _new_context(model, lanes, context, batch)
+        self._governor = _governed(model, self._ctx)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(lanes * batch, 0, 1)
         self._rows = (ctypes.c_float * (lanes * self.n_vocab))()
@@ -468,7 +458,7 @@ class LanesPredictor:
                 batch.logits[index - 1] = 1
                 ends.append((lane, index - 1))
             self._valid[lane] = bool(logits)
-        status = llama_cpp.llama_decode(self._ctx, batch)
+        status = _decode(llama_cpp, self._ctx, batch, self._governor)
         if status != 0:
             raise ModelError(
                 f"llama_decode of {n} tokens in {len(requests)} lanes failed with status {status}"

@@ -5,6 +5,12 @@
 Golden files of a released version must never change: a decoder keeps
 reading them byte-exactly forever. Only add new cases: existing files are
 never rewritten.
+
+The files are written to ``v<version>-avx2``, with llama-cpp-python built
+under the pinned profile (README, Quick start): that is what decodes them on
+every machine. ``v1`` holds the first set, made before the profile was
+pinned, by a build with AVX-512 kernels (tests/test_golden.py says what is
+checked of it).
 """
 
 from __future__ import annotations
@@ -17,11 +23,66 @@ from nacrith.api import Codec
 from nacrith.format import FORMAT_VERSION, EnsembleSettings
 from nacrith.models.llm import LanguageModel
 
-HERE = Path(__file__).parent / f"v{FORMAT_VERSION}"
+HERE = Path(__file__).parent / f"v{FORMAT_VERSION}-avx2"
 
 
 def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
-    return {**llm_only_cases(), **ensemble_cases(), **segmented_cases(), **lanes_cases()}
+    return {
+        **llm_only_cases(),
+        **ensemble_cases(),
+        **segmented_cases(),
+        **lanes_cases(),
+        **batch_cases(),
+    }
+
+
+def batch_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Decodes of more than one token per llama.cpp call, the calls whose kernels
+    differ most between CPUs (an AMX machine died on them): the confidence skip's
+    catch-up batches, across window slides too, and 16 lanes in lockstep."""
+    log = b"".join(f"12:00:{i:02d} INFO served /api/items in {i % 7 + 3} ms\n".encode() for i in range(24))
+    skip = {"layout": 2, "skip_min_len": 8, "skip_confidence": 0.6, "skip_warmup": 0}
+    text = (
+        b"Sixteen lanes advance together: one llama.cpp call evaluates a token of every stream. "
+        b"Each stream keeps its own window and its own coder, so a file made this way decodes "
+        b"only when the decoder makes the very same calls, in the same order, with the same "
+        b"kernels. That is why the golden files include a case like this one: a machine whose "
+        b"batched arithmetic differs from the one that wrote it fails here first, with a clear "
+        b"checksum error rather than with wrong bytes. The paragraph goes on for a while, about "
+        b"nothing in particular, so that every one of the sixteen streams has a few dozen tokens "
+        b"of ordinary English to predict, which the model does far better than zstd.\n"
+    )
+    return {
+        # Catch-up batches of up to 8 tokens (the slide) in a window of 32: batches cross slides.
+        "skip_slide": (log, {"context": 32, "slide": 8, "ensemble": skip}),
+        # The same in 4 lanes, each with its own ensemble: a longer log, so that they skip.
+        "lanes_skip_slide": (
+            log * 2,
+            {"context": 32, "slide": 8, "ensemble": skip, "lanes": 4, "min_stream": 16},
+        ),
+        # 16 lanes of the language model alone: 16 tokens per call.
+        "lanes_16": (text, {"context": 64, "slide": 16, "ensemble": None, "lanes": 16, "min_stream": 4}),
+        # The crash's reproduction: pretty-printed JSON, default settings (the skip fires).
+        "json_default": (pretty_json(), {"ensemble": {"layout": 2}, "segment": True, "lanes": 16}),
+    }
+
+
+def pretty_json() -> bytes:
+    """2.5 KB of pretty-printed JSON records, as an API might log them."""
+    rng = random.Random(17)
+    records: list[dict[str, object]] = []
+    while len(json.dumps(records, indent=2)) < 2500:
+        records.append(
+            {
+                "id": 1000 + len(records),
+                "type": "event",
+                "status": rng.choice(["ok", "ok", "ok", "error"]),
+                "user": {"name": rng.choice(["ada", "brian"]), "role": "member", "active": True},
+                "tags": ["api", "v2"],
+                "latency_ms": rng.randrange(5, 40),
+            }
+        )
+    return json.dumps(records, indent=2).encode()
 
 
 def lanes_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
