@@ -130,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'at once':>7} {'each (s)':>24} {'slowest':>8} {'vs alone':>8}")
     for count, times in rounds.items():
         each = ", ".join(_seconds(t) for t in times)
-        ratio = f"{max(times) / alone:>7.2f}x" if alone else f"{'-':>8}"
+        if not alone:
+            ratio = f"{'-':>8}"
+        elif max(times) < math.inf:
+            ratio = f"{max(times) / alone:>7.2f}x"
+        else:  # stopped at the timeout: at least this much slower
+            ratio = f">{args.timeout / alone:.1f}x".rjust(8)
         print(f"{count:>7} {each:>24} {_seconds(max(times)):>8} {ratio}")
     if args.json:
         doc = {
