@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     device = f"GPU {args.gpus}" if gpus else f"CPU, {default_threads()} cores"
-    size = len(Path(args.file).read_bytes()[: args.limit])
+    size = Path(args.file).stat().st_size
+    if args.limit is not None:
+        size = min(size, args.limit)
     name = Path(args.file).name + (f" (first {size:,} bytes)" if args.limit else "")
     print(
         f"\n{name}, {size:,} bytes, frames of {args.frame_size:,} bytes, "

@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from nacrith.format import Header
 from nacrith.server.client import Client
@@ -104,6 +105,16 @@ def serve(
             process.kill()
             process.wait()
         log.close()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until condition() holds, polled every 0.1 s; AssertionError after ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+    return time.monotonic() - start
 
 
 def metric(url: str, name: str) -> float:

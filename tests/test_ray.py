@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from service_helpers import ENGLISH, free_port, metric, prose, serve
+from service_helpers import ENGLISH, free_port, metric, prose, serve, wait_for
 
 from nacrith.container import read_info
 from nacrith.crash import FAULT_ENV, FAULT_MARKER
@@ -108,10 +108,7 @@ def test_a_frame_that_kills_its_replica_gets_503_and_harms_no_one(client, server
     survivor = prose(3_000, seed=33)
     with ThreadPoolExecutor(1) as pool:
         other = pool.submit(client.compress, survivor)
-        deadline = time.monotonic() + 60
-        while metric(server, "nacrith_frames_waiting") < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for(lambda: metric(server, "nacrith_frames_waiting") >= 1, 60)
         with pytest.raises(ServiceError) as failed:
             client.compress(ENGLISH[:300] + FAULT_MARKER + ENGLISH[300:])
         assert client.decompress(other.result()) == survivor
@@ -137,10 +134,7 @@ def test_a_killed_replica_fails_the_request_cleanly_or_not_at_all(client, server
 
     thread = threading.Thread(target=request)
     thread.start()
-    deadline = time.monotonic() + 60
-    while metric(server, "nacrith_frames_waiting") < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(lambda: metric(server, "nacrith_frames_waiting") >= 1, 60)
     time.sleep(1)
     killed = subprocess.run(["pkill", "-9", "-f", REPLICA_PROCESS], check=False).returncode
     assert killed == 0  # at least one replica process was there to kill

@@ -13,13 +13,22 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from service_helpers import ENGLISH, KEY, free_port, gibberish, metric, other_models_file, prose, serve
+from service_helpers import (
+    ENGLISH,
+    KEY,
+    free_port,
+    gibberish,
+    metric,
+    other_models_file,
+    prose,
+    serve,
+    wait_for,
+)
 
 from nacrith.container import read_info
 from nacrith.corpora import locate
@@ -271,15 +280,6 @@ def lone_worker() -> Iterator[str]:
     """One worker, one place in the queue, no key."""
     with serve("--workers", "1", "--queue", "1", key=None) as (url, _):
         yield url
-
-
-def wait_for(condition, timeout: float) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-    return time.monotonic() - start
 
 
 def test_a_frame_that_kills_its_worker_gets_503_and_harms_no_one(server, client):
