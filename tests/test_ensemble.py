@@ -16,14 +16,12 @@ import pytest
 from ensemble_cases import all_switch_combinations, combination_id
 from hypothesis import given
 from hypothesis import strategies as st
+from reference_models import BiasHead, MatchModel, NgramModel, softmax
 
 from nacrith.coder import CDF_TOTAL, Decoder, Encoder, ScoreCDF
 from nacrith.errors import CoderError
 from nacrith.format import EnsembleSettings
 from nacrith.mixer import Ensemble
-from nacrith.models.bias import BiasHead, softmax
-from nacrith.models.match import MatchModel
-from nacrith.models.ngram import NgramModel
 
 V = 600
 EXTRA = 256
