@@ -34,7 +34,7 @@ from nacrith import __version__
 from nacrith.corpora import corpus, load_manifest, locate
 from nacrith.crash import run_in_child
 from nacrith.errors import CorpusError, WorkerError
-from nacrith.format import EnsembleSettings
+from nacrith.settings import EnsembleSettings
 
 __all__ = ["BenchInput", "Result", "builtin_peers", "entropies", "resolve_inputs", "run_bench"]
 

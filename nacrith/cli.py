@@ -23,9 +23,10 @@ from nacrith.container import CompressOptions, read_info
 from nacrith.crash import install_guard
 from nacrith.errors import NacrithError, one_line
 from nacrith.files import atomic_output
-from nacrith.format import FORMAT_VERSION, EnsembleSettings, Environment
+from nacrith.format import FORMAT_VERSION, Environment
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 from nacrith.server.settings import DEFAULT_MAX_BODY, JOBS_PER_WORKER
+from nacrith.settings import EnsembleSettings
 
 if TYPE_CHECKING:
     from nacrith.bench import BenchReport

@@ -8,13 +8,13 @@ Python crosses into C once per symbol.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from nacrith._native import CDF_BITS, CDF_TOTAL, MAX_SYMBOLS, check, ffi, lib
 from nacrith.errors import CoderError
+from nacrith.settings import check_temperature
 
 __all__ = ["CDF_BITS", "CDF_TOTAL", "MAX_SYMBOLS", "Decoder", "Encoder", "ScoreCDF", "cdf_from_scores"]
 
@@ -37,8 +37,7 @@ class ScoreCDF:
     def __init__(self, n_scores: int, n_extra: int = 0, temperature: float = 1.0) -> None:
         if n_scores < 0 or n_extra < 0 or not 0 < n_scores + n_extra <= MAX_SYMBOLS:
             raise ValueError(f"alphabet of {n_scores}+{n_extra} symbols is out of range")
-        if not 0 < temperature < math.inf or not 0 < 1.0 / temperature < math.inf:
-            raise ValueError(f"temperature must be positive and finite, not {temperature}")
+        check_temperature(temperature)
         self.n_scores = n_scores
         self.n_extra = n_extra
         self.n_symbols = n_scores + n_extra

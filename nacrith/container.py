@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import itertools
 import shutil
-import struct
 import tempfile
 import warnings
 import zlib
@@ -45,11 +44,6 @@ from nacrith.errors import (
 )
 from nacrith.format import (
     ESCAPE_SYMBOLS,
-    MAX_CONTEXT,
-    MAX_FRAME_SIZE,
-    MAX_LANES,
-    MIN_CONTEXT,
-    EnsembleSettings,
     FrameHeader,
     FrameType,
     Header,
@@ -62,6 +56,15 @@ from nacrith.format import (
     unpack_streams,
 )
 from nacrith.segment import segments
+from nacrith.settings import (
+    EnsembleSettings,
+    check_batch,
+    check_frame_size,
+    check_lanes,
+    check_window,
+    encoder_temperature,
+    llm_batch,
+)
 from nacrith.tokens import SymbolCodec
 
 __all__ = [
@@ -151,23 +154,15 @@ class CompressOptions:
     min_stream: int = DEFAULT_MIN_STREAM
 
     def __post_init__(self) -> None:
-        if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
-            raise ValueError(f"context must be {MIN_CONTEXT}..{MAX_CONTEXT} tokens, not {self.context}")
-        if not 1 <= self.slide <= self.context - 2:
-            raise ValueError(f"slide must be 1..context-2 tokens, not {self.slide}")
-        if not 0.05 <= self.temperature <= 20:
-            raise ValueError(f"temperature must be 0.05..20, not {self.temperature}")
+        check_window(self.context, self.slide)
         # The header stores float32; code with exactly the value the decoder will read.
-        object.__setattr__(self, "temperature", struct.unpack("<f", struct.pack("<f", self.temperature))[0])
-        if not 1 <= self.frame_size <= MAX_FRAME_SIZE:
-            raise ValueError(f"frame size must be 1..{MAX_FRAME_SIZE} bytes, not {self.frame_size}")
-        if not 1 <= self.lanes <= MAX_LANES:
-            raise ValueError(f"lanes must be 1..{MAX_LANES}, not {self.lanes}")
-        if self.min_stream < 1:
-            raise ValueError(f"a stream needs at least 1 symbol, not {self.min_stream}")
+        object.__setattr__(self, "temperature", encoder_temperature(self.temperature))
+        check_frame_size(self.frame_size)
+        check_lanes(self.lanes, self.min_stream)
         if self.ensemble is not None and self.ensemble.skip_batch > self.slide:
-            # A catch-up batch must fit in the room one slide makes in the window.
+            # A catch-up batch must fit in the room one slide makes in the window (check_batch).
             object.__setattr__(self, "ensemble", replace(self.ensemble, skip_batch=self.slide))
+        check_batch(self.batch, self.slide)
 
     @property
     def batch(self) -> int:
@@ -177,11 +172,6 @@ class CompressOptions:
     def streams(self, n_symbols: int) -> list[int]:
         """Where a neural frame of n_symbols symbols is split into streams."""
         return stream_bounds(n_symbols, self.lanes, self.min_stream)
-
-
-def llm_batch(ensemble: EnsembleSettings | None) -> int:
-    """Tokens fed to the language model at once: skipped ones catch up in batches."""
-    return ensemble.model_batch if ensemble is not None else 1
 
 
 @dataclass

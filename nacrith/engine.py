@@ -27,8 +27,8 @@ from typing import Protocol
 
 from nacrith.coder import CDF_BITS, CDF_TOTAL, Decoder, Encoder, ScoreCDF
 from nacrith.errors import CoderError
-from nacrith.format import EnsembleSettings
 from nacrith.mixer import Ensemble
+from nacrith.settings import EnsembleSettings, llm_batch
 
 __all__ = [
     "FrameStats",
@@ -266,7 +266,7 @@ class _Lane:
         self, settings: EnsembleSettings | None, n_vocab: int, n_extra: int, temperature: float
     ) -> None:
         self.ensemble = Ensemble(settings, n_vocab, n_extra, temperature) if settings is not None else None
-        self.batch = settings.model_batch if settings is not None else 1
+        self.batch = llm_batch(settings)
         self.pending: list[int] = []
 
     def needs_llm(self) -> bool:

@@ -1,8 +1,9 @@
 """Format v1: constants and the header, frame and trailer structures.
 
 docs/format.md specifies every byte; this module packs, unpacks and
-validates them. It imports nothing but ``errors`` so the format can be read
-and tested without a model.
+validates them. It imports nothing but ``errors`` and ``settings`` (whose
+rules the header's values follow) so the format can be read and tested
+without a model.
 """
 
 from __future__ import annotations
@@ -11,27 +12,30 @@ import enum
 import io
 import struct
 import zlib
-from dataclasses import dataclass, field, fields, replace
-from typing import BinaryIO
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO
 
 from nacrith.errors import FormatError, TruncatedError, UnsupportedVersionError
+from nacrith.settings import (
+    ENSEMBLE_LAYOUT,
+    SWITCHES,
+    EnsembleSettings,
+    check_batch,
+    check_frame_size,
+    check_lanes,
+    check_window,
+    float32,
+    llm_batch,
+)
 
 MAGIC = b"\x89NCR"
 FOOTER_MAGIC = b"NCIX"
 FORMAT_VERSION = 1
 
-#: Largest raw size of one frame a reader accepts; bounds memory per frame.
-MAX_FRAME_SIZE = 1 << 30
 #: A header larger than this is not ours; bounds what a reader allocates.
 MAX_PARAMS_SIZE = 1 << 16
-#: Model window bounds, in tokens (the start token included).
-MIN_CONTEXT = 16
-MAX_CONTEXT = 1 << 20
 #: Escape symbols: one per byte value, for bytes the tokenizer cannot carry.
 ESCAPE_SYMBOLS = 256
-#: Most streams one neural frame is split into: llama.cpp's sequence limit
-#: (LLAMA_MAX_SEQ), since each stream is a sequence of one context.
-MAX_LANES = 256
 
 _TAG_IGNORABLE = 0x80
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -206,11 +210,6 @@ def _varint_from(data: bytes, what: str) -> int:
 
 # --- ensemble settings --------------------------------------------------------
 
-
-def _f32(value: float) -> float:
-    return float(struct.unpack("<f", struct.pack("<f", value))[0])
-
-
 #: Ensemble parameter block (docs/format.md, ENSEMBLE): the layout, the switches,
 #: then only the settings that differ from the layout's defaults, each as its
 #: index among the settings (one byte) and its value in the setting's format.
@@ -222,8 +221,6 @@ def _f32(value: float) -> float:
 #: the newest layout, a new layout with them as defaults keeps the default
 #: header at 2 bytes (layout 2: 23 bytes of overrides of layout 1 became 0).
 #: Writers use the newest layout; readers know every one.
-ENSEMBLE_LAYOUT = 2
-_SWITCHES = ("ngram", "match", "bias", "skip", "apm")
 _SETTING_FORMATS = {
     "ngram_min_order": "B",
     "ngram_max_order": "B",
@@ -290,191 +287,69 @@ _LAYOUTS: dict[int, dict[str, int | float]] = {
 def _layout_values(layout: int) -> dict[str, int | float]:
     """Every setting at the layout's default, floats at header precision."""
     floats = {name for name, fmt in _SETTING_FORMATS.items() if fmt == "f"}
-    return {name: _f32(value) if name in floats else value for name, value in _LAYOUTS[layout].items()}
+    return {name: float32(value) if name in floats else value for name, value in _LAYOUTS[layout].items()}
 
 
-@dataclass(frozen=True)
-class EnsembleSettings:
-    """Switches and hyperparameters of the ensemble (docs/format.md, ENSEMBLE).
+assert max(_LAYOUTS) == ENSEMBLE_LAYOUT, "writers use the newest layout"
 
-    The defaults are what ``nacrith compress`` uses. Floats are kept at float32
-    precision, the precision of the header, so the encoder codes with exactly
-    the values the decoder will read.
-    """
 
-    ngram: bool = True
-    match: bool = True
-    bias: bool = True
-    skip: bool = True
-    apm: bool = True
-    #: The layout the settings are packed in: its defaults are not stored. It
-    #: does not change what the settings mean, so it is not compared.
-    layout: int = field(default=ENSEMBLE_LAYOUT, compare=False)
-    #: Token n-gram: orders, 2^table_bits slots per order, continuations per context,
-    #: and the count at which a context's counts are halved.
-    #: (Order 1 is left out: on asyoulik.txt it cost 0.4% of the bits, as the
-    #: bias head already learns the document's unigram statistics.)
-    ngram_min_order: int = 2
-    ngram_max_order: int = 4
-    ngram_table_bits: int = 18
-    ngram_candidates: int = 8
-    ngram_count_limit: int = 255
-    #: Match model: tokens hashed to find a repeat, hash table and history sizes (log2),
-    #: and how many events its learned hit rates average over at most.
-    match_min_len: int = 6
-    match_hash_bits: int = 20
-    match_history_bits: int = 22
-    match_rate_limit: int = 1023
-    #: Bias head: AdaGrad learning rate and bound of each bias (nats).
-    bias_lr: float = 0.5
-    bias_limit: float = 8.0
-    #: Bias head: learning rate of its scale of the logits, a per-document
-    #: temperature (0: none; the scale stays 1).
-    bias_scale_lr: float = 0.05
-    #: Mixer: learning rate and bound of the weight logits.
-    mixer_lr: float = 0.02
-    mixer_limit: float = 8.0
-    #: APM: learning rate of its tables.
-    apm_rate: float = 0.005
-    #: Confidence skip, never in the first skip_warmup tokens of a frame; either
-    #: rule skips the LLM. Agreement: the match is at least skip_min_len tokens
-    #: long with a learned hit rate of at least skip_confidence and, when
-    #: skip_agree > 0 and the n-gram is on, the n-gram's highest order gives the
-    #: match's token at least skip_agree. Solo (off at 0): the match alone is at
-    #: least skip_solo_min_len tokens long with a hit rate of at least
-    #: skip_solo_confidence. Skipped tokens reach the LLM in batches of at most
-    #: skip_batch tokens.
-    #: (Measured on a package-manager log, 12,000 tokens, against the ensemble
-    #: without the skip: the layout-1 rule, 24 tokens at 0.98, never fired; 16
-    #: tokens at 0.9 alone skipped 37% and cost 28% more bits, as the match
-    #: model is wrong 1 time in 10 there; with the n-gram agreeing at 0.9 it
-    #: skipped 23% and saved 2.9%, since the skipped tokens' weight set trusts
-    #: the two models that agree.)
-    skip_min_len: int = 16
-    skip_confidence: float = 0.9
-    skip_warmup: int = 256
-    skip_batch: int = 32
-    skip_agree: float = 0.9
-    #: (The solo rule is layout 1's first rule. Without it a text repeated
-    #: after more than the n-gram's memory is coded with the model again:
-    #: alice29's first 40,000 bytes twice skipped 38 tokens instead of 10,751.)
-    skip_solo_min_len: int = 24
-    skip_solo_confidence: float = 0.98
+def pack_ensemble(settings: EnsembleSettings) -> bytes:
+    """The ENSEMBLE parameter: the layout, the switches, the settings that differ from the layout's."""
+    if settings.layout not in _LAYOUTS:
+        raise ValueError(f"layout {settings.layout} is unknown")
+    flags = sum(1 << i for i, name in enumerate(SWITCHES) if getattr(settings, name))
+    out = bytearray([settings.layout, flags])
+    defaults = _layout_values(settings.layout)
+    for index, name in enumerate(_SETTING_NAMES):
+        value = getattr(settings, name)
+        if value != defaults[name]:
+            out += bytes([index]) + struct.pack("<" + _SETTING_FORMATS[name], value)
+    return bytes(out)
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "float":
-                object.__setattr__(self, f.name, _f32(float(value)))
-        self.validate()
 
-    def validate(self) -> None:
-        """Raise ValueError naming the first setting out of range."""
-
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(what)
-
-        need(self.layout in _LAYOUTS, f"layout {self.layout} is unknown")
-        need(1 <= self.ngram_min_order <= self.ngram_max_order <= 8, "n-gram orders must be 1..8, min <= max")
-        need(8 <= self.ngram_table_bits <= 26, "n-gram table bits must be 8..26")
-        need(1 <= self.ngram_candidates <= 16, "n-gram candidates must be 1..16")
-        need(2 <= self.ngram_count_limit <= 65535, "n-gram count limit must be 2..65535")
-        need(1 <= self.match_min_len <= 64, "match minimum length must be 1..64 tokens")
-        need(8 <= self.match_hash_bits <= 26, "match hash bits must be 8..26")
-        need(10 <= self.match_history_bits <= 30, "match history bits must be 10..30")
-        need(2 <= self.match_rate_limit <= 65535, "match rate limit must be 2..65535")
-        need(0 < self.bias_lr <= 4, "bias learning rate must be in (0, 4]")
-        need(0 < self.bias_limit <= 64, "bias limit must be in (0, 64]")
-        need(0 <= self.bias_scale_lr <= 4, "bias scale learning rate must be in [0, 4]")
-        need(0 < self.mixer_lr <= 1, "mixer learning rate must be in (0, 1]")
-        need(0 < self.mixer_limit <= 32, "mixer limit must be in (0, 32]")
-        need(0 < self.apm_rate <= 1, "APM rate must be in (0, 1]")
-        need(self.match_min_len <= self.skip_min_len <= 65535, "skip length must be match length..65535")
-        need(0 < self.skip_confidence < 1, "skip confidence must be in (0, 1)")
-        need(0 <= self.skip_warmup < 1 << 32, "skip warm-up must fit 32 bits")
-        need(1 <= self.skip_batch <= 65535, "skip batch must be 1..65535 tokens")
-        need(0 <= self.skip_agree < 1, "skip agreement must be in [0, 1)")
-        need(
-            self.skip_solo_min_len == 0 or self.match_min_len <= self.skip_solo_min_len <= 65535,
-            "solo skip length must be 0 or match length..65535",
+def unpack_ensemble(data: bytes) -> EnsembleSettings:
+    """Inverse of pack_ensemble; the settings keep the layout they were read in."""
+    if len(data) < 2:
+        raise FormatError("corrupt file header: ensemble parameters too short")
+    layout = data[0]
+    if layout not in _LAYOUTS:
+        known = ", ".join(map(str, _LAYOUTS))
+        raise UnsupportedVersionError(
+            f"file uses ensemble layout {layout}; this nacrith knows layouts {known}"
         )
-        need(0 < self.skip_solo_confidence < 1, "solo skip confidence must be in (0, 1)")
-        need(not self.skip or self.match, "the confidence skip needs the match model")
+    flags = data[1]
+    if flags >> len(SWITCHES):
+        raise UnsupportedVersionError(f"file needs ensemble parts unknown to this nacrith ({flags:#04x})")
+    values: dict[str, Any] = {name: bool(flags >> i & 1) for i, name in enumerate(SWITCHES)}
+    values.update(_layout_values(layout))
+    pos = 2
+    last = -1
+    while pos < len(data):
+        index = data[pos]
+        if index >= len(_SETTING_NAMES):
+            raise UnsupportedVersionError(f"file needs ensemble setting {index}, unknown to this nacrith")
+        if index <= last:
+            raise FormatError("corrupt file header: ensemble settings out of order")
+        last = index
+        name = _SETTING_NAMES[index]
+        fmt = struct.Struct("<" + _SETTING_FORMATS[name])
+        if pos + 1 + fmt.size > len(data):
+            raise FormatError("corrupt file header: ensemble setting cut short")
+        values[name] = fmt.unpack_from(data, pos + 1)[0]
+        pos += 1 + fmt.size
+    try:
+        return EnsembleSettings(layout=layout, **values)
+    except ValueError as exc:
+        raise FormatError(f"corrupt file header: ensemble {exc}") from None
 
-    @classmethod
-    def of_layout(cls, layout: int, **changes: object) -> EnsembleSettings:
-        """Every part on with the layout's defaults (what a header of switches
-        alone means), with ``changes`` applied: settings as files describe them.
-        They are packed in that layout."""
-        if layout not in _LAYOUTS:
-            raise ValueError(f"unknown ensemble layout {layout}")
-        return cls(layout=layout, **{**_layout_values(layout), **changes})  # type: ignore[arg-type]
 
-    @property
-    def model_batch(self) -> int:
-        """Most tokens fed to the language model at once: skipped ones catch up in batches."""
-        return self.skip_batch if self.skip else 1
-
-    @property
-    def enabled(self) -> tuple[str, ...]:
-        """Names of the parts switched on."""
-        return tuple(name for name in _SWITCHES if getattr(self, name))
-
-    def without(self, *parts: str) -> EnsembleSettings:
-        """These settings with the named parts switched off (the skip goes with the match)."""
-        unknown = set(parts) - set(_SWITCHES)
-        if unknown:
-            raise ValueError(f"unknown ensemble parts: {', '.join(sorted(unknown))}")
-        off = {name: False for name in parts}
-        if "match" in parts:
-            off["skip"] = False
-        return replace(self, **off)
-
-    def pack(self) -> bytes:
-        flags = sum(1 << i for i, name in enumerate(_SWITCHES) if getattr(self, name))
-        out = bytearray([self.layout, flags])
-        defaults = _layout_values(self.layout)
-        for index, name in enumerate(_SETTING_NAMES):
-            value = getattr(self, name)
-            if value != defaults[name]:
-                out += bytes([index]) + struct.pack("<" + _SETTING_FORMATS[name], value)
-        return bytes(out)
-
-    @classmethod
-    def unpack(cls, data: bytes) -> EnsembleSettings:
-        if len(data) < 2:
-            raise FormatError("corrupt file header: ensemble parameters too short")
-        layout = data[0]
-        if layout not in _LAYOUTS:
-            known = ", ".join(map(str, _LAYOUTS))
-            raise UnsupportedVersionError(
-                f"file uses ensemble layout {layout}; this nacrith knows layouts {known}"
-            )
-        flags = data[1]
-        if flags >> len(_SWITCHES):
-            raise UnsupportedVersionError(f"file needs ensemble parts unknown to this nacrith ({flags:#04x})")
-        values: dict[str, object] = {name: bool(flags >> i & 1) for i, name in enumerate(_SWITCHES)}
-        values.update(_layout_values(layout))
-        pos = 2
-        last = -1
-        while pos < len(data):
-            index = data[pos]
-            if index >= len(_SETTING_NAMES):
-                raise UnsupportedVersionError(f"file needs ensemble setting {index}, unknown to this nacrith")
-            if index <= last:
-                raise FormatError("corrupt file header: ensemble settings out of order")
-            last = index
-            name = _SETTING_NAMES[index]
-            fmt = struct.Struct("<" + _SETTING_FORMATS[name])
-            if pos + 1 + fmt.size > len(data):
-                raise FormatError("corrupt file header: ensemble setting cut short")
-            values[name] = fmt.unpack_from(data, pos + 1)[0]
-            pos += 1 + fmt.size
-        try:
-            return cls(layout=layout, **values)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise FormatError(f"corrupt file header: ensemble {exc}") from None
+def ensemble_of_layout(layout: int, **changes: Any) -> EnsembleSettings:
+    """Every part on with the layout's defaults (what a header of switches
+    alone means), with ``changes`` applied: settings as files describe them.
+    They are packed in that layout."""
+    if layout not in _LAYOUTS:
+        raise ValueError(f"unknown ensemble layout {layout}")
+    return EnsembleSettings(layout=layout, **{**_layout_values(layout), **changes})
 
 
 # --- header -----------------------------------------------------------------
@@ -525,8 +400,7 @@ class Header:
         return flags
 
     def __post_init__(self) -> None:
-        if not 0 < self.frame_size <= MAX_FRAME_SIZE:
-            raise ValueError(f"frame_size must be in 1..{MAX_FRAME_SIZE}")
+        check_frame_size(self.frame_size)
         if self.model_sha256 is None:
             model = (self.vocab_size, self.context, self.slide, self.temperature, self.start_token)
             if (
@@ -540,22 +414,20 @@ class Header:
             return
         if len(self.model_sha256) != 32:
             raise ValueError("model_sha256 must be 32 bytes")
-        if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
-            raise ValueError(f"context must be in {MIN_CONTEXT}..{MAX_CONTEXT} tokens")
-        if not 0 < self.slide < self.context - 1:
-            raise ValueError("slide must be in 1..context-2")
+        check_window(self.context, self.slide)
         if not 0 <= self.start_token < self.vocab_size:
             raise ValueError("start token outside the vocabulary")
         if not 0 < self.temperature <= _FLOAT32_MAX:
             raise ValueError(f"temperature must be a positive float32, not {self.temperature}")
         if self.escapes != ESCAPE_SYMBOLS:
             raise ValueError(f"format v{FORMAT_VERSION} has {ESCAPE_SYMBOLS} escape symbols")
-        if self.ensemble is not None and self.ensemble.skip and self.ensemble.skip_batch > self.slide:
-            raise ValueError("the skip batch is larger than the slide")
-        if not 1 <= self.lanes <= MAX_LANES:
-            raise ValueError(f"lanes must be in 1..{MAX_LANES}, not {self.lanes}")
-        if (self.lanes == 1) != (self.min_stream == 0) or self.min_stream < 0:
-            raise ValueError("the fewest symbols per stream must be positive with lanes, and 0 without")
+        if self.ensemble is not None and self.ensemble.layout not in _LAYOUTS:
+            raise ValueError(f"ensemble layout {self.ensemble.layout} is unknown")
+        check_batch(llm_batch(self.ensemble), self.slide)
+        if self.lanes != 1:
+            check_lanes(self.lanes, self.min_stream)
+        elif self.min_stream != 0:
+            raise ValueError("the fewest symbols per stream must be 0 without lanes")
 
     def streams(self, n_symbols: int) -> list[int]:
         """Where a neural frame of n_symbols symbols is split into streams."""
@@ -578,7 +450,7 @@ class Header:
         if self.model_sha256 is not None:
             put(Tag.START_TOKEN, pack_varint(self.start_token))
         if self.ensemble is not None:
-            put(Tag.ENSEMBLE, self.ensemble.pack())
+            put(Tag.ENSEMBLE, pack_ensemble(self.ensemble))
         if self.lanes > 1:
             put(Tag.LANES, pack_varint(self.lanes) + pack_varint(self.min_stream))
         if self.content_size is not None:
@@ -698,7 +570,7 @@ class Header:
                 content_size=num(Tag.CONTENT_SIZE) if Tag.CONTENT_SIZE in fields else None,
                 model_name=name,
                 environment=env,
-                ensemble=EnsembleSettings.unpack(fields[Tag.ENSEMBLE]) if Tag.ENSEMBLE in fields else None,
+                ensemble=unpack_ensemble(fields[Tag.ENSEMBLE]) if Tag.ENSEMBLE in fields else None,
                 zstd_stream=zstd_stream,
                 lanes=lanes,
                 min_stream=min_stream,
@@ -718,8 +590,12 @@ def _lanes_from(value: bytes) -> tuple[int, int]:
         raise FormatError("corrupt file header: LANES cut short") from None
     if len(cur.seen) != len(value):
         raise FormatError("corrupt file header: trailing bytes in LANES")
-    if not 2 <= lanes <= MAX_LANES or min_stream < 1:
-        raise FormatError(f"corrupt file header: {lanes} lanes of at least {min_stream} symbols")
+    try:
+        if lanes < 2:  # one lane is written as no LANES parameter
+            raise ValueError
+        check_lanes(lanes, min_stream)
+    except ValueError:
+        raise FormatError(f"corrupt file header: {lanes} lanes of at least {min_stream} symbols") from None
     return lanes, min_stream
 
 

@@ -8,13 +8,11 @@ the next symbol is coded with the language model's logits or without them.
 
 from __future__ import annotations
 
-import math
-
 from nacrith._native import check, ffi, lib
 from nacrith.coder import Decoder, Encoder, scores_pointer
-from nacrith.format import EnsembleSettings
 from nacrith.models.match import match_params
 from nacrith.models.ngram import ngram_params
+from nacrith.settings import EnsembleSettings, check_temperature
 
 __all__ = ["Ensemble"]
 
@@ -49,8 +47,7 @@ class Ensemble:
     """One stream's ensemble state; ``reset`` starts a new frame."""
 
     def __init__(self, settings: EnsembleSettings, n_vocab: int, n_extra: int, temperature: float) -> None:
-        if not 0 < temperature < math.inf:
-            raise ValueError(f"temperature must be positive and finite, not {temperature}")
+        check_temperature(temperature)
         self.settings = settings
         self.n_vocab = n_vocab
         raw = lib.nc_ens_new(_params(settings), n_vocab, n_extra, 1.0 / temperature)

@@ -26,16 +26,9 @@ from nacrith.container import (
     iter_decoded_frames,
     read_info,
 )
-from nacrith.format import (
-    FORMAT_VERSION,
-    MAX_CONTEXT,
-    MAX_FRAME_SIZE,
-    MAX_LANES,
-    MIN_CONTEXT,
-    FrameType,
-    Header,
-)
+from nacrith.format import FORMAT_VERSION, FrameType, Header
 from nacrith.parallel import WorkerJob
+from nacrith.settings import MAX_CONTEXT, MAX_FRAME_SIZE, MAX_LANES, MIN_CONTEXT
 
 from .auth import require_key
 from .errors import ApiError, ErrorBody

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from nacrith.format import EnsembleSettings
+from nacrith.settings import EnsembleSettings
 
 SWITCHES = ("ngram", "match", "bias", "skip", "apm")
 

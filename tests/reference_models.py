@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from nacrith._native import check, ffi, lib
-from nacrith.format import EnsembleSettings
 from nacrith.models.match import match_params
 from nacrith.models.ngram import ngram_params
+from nacrith.settings import EnsembleSettings
 
 __all__ = ["BiasHead", "MatchModel", "NgramModel", "SparsePrediction", "softmax"]
 

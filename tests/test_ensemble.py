@@ -20,8 +20,8 @@ from reference_models import BiasHead, MatchModel, NgramModel, softmax
 
 from nacrith.coder import CDF_TOTAL, Decoder, Encoder, ScoreCDF
 from nacrith.errors import CoderError
-from nacrith.format import EnsembleSettings
 from nacrith.mixer import Ensemble
+from nacrith.settings import EnsembleSettings
 
 V = 600
 EXTRA = 256

@@ -22,11 +22,7 @@ from nacrith.format import (
     FOOTER_MAGIC,
     FORMAT_VERSION,
     MAGIC,
-    MAX_CONTEXT,
-    MAX_FRAME_SIZE,
     MAX_PARAMS_SIZE,
-    MIN_CONTEXT,
-    EnsembleSettings,
     FrameHeader,
     FrameType,
     Header,
@@ -35,9 +31,13 @@ from nacrith.format import (
     Tag,
     Trailer,
     _varint_from,
+    ensemble_of_layout,
+    pack_ensemble,
     pack_varint,
+    unpack_ensemble,
     zstd_stream_bound,
 )
+from nacrith.settings import MAX_CONTEXT, MAX_FRAME_SIZE, MIN_CONTEXT, EnsembleSettings
 
 # --- helpers ------------------------------------------------------------------
 
@@ -619,24 +619,24 @@ LAYOUT_2 = {
 @pytest.mark.parametrize(("layout", "values"), [(1, LAYOUT_1), (2, LAYOUT_2)])
 def test_layout_defaults_never_move(layout, values):
     """A header with switches only means these values, whatever compress's defaults are today."""
-    implied = EnsembleSettings.unpack(bytes([layout, 0b11111]))
-    assert implied == EnsembleSettings(**values) == EnsembleSettings.of_layout(layout)
-    assert implied.pack() == bytes([layout, 0b11111])  # packed in the layout it was read in
+    implied = unpack_ensemble(bytes([layout, 0b11111]))
+    assert implied == EnsembleSettings(**values) == ensemble_of_layout(layout)
+    assert pack_ensemble(implied) == bytes([layout, 0b11111])  # packed in the layout it was read in
 
 
 def test_default_ensemble_is_the_newest_layout_and_costs_two_bytes():
     today = EnsembleSettings()
-    assert today.pack() == bytes([2, 0b11111])
-    assert EnsembleSettings.unpack(today.without("skip", "bias").pack()).enabled == ("ngram", "match", "apm")
+    assert pack_ensemble(today) == bytes([2, 0b11111])
+    assert unpack_ensemble(pack_ensemble(today.without("skip", "bias"))).enabled == ("ngram", "match", "apm")
 
 
 def test_settings_read_from_an_old_layout_keep_their_meaning_and_layout():
-    old = EnsembleSettings.of_layout(1, mixer_lr=0.05)
-    packed = old.pack()
+    old = ensemble_of_layout(1, mixer_lr=0.05)
+    packed = pack_ensemble(old)
     assert packed == bytes([1, 0b11111, 11]) + struct.pack("<f", 0.05)
-    assert EnsembleSettings.unpack(packed) == old and EnsembleSettings.unpack(packed).layout == 1
+    assert unpack_ensemble(packed) == old and unpack_ensemble(packed).layout == 1
     # The same meaning in layout 2 stores what differs from layout 2's defaults instead.
-    assert EnsembleSettings.unpack(replace(old, layout=2).pack()) == old
+    assert unpack_ensemble(pack_ensemble(replace(old, layout=2))) == old
 
 
 @given(
@@ -689,14 +689,14 @@ def test_ensemble_settings_round_trip(
         skip_solo_min_len=solo_min_len,
         skip_solo_confidence=solo_confidence,
     )
-    assert EnsembleSettings.unpack(settings.pack()) == settings
+    assert unpack_ensemble(pack_ensemble(settings)) == settings
 
 
 def test_ensemble_floats_are_float32_exact():
     """The encoder codes with the value the decoder will read from the header."""
     settings = EnsembleSettings(bias_lr=0.1)
     assert settings.bias_lr == struct.unpack("<f", struct.pack("<f", 0.1))[0]
-    assert EnsembleSettings.unpack(settings.pack()).bias_lr == settings.bias_lr
+    assert unpack_ensemble(pack_ensemble(settings)).bias_lr == settings.bias_lr
 
 
 def test_header_with_ensemble_round_trip():

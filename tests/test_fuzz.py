@@ -34,7 +34,6 @@ from nacrith.errors import (
 )
 from nacrith.format import (
     MAGIC,
-    MAX_CONTEXT,
     FrameHeader,
     FrameType,
     Header,
@@ -44,6 +43,7 @@ from nacrith.format import (
     _varint_from,
     pack_varint,
 )
+from nacrith.settings import MAX_CONTEXT
 
 _NOISE = np.random.default_rng(1).integers(0, 256, 300).astype(np.uint8).tobytes()
 #: Inputs and writer options chosen so each file holds frames of given types (or none).

@@ -26,7 +26,7 @@ import pytest
 
 from nacrith.container import read_info
 from nacrith.errors import ChecksumError, NacrithWarning
-from nacrith.format import EnsembleSettings, Environment, FrameType, Header
+from nacrith.format import Environment, FrameType, Header, ensemble_of_layout
 from nacrith.models import runtime
 
 pytestmark = pytest.mark.llm
@@ -85,7 +85,7 @@ def test_encoder_still_writes_golden_bytes(codec, name):
     options = {"segment": False, "lanes": 1, **PINNED_CASES[name]}
     # The ensemble: the settings that differ from the layout's defaults (layout 1 unless named).
     if isinstance(options.get("ensemble"), dict):
-        options["ensemble"] = EnsembleSettings.of_layout(**{"layout": 1, **options["ensemble"]})
+        options["ensemble"] = ensemble_of_layout(**{"layout": 1, **options["ensemble"]})
     out = io.BytesIO()
     summary = codec.compress_stream(io.BytesIO(data), out, content_size=len(data), **options)
     assert split_header(out.getvalue()) == split_header((PINNED / f"{name}.nc").read_bytes())

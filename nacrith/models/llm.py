@@ -27,6 +27,7 @@ from pathlib import Path
 from nacrith.errors import ModelError
 from nacrith.files import file_sha256
 from nacrith.models.runtime import ThreadGovernor, environment_record, load_llama
+from nacrith.settings import check_batch, check_lanes, check_window
 from nacrith.tokens import SymbolCodec, byte_level_decoder
 
 __all__ = [
@@ -96,8 +97,6 @@ def threads_from_env() -> int | None:
 #: layouts). Never for files (models/runtime.py says why); benchmarks/kernels.py
 #: turns it on to time the difference, and the environment record then says so.
 USE_EXTRA_BUFFER_TYPES = False
-#: Most sequences one llama.cpp context holds (llama.cpp's LLAMA_MAX_SEQ).
-LLAMA_MAX_SEQ = 256
 #: n_gpu_layers meaning "all of them" in every llama.cpp version.
 _ALL_LAYERS = 1 << 30
 
@@ -194,12 +193,10 @@ class LanguageModel:
     def _check_window(self, context: int, slide: int, start_token: int, batch: int) -> None:
         if not 1 < context <= self.max_context:
             raise ModelError(f"{self.name} holds at most {self.max_context} tokens of context, not {context}")
-        if not 0 < slide < context - 1:
-            raise ValueError(f"slide must be in 1..{context - 2}, not {slide}")
+        check_window(context, slide)
         if not 0 <= start_token < self.symbols.n_vocab:
             raise ValueError(f"start token {start_token} is not in the vocabulary")
-        if not 1 <= batch <= slide:
-            raise ValueError(f"batch must be in 1..{slide} (the slide), not {batch}")
+        check_batch(batch, slide)
 
     def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> LlamaPredictor:
         self._check_window(context, slide, start_token, batch)
@@ -220,8 +217,9 @@ class LanguageModel:
     ) -> LanesPredictor:
         """A predictor of ``lanes`` streams in one context (kept for the next call with the same shape)."""
         self._check_window(context, slide, start_token, batch)
-        if not 1 < lanes <= LLAMA_MAX_SEQ:
-            raise ValueError(f"lanes must be in 2..{LLAMA_MAX_SEQ}, not {lanes}")
+        if lanes < 2:
+            raise ValueError(f"a lanes predictor has 2 lanes or more, not {lanes}")
+        check_lanes(lanes, 1)
         p = self._lanes
         if p is None or (p.lanes, p.context, p.batch) != (lanes, context, batch):
             if p is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from nacrith._native import ffi
-from nacrith.format import EnsembleSettings
+from nacrith.settings import EnsembleSettings
 
 __all__ = ["match_params"]
 

@@ -20,7 +20,7 @@ import random
 from pathlib import Path
 
 from nacrith.api import Codec
-from nacrith.format import FORMAT_VERSION, EnsembleSettings
+from nacrith.format import FORMAT_VERSION, ensemble_of_layout
 from nacrith.models.llm import LanguageModel
 
 HERE = Path(__file__).parent / f"v{FORMAT_VERSION}-avx2"
@@ -160,7 +160,7 @@ def compress_options(options: dict[str, object]) -> dict[str, object]:
     """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings)."""
     out = {"segment": False, "lanes": 1, **options}
     if isinstance(out.get("ensemble"), dict):
-        out["ensemble"] = EnsembleSettings.of_layout(**{"layout": 1, **out["ensemble"]})
+        out["ensemble"] = ensemble_of_layout(**{"layout": 1, **out["ensemble"]})
     return out
 
 
