@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nacrith.api import Codec
-from nacrith.container import CompressOptions, Summary
 from nacrith.corpora import locate
 from nacrith.crash import run_in_child
 from nacrith.errors import CorpusError, one_line
+from nacrith.frames import CompressOptions, Summary
 from nacrith.models.llm import default_threads
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import zstandard
 
-from nacrith.container import ZSTD_LEVEL
 from nacrith.engine import encode_frame
 from nacrith.format import ESCAPE_SYMBOLS, FrameHeader, FrameType, pack_varint
 from nacrith.models.llm import LanguageModel
 from nacrith.settings import EnsembleSettings
+from nacrith.zstdio import ZSTD_LEVEL
 
 TEXTS = ("alice29.txt", "cp.html", "fields.c")
 BINARIES = ("kennedy.xls", "sum", "ptt5")

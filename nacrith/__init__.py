@@ -9,7 +9,6 @@ b'Hello, world!'
 __version__ = "0.1.0"
 
 from nacrith.api import Codec, compress, compress_file, decompress, decompress_file, info
-from nacrith.container import CompressOptions, Summary
 from nacrith.errors import (
     ChecksumError,
     CoderError,
@@ -24,6 +23,7 @@ from nacrith.errors import (
     UnsupportedVersionError,
     WorkerError,
 )
+from nacrith.frames import CompressOptions, Summary
 
 __all__ = [
     "ChecksumError",

@@ -9,20 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from nacrith.container import (
-    CompressOptions,
-    FileInfo,
-    StreamProgress,
-    Summary,
-    check_model,
-    compress_stream,
-    decompress_stream,
-    read_info,
-)
 from nacrith.files import atomic_output
 from nacrith.format import Header
+from nacrith.frames import CompressOptions, StreamProgress, Summary, check_model
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import Workers, plan_workers
+from nacrith.reader import FileInfo, decompress_stream, read_info
+from nacrith.writer import compress_stream
 
 __all__ = ["Codec", "compress", "compress_file", "decompress", "decompress_file", "info"]
 

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from nacrith import __version__
 from nacrith.api import Codec
-from nacrith.container import CompressOptions, read_info
 from nacrith.crash import install_guard
 from nacrith.errors import NacrithError, one_line
 from nacrith.files import atomic_output
 from nacrith.format import FORMAT_VERSION, Environment
+from nacrith.frames import CompressOptions
 from nacrith.progress import ProgressLine, human_bytes, human_duration
+from nacrith.reader import read_info
 from nacrith.server.settings import DEFAULT_MAX_BODY, JOBS_PER_WORKER
 from nacrith.settings import EnsembleSettings
 

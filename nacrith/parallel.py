@@ -4,7 +4,7 @@ llama.cpp contexts each, on the CPU or pinned to one GPU.
 What runs where never changes a file: the split of the input into frames and
 of a frame into streams (its lanes) depends only on the input and the file's
 settings, and each worker codes a frame exactly as a single process would. The
-container hands frames out and writes or yields them back in file order.
+writer and the reader hand frames out and write or yield them back in file order.
 
 Workers are processes, not threads: a llama.cpp context is not thread-safe,
 and a GPU is chosen through ``CUDA_VISIBLE_DEVICES``, which the CUDA runtime
@@ -25,11 +25,11 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from nacrith.container import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
 from nacrith.crash import death_text
 from nacrith.engine import Progress
 from nacrith.errors import JobCancelled, WorkerError
 from nacrith.format import Header
+from nacrith.frames import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
 from nacrith.models.llm import LanguageModel, default_threads, resolve_model_path, threads_from_env
 
 __all__ = ["ModelIdentity", "WorkerJob", "WorkerPlan", "Workers", "plan_workers"]
@@ -142,7 +142,7 @@ class ModelIdentity:
 
 
 class Workers:
-    """A pool of worker processes coding neural frames (container.FrameWorkers).
+    """A pool of worker processes coding neural frames (frames.FrameWorkers).
 
     Frames go to the worker with the fewest waiting. Use as a context manager,
     or call close(): the processes hold a model and contexts each.
@@ -284,7 +284,7 @@ class Workers:
 
 
 class WorkerJob:
-    """The pool as one file's coder sees it (container.FrameWorkers), with the
+    """The pool as one file's coder sees it (frames.FrameWorkers), with the
     file's frames tagged so that cancel() can stop them and no others."""
 
     def __init__(self, pool: Workers, ticket: int) -> None:

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from nacrith.container import ProgressInfo
+from nacrith.frames import ProgressInfo
 
 __all__ = ["ProgressLine", "human_bytes", "human_duration"]
 

@@ -1,6 +1,6 @@
 """What the encoder may be asked for, and the rules those settings follow.
 
-Each rule lives here once: the compress options (container), the header
+Each rule lives here once: the compress options (frames.py), the header
 (format.py) and the language model (models/llm.py) call these checks rather
 than repeating them. format.py packs the settings into bytes; this module
 knows nothing of bytes but float32 precision, since every float the header

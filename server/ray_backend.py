@@ -35,9 +35,9 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from nacrith.container import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
 from nacrith.errors import JobCancelled, NacrithError, WorkerError
 from nacrith.format import Header
+from nacrith.frames import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
 from nacrith.models.llm import LanguageModel, threads_from_env
 from nacrith.parallel import ModelIdentity, WorkerJob
 

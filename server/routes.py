@@ -15,20 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Receive, Scope, Send
 
 from nacrith import __version__
-from nacrith.container import (
-    DEFAULT_LANES,
-    CodecModel,
-    CompressOptions,
-    FileInfo,
-    ProgressInfo,
-    StreamProgress,
-    compress_stream,
-    iter_decoded_frames,
-    read_info,
-)
 from nacrith.format import FORMAT_VERSION, FrameType, Header
+from nacrith.frames import DEFAULT_LANES, CodecModel, CompressOptions, ProgressInfo, StreamProgress
 from nacrith.parallel import WorkerJob
+from nacrith.reader import FileInfo, iter_decoded_frames, read_info
 from nacrith.settings import MAX_CONTEXT, MAX_FRAME_SIZE, MAX_LANES, MIN_CONTEXT
+from nacrith.writer import compress_stream
 
 from .auth import require_key
 from .errors import ApiError, ErrorBody

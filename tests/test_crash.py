@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from nacrith import bench
-from nacrith.container import read_info
 from nacrith.crash import FAULT_ENV, FAULT_MARKER, death_text, run_in_child, signal_text
 from nacrith.errors import WorkerError
 from nacrith.format import FrameType
+from nacrith.reader import read_info
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A text frame the model codes (long enough not to stay with binary data), holding the marker.

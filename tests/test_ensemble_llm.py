@@ -9,9 +9,9 @@ import io
 import pytest
 from ensemble_cases import all_switch_combinations, combination_id
 
-from nacrith.container import read_info
 from nacrith.engine import encode_frame
 from nacrith.format import ESCAPE_SYMBOLS, FrameType, Header
+from nacrith.reader import read_info
 from nacrith.settings import EnsembleSettings
 
 pytestmark = pytest.mark.llm

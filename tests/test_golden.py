@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from nacrith.container import read_info
 from nacrith.errors import ChecksumError, NacrithWarning
 from nacrith.format import Environment, FrameType, Header, ensemble_of_layout
 from nacrith.models import runtime
+from nacrith.reader import read_info
 
 pytestmark = pytest.mark.llm
 

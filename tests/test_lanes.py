@@ -26,7 +26,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nacrith
-from nacrith.container import CompressOptions, compress_stream, decompress_stream, encode_chunk
 from nacrith.errors import (
     ChecksumError,
     FormatError,
@@ -47,8 +46,11 @@ from nacrith.format import (
     stream_bounds,
     unpack_streams,
 )
+from nacrith.frames import CompressOptions, encode_chunk
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import WorkerPlan, Workers, plan_workers
+from nacrith.reader import decompress_stream
+from nacrith.writer import compress_stream
 
 README = (Path(__file__).parent.parent / "README.md").read_bytes()
 #: A small window, so that tests slide it often and stay fast.

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from service_helpers import ENGLISH, free_port, metric, prose, serve, wait_for
 
-from nacrith.container import read_info
 from nacrith.crash import FAULT_ENV, FAULT_MARKER
+from nacrith.reader import read_info
 from nacrith.server.client import Client, ServiceError
 
 pytestmark = [pytest.mark.ray, pytest.mark.llm]

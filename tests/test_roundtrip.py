@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import nacrith
-from nacrith.container import read_info
 from nacrith.format import FrameType, Header
 from nacrith.models.llm import LanguageModel
+from nacrith.reader import read_info
 
 pytestmark = pytest.mark.llm
 

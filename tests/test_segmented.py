@@ -14,7 +14,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nacrith import container, corpora
+from nacrith import corpora, reader, writer
 from nacrith.errors import CorpusError
 from nacrith.format import FrameType, Header
 from nacrith.segment import MIN_TEXT, segments
@@ -58,7 +58,7 @@ def margin(data: bytes) -> int:
 
 
 def info(blob: bytes):
-    return container.read_info(io.BytesIO(blob))
+    return reader.read_info(io.BytesIO(blob))
 
 
 def frame_types(blob: bytes) -> list[FrameType]:
@@ -211,7 +211,7 @@ class Hashing(io.RawIOBase):
 def test_large_input_streams_with_bounded_memory(codec, tmp_path, monkeypatch):
     """48 MiB in and out through pipes, in several frames of zstd alone: Python never
     holds more than a few frames of it."""
-    monkeypatch.setattr(container, "ZSTD_ONLY_FRAME_SIZE", 8 << 20)
+    monkeypatch.setattr(writer, "ZSTD_ONLY_FRAME_SIZE", 8 << 20)
     size = 48 << 20
     expected = hashlib.sha256()
     src = Generated(size)

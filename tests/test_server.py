@@ -30,11 +30,11 @@ from service_helpers import (
     wait_for,
 )
 
-from nacrith.container import read_info
 from nacrith.corpora import locate
 from nacrith.crash import FAULT_ENV, FAULT_MARKER
 from nacrith.errors import CorpusError
 from nacrith.format import Header
+from nacrith.reader import read_info
 from nacrith.server.client import Client, ServiceError
 
 pytestmark = pytest.mark.llm

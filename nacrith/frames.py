@@ -1,0 +1,347 @@
+"""One frame's coding, for the writer, the reader and the workers alike.
+
+The options a file is written with, the model they run, the smallest of
+stored, zstd and neural coding of one frame's bytes and its decoding, and
+what a compress or decompress call reports.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from nacrith.crash import inject_fault
+from nacrith.engine import (
+    FrameStats,
+    LanesPredictor,
+    Predictor,
+    Progress,
+    decode_frame,
+    decode_lanes,
+    encode_frame,
+    encode_lanes,
+)
+from nacrith.errors import FormatError, ModelMismatchError, NacrithWarning
+from nacrith.format import (
+    ESCAPE_SYMBOLS,
+    FrameType,
+    Header,
+    environment_backend,
+    pack_streams,
+    stream_bounds,
+    unpack_streams,
+)
+from nacrith.settings import (
+    EnsembleSettings,
+    check_batch,
+    check_frame_size,
+    check_lanes,
+    check_window,
+    encoder_temperature,
+    llm_batch,
+)
+from nacrith.tokens import SymbolCodec
+from nacrith.zstdio import compress_frame
+
+__all__ = [
+    "DEFAULT_LANES",
+    "DEFAULT_MIN_STREAM",
+    "CodecModel",
+    "CodedFrame",
+    "CompressOptions",
+    "FrameWorkers",
+    "ProgressInfo",
+    "StreamProgress",
+    "Summary",
+    "check_model",
+    "decode_neural",
+    "encode_chunk",
+]
+
+#: Lanes (streams per neural frame at most) and the fewest symbols per
+#: stream, by default. Every stream starts cold (an empty window, an
+#: untrained ensemble): measured on alice29.txt, each stream beyond the first
+#: cost about 70 bytes (16 streams of 2,600 tokens: +5.3%; 4 streams of
+#: 2,700 tokens of its first 40 KB: +3.3%). Streams of at least 16,384
+#: tokens keep that near 1% or below, while a 1 MiB frame of text (about
+#: 280,000 tokens) still gets all 16 lanes; smaller inputs get fewer streams,
+#: and under 32,768 tokens one, exactly as without lanes.
+DEFAULT_LANES = 16
+DEFAULT_MIN_STREAM = 16384
+#: Every escape costs at least 24 bits: a frame with this many escapes per
+#: byte of the best classical encoding cannot win, so the model is not run.
+ESCAPE_BYTES = 3
+
+
+class CodecModel(Protocol):
+    """A loaded language model: its identity, its predictor and its tokenizer."""
+
+    sha256: bytes
+    name: str
+    environment: str
+    symbols: SymbolCodec
+    #: Longest context (tokens) this loaded model can hold.
+    max_context: int
+    #: The token new files start each frame from.
+    start_token: int
+
+    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> Predictor:
+        """The model's predictor: a window of ``context`` tokens sliding by ``slide``,
+        each frame starting from ``start_token``, fed at most ``batch`` tokens at a time."""
+        ...
+
+    def lanes_predictor(
+        self, lanes: int, context: int, slide: int, start_token: int, batch: int = 1
+    ) -> LanesPredictor:
+        """A predictor of ``lanes`` streams evaluated together, each as ``predictor``'s."""
+        ...
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """Encoder settings; all are written into the header, so decoding takes none."""
+
+    #: Tokens the model sees at most, the start token included.
+    context: int = 2048
+    #: Tokens dropped from the front of the window when it is full.
+    slide: int = 512
+    temperature: float = 1.0
+    #: Raw bytes per frame; each frame restarts the model, and bounds memory.
+    frame_size: int = 1 << 20
+    #: The cheap models mixed with the language model; None: the language model alone.
+    ensemble: EnsembleSettings | None = field(default_factory=EnsembleSettings)
+    #: Split the input into text and binary frames (segment.py). Off: frames of
+    #: frame_size bytes, each the smallest of neural, zstd and stored.
+    segment: bool = True
+    #: With segment: write zstd alone instead when that is smaller. Off only to
+    #: study the segmented file itself (tests, measurements).
+    zstd_fallback: bool = True
+    #: Streams a neural frame is split into at most, coded in lockstep as the
+    #: lanes of one llama.cpp context; a stream gets at least min_stream
+    #: symbols, so short frames get fewer streams (format.stream_bounds).
+    lanes: int = DEFAULT_LANES
+    min_stream: int = DEFAULT_MIN_STREAM
+
+    def __post_init__(self) -> None:
+        check_window(self.context, self.slide)
+        # The header stores float32; code with exactly the value the decoder will read.
+        object.__setattr__(self, "temperature", encoder_temperature(self.temperature))
+        check_frame_size(self.frame_size)
+        check_lanes(self.lanes, self.min_stream)
+        if self.ensemble is not None and self.ensemble.skip_batch > self.slide:
+            # A catch-up batch must fit in the room one slide makes in the window (check_batch).
+            object.__setattr__(self, "ensemble", replace(self.ensemble, skip_batch=self.slide))
+        check_batch(self.batch, self.slide)
+
+    @property
+    def batch(self) -> int:
+        """Most tokens the language model is fed at once."""
+        return llm_batch(self.ensemble)
+
+    def streams(self, n_symbols: int) -> list[int]:
+        """Where a neural frame of n_symbols symbols is split into streams."""
+        return stream_bounds(n_symbols, self.lanes, self.min_stream)
+
+
+@dataclass
+class Summary:
+    """What a compress or decompress call did."""
+
+    raw_bytes: int = 0
+    coded_bytes: int = 0
+    frames: dict[str, int] = field(default_factory=dict)
+    #: Cost of the frames written as neural (what a decoder runs the model over).
+    stats: FrameStats = field(default_factory=FrameStats)
+    #: Symbols the model coded, including frames that then went out as zstd or stored.
+    model_symbols: int = 0
+    #: Segments the input was split into, and their bytes, by kind ("text", "binary").
+    segments: dict[str, int] = field(default_factory=dict)
+    segment_bytes: dict[str, int] = field(default_factory=dict)
+    #: The segmented file lost to zstd alone, which was written instead.
+    zstd_only: bool = False
+
+    @property
+    def bpb(self) -> float:
+        return 8 * self.coded_bytes / self.raw_bytes if self.raw_bytes else 0.0
+
+
+@dataclass(frozen=True)
+class ProgressInfo:
+    """Where a compress or decompress call stands, for progress displays."""
+
+    #: Raw bytes done; inside a frame, estimated from the share of its symbols done.
+    bytes_done: int
+    #: Symbols coded so far, all frames together.
+    symbols: int
+    #: Bits written so far (compression only; 0 when decoding).
+    coded_bits: float
+
+
+StreamProgress = Callable[[ProgressInfo], None]
+
+
+def frame_progress(
+    progress: StreamProgress | None, summary: Summary, frame_bytes: int, frame_symbols: int
+) -> Progress | None:
+    """Adapt the engine's per-frame callback to whole-stream progress."""
+    if progress is None or frame_symbols == 0:
+        return None
+    base_bytes, base_symbols = summary.raw_bytes, summary.model_symbols
+    base_bits = 8 * summary.coded_bytes
+
+    def report(symbols: int, bits: float) -> None:
+        progress(
+            ProgressInfo(
+                base_bytes + frame_bytes * symbols // frame_symbols,
+                base_symbols + symbols,
+                base_bits + bits if bits else 0.0,  # decoding reports no bits
+            )
+        )
+
+    return report
+
+
+@dataclass(frozen=True)
+class CodedFrame:
+    """A text chunk coded as the smallest of stored, zstd and neural."""
+
+    type: FrameType
+    payload: bytes
+    #: Symbols of a neural frame (0 otherwise).
+    symbols: int
+    #: What the model's coding cost, whether or not it was kept.
+    stats: FrameStats
+
+
+#: Given a frame's symbol count, the engine's progress callback for it (or None).
+ProgressFor = Callable[[int], "Progress | None"]
+
+
+def encode_chunk(
+    chunk: bytes, model: CodecModel, options: CompressOptions, progress_for: ProgressFor | None = None
+) -> CodedFrame:
+    """Smallest of stored, zstd and neural coding of one frame's bytes."""
+    best_type, best, symbols_count = FrameType.STORED, chunk, 0
+    stats = FrameStats()
+    zstd_payload = compress_frame(chunk)
+    if len(zstd_payload) < len(best):
+        best_type, best = FrameType.ZSTD, zstd_payload
+    symbols = model.symbols.encode(chunk)
+    escapes = sum(1 for s in symbols if s >= model.symbols.n_vocab)
+    if escapes * ESCAPE_BYTES < len(best):
+        frame_progress = progress_for(len(symbols)) if progress_for is not None else None
+        inject_fault(chunk)  # tests only: the model's process dies here, as llama.cpp can
+        bounds = options.streams(len(symbols))
+        if len(bounds) == 2:
+            predictor = model.predictor(options.context, options.slide, model.start_token, options.batch)
+            payload, stats = encode_frame(
+                predictor, symbols, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
+            )
+        else:
+            lanes = model.lanes_predictor(
+                len(bounds) - 1, options.context, options.slide, model.start_token, options.batch
+            )
+            streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
+            payloads, stats = encode_lanes(
+                lanes, streams, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
+            )
+            payload = pack_streams(payloads)
+            stats.payload_bytes = len(payload)
+        if len(payload) < len(best):
+            best_type, best, symbols_count = FrameType.NEURAL, payload, len(symbols)
+    return CodedFrame(best_type, best, symbols_count, stats)
+
+
+def decode_neural(
+    header: Header, symbols: int, payload: bytes, model: CodecModel, progress: Progress | None
+) -> bytes:
+    """The bytes of a neural frame of ``symbols`` symbols, decoded with a model already checked."""
+    if header.context > model.max_context:
+        raise FormatError(
+            f"file needs a context of {header.context} tokens, the model holds {model.max_context}"
+        )
+    batch = llm_batch(header.ensemble)
+    bounds = header.streams(symbols)
+    if len(bounds) == 2:
+        predictor = model.predictor(header.context, header.slide, header.start_token, batch)
+        decoded = decode_frame(
+            predictor, payload, symbols, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
+        )
+        data = model.symbols.decode(decoded)
+    else:
+        parts = unpack_streams(payload, len(bounds) - 1)
+        lanes = model.lanes_predictor(len(parts), header.context, header.slide, header.start_token, batch)
+        counts = [b - a for a, b in itertools.pairwise(bounds)]
+        streams = decode_lanes(
+            lanes, parts, counts, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
+        )
+        data = b"".join(model.symbols.decode(stream) for stream in streams)
+    inject_fault(data)  # tests only: the model's process dies here, as llama.cpp can
+    return data
+
+
+def check_model(header: Header, model: CodecModel) -> None:
+    """Refuse a model that is not the one the file was made with; warn on a different build."""
+    if header.model_sha256 != model.sha256:
+        named = f" ({header.model_name})" if header.model_name else ""
+        raise ModelMismatchError(
+            f"file needs model sha256 {header.model_sha256.hex()[:16]}…{named}, "
+            f"loaded model is {model.sha256.hex()[:16]}… ({model.name})"
+        )
+    if header.vocab_size != model.symbols.n_vocab:
+        raise ModelMismatchError(
+            f"file needs a vocabulary of {header.vocab_size} tokens, the model has {model.symbols.n_vocab}"
+        )
+    written, here = environment_backend(header.environment), environment_backend(model.environment)
+    if written and here and written != here:
+        warnings.warn(
+            f"file was made on the {written.upper()} backend, decoding on the {here.upper()}: "
+            "CPU and GPU arithmetic differ, so decoding is expected to fail its checksums",
+            NacrithWarning,
+            stacklevel=3,
+        )
+    elif header.environment and header.environment != model.environment:
+        warnings.warn(
+            f"file was made with {header.environment!r}, decoding with {model.environment!r}: "
+            "decoding is guaranteed only on the same build and backend",
+            NacrithWarning,
+            stacklevel=3,
+        )
+
+
+class FrameWorkers(Protocol):
+    """Code neural frames somewhere else (worker processes, parallel.py), in any
+    order; the writer and the reader put the results in file order."""
+
+    #: ENVIRONMENT of the files the workers write.
+    environment: str
+
+    def check(self, header: Header) -> None:
+        """Raise ModelMismatchError unless the workers' model is the file's."""
+
+    def encode(self, chunk: bytes, options: CompressOptions) -> Future[CodedFrame]: ...
+
+    def decode(self, header: Header, symbols: int, payload: bytes) -> Future[bytes]: ...
+
+    @property
+    def depth(self) -> int:
+        """Frames to keep in flight so that every worker stays busy."""
+        ...
+
+
+def done_future(value: Any) -> Future[Any]:
+    """A future that already holds value (a frame coded here, in the calling thread)."""
+    future: Future[Any] = Future()
+    future.set_result(value)
+    return future
+
+
+def failed_future(exc: BaseException) -> Future[Any]:
+    """A future that already holds the error exc."""
+    future: Future[Any] = Future()
+    future.set_exception(exc)
+    return future

@@ -1,0 +1,194 @@
+"""The streaming reader of the file format, and ``info``'s listing.
+
+The reader decodes one frame at a time (or, several at a time, in workers)
+and hands out a frame's bytes only after its checksum matched, in file order.
+Memory stays bounded by the frame size, whatever the size of the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from nacrith.engine import Progress
+from nacrith.errors import ChecksumError, CoderError, FormatError
+from nacrith.format import (
+    FrameHeader,
+    FrameType,
+    Header,
+    IndexEntry,
+    Trailer,
+    environment_backend,
+    read_exact,
+)
+from nacrith.frames import (
+    CodecModel,
+    FrameWorkers,
+    ProgressInfo,
+    StreamProgress,
+    Summary,
+    decode_neural,
+    done_future,
+    failed_future,
+    frame_progress,
+)
+from nacrith.zstdio import StreamReader, unzstd
+
+__all__ = ["FileInfo", "decompress_stream", "iter_decoded_frames", "read_info"]
+
+
+def _decode_payload(
+    header: Header,
+    fh: FrameHeader,
+    payload: bytes,
+    neural: Callable[[int, bytes, Progress | None], Future[bytes]],
+    progress: Progress | None,
+    stream: StreamReader,
+) -> Future[bytes]:
+    """The frame's bytes, or the error decoding them, as a future: neural
+    frames may still be decoding in a worker."""
+    try:
+        if fh.type == FrameType.STORED:
+            return done_future(payload)
+        if fh.type == FrameType.ZSTD:
+            return done_future(unzstd(payload, fh.raw_size))
+        if fh.type == FrameType.ZSTD_STREAM:
+            if not header.zstd_stream:
+                raise FormatError("corrupt file: a zstd stream frame in a file without the stream flag")
+            return done_future(stream.piece(payload, fh.raw_size))
+        if header.model_sha256 is None:
+            raise FormatError("corrupt file: a neural frame in a file without a model")
+        return neural(fh.symbols, payload, progress)
+    except (FormatError, CoderError) as exc:
+        return failed_future(exc)
+
+
+def iter_decoded_frames(
+    src: BinaryIO,
+    load_model: Callable[[Header], CodecModel],
+    progress: StreamProgress | None = None,
+    workers: FrameWorkers | None = None,
+) -> Iterator[bytes]:
+    """Yield each frame's bytes after its checksum matched; check the trailer at the end.
+
+    ``load_model`` is called (and should check the model) only when a neural
+    frame needs it, so files of stored and zstd frames decode without a model.
+    With ``workers``, neural frames are decoded there instead, several at a
+    time, and still handed out in file order.
+    """
+    header = Header.read(src)
+    digest = hashlib.sha256()
+    entries: list[IndexEntry] = []
+    stream = StreamReader()
+    done = Summary()  # coded_bytes stays 0: decoding reports no bits; model_symbols counts decoded ones
+    pending: deque[tuple[FrameHeader, Future[bytes]]] = deque()
+    #: The decoding side's ENVIRONMENT, once a neural frame has been met.
+    environment: str | None = None
+
+    def neural(symbols: int, payload: bytes, frame_progress: Progress | None) -> Future[bytes]:
+        nonlocal environment
+        if workers is not None:
+            if environment is None:
+                workers.check(header)
+                environment = workers.environment
+            return workers.decode(header, symbols, payload)
+        model = load_model(header)
+        environment = model.environment
+        return done_future(decode_neural(header, symbols, payload, model, frame_progress))
+
+    def finished(fh: FrameHeader, future: Future[bytes]) -> bytes:
+        number = len(entries) + 1
+        try:
+            data = future.result()
+        except CoderError as exc:
+            raise ChecksumError(f"frame {number}: {exc}{_backend_hint(header, environment)}") from None
+        except FormatError as exc:
+            if str(exc).startswith("corrupt"):  # the payload's own structure, not the file's
+                raise FormatError(f"frame {number}: {exc}") from None
+            raise
+        if len(data) != fh.raw_size or zlib.crc32(data) != fh.raw_crc32:
+            hint = ""
+            if fh.type == FrameType.NEURAL:
+                hint = (
+                    _backend_hint(header, environment)
+                    or " (model or llama.cpp build differs from the encoder's?)"
+                )
+            raise ChecksumError(f"frame {number}: decoded bytes do not match the checksum{hint}")
+        digest.update(data)
+        done.raw_bytes += len(data)
+        done.model_symbols += fh.symbols
+        entries.append(IndexEntry(fh.type, fh.raw_size, fh.payload_size))
+        if progress is not None:
+            progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
+        return data
+
+    depth = workers.depth if workers is not None else 0
+    while True:
+        ftype = FrameHeader.read_type(src)
+        if ftype == FrameType.END:
+            break
+        fh = FrameHeader.read_after_type(src, ftype, header.frame_size)
+        payload = read_exact(src, fh.payload_size, "frame payload")
+        on_frame = frame_progress(progress, done, fh.raw_size, fh.symbols) if workers is None else None
+        pending.append((fh, _decode_payload(header, fh, payload, neural, on_frame, stream)))
+        while pending and (len(pending) > depth or pending[0][1].done()):
+            yield finished(*pending.popleft())
+    while pending:
+        yield finished(*pending.popleft())
+    trailer = Trailer.read_after_type(src)
+    total = done.raw_bytes
+    if trailer.entries != tuple(entries) or trailer.content_size != total:
+        raise FormatError("corrupt index: it does not describe the frames in the file")
+    if header.content_size is not None and header.content_size != total:
+        raise FormatError(f"corrupt file: header says {header.content_size} bytes, frames hold {total}")
+    if trailer.content_sha256_8 != digest.digest()[:8]:
+        raise ChecksumError("content checksum mismatch")
+    if src.read(1):
+        raise FormatError("unexpected data after the end of the file")
+
+
+def _backend_hint(header: Header, environment: str | None) -> str:
+    """When the file was made on another backend (CPU, GPU) than it is decoded
+    on, the likely reason a neural frame fails; else ""."""
+    written = environment_backend(header.environment)
+    here = environment_backend(environment or "")
+    if written and here and written != here:
+        return (
+            f" (the file was made on the {written.upper()} backend and is decoded on the {here.upper()}: "
+            "their arithmetic differs, so decode it on the backend that made it)"
+        )
+    return ""
+
+
+def decompress_stream(
+    src: BinaryIO,
+    dst: BinaryIO,
+    load_model: Callable[[Header], CodecModel],
+    progress: StreamProgress | None = None,
+    workers: FrameWorkers | None = None,
+) -> int:
+    """Decode src into dst; returns the number of bytes written."""
+    total = 0
+    for data in iter_decoded_frames(src, load_model, progress, workers):
+        dst.write(data)
+        total += len(data)
+    return total
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    header: Header
+    trailer: Trailer
+    file_size: int
+
+
+def read_info(src: BinaryIO) -> FileInfo:
+    """Header and index of a seekable file, without decoding any frame."""
+    header = Header.read(src)
+    trailer = Trailer.read_from_end(src)
+    return FileInfo(header, trailer, src.seek(0, 2))

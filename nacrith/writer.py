@@ -1,0 +1,343 @@
+"""The streaming writer of the file format.
+
+It reads its input one frame at a time and writes each frame as soon as it is
+coded (here or, several at a time, in workers), in input order. Memory stays
+bounded by the frame size, whatever the size of the input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+import tempfile
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import BinaryIO
+
+from nacrith.engine import FrameStats, Progress
+from nacrith.errors import InputChangedError
+from nacrith.format import FrameHeader, FrameType, Header, IndexEntry, Trailer
+from nacrith.frames import (
+    CodecModel,
+    CodedFrame,
+    CompressOptions,
+    FrameWorkers,
+    ProgressInfo,
+    StreamProgress,
+    Summary,
+    done_future,
+    encode_chunk,
+    frame_progress,
+)
+from nacrith.segment import segments
+from nacrith.zstdio import stream_compressor, stream_piece
+
+__all__ = ["compress_stream"]
+
+#: Frame size of a file written as zstd alone: large, since each frame adds its
+#: header and index entry (about 20 bytes) and a block boundary to the stream,
+#: and small enough that a reader holds one frame in memory.
+ZSTD_ONLY_FRAME_SIZE = 1 << 25
+#: Bytes of output kept in memory before a spool goes to a temporary file.
+SPOOL_MEMORY = 1 << 24
+
+#: What compress_stream writes with when given no options.
+DEFAULT_OPTIONS = CompressOptions()
+
+
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        data = stream.read(n)
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+class _FrameWriter:
+    """Writes a header, frames and the index to out, keeping the summary and the digest."""
+
+    def __init__(self, out: BinaryIO, header: Header) -> None:
+        self.out = out
+        self.summary = Summary()
+        self.digest = hashlib.sha256()
+        self.entries: list[IndexEntry] = []
+        self._write(header.pack())
+
+    def _write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.summary.coded_bytes += len(data)
+
+    def frame(self, ftype: FrameType, raw: bytes, payload: bytes, n_symbols: int = 0) -> None:
+        self._write(FrameHeader(ftype, len(raw), len(payload), n_symbols, zlib.crc32(raw)).pack())
+        self._write(payload)
+        self.digest.update(raw)
+        self.entries.append(IndexEntry(ftype, len(raw), len(payload)))
+        s = self.summary
+        s.raw_bytes += len(raw)
+        s.frames[ftype.name.lower()] = s.frames.get(ftype.name.lower(), 0) + 1
+
+    def finish(self, content_size: int | None) -> Summary:
+        if content_size is not None and content_size != self.summary.raw_bytes:
+            raise InputChangedError(
+                f"input changed while reading: expected {content_size} bytes, read {self.summary.raw_bytes}"
+            )
+        self._write(Trailer(self.summary.raw_bytes, self.digest.digest()[:8], tuple(self.entries)).pack())
+        return self.summary
+
+
+class _ZstdOnly:
+    """The whole input as one zstd stream in a file without a model: what a
+    segmented file must beat, written to a spool beside it.
+
+    The header is written with the first frame, when it is known whether the
+    file is a single frame, which is stored instead when zstd does not help.
+    """
+
+    def __init__(self, spool: BinaryIO, frame_size: int, content_size: int | None) -> None:
+        self.spool = spool
+        self.frame_size = frame_size
+        self.content_size = content_size
+        self.writer: _FrameWriter | None = None
+        self.stream = stream_compressor()
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            take = min(len(data), self.frame_size - self.pending_size)
+            self.pending.append(data[:take])
+            self.pending_size += take
+            data = data[take:]
+            if self.pending_size == self.frame_size:
+                self._frame(last=False)
+
+    def _frame(self, last: bool) -> None:
+        raw = b"".join(self.pending)
+        self.pending, self.pending_size = [], 0
+        piece = stream_piece(self.stream, raw)
+        if self.writer is None:
+            stored = last and len(piece) >= len(raw)  # a single frame zstd does not shrink
+            header = Header.without_model(self.frame_size, self.content_size, zstd_stream=not stored)
+            self.writer = _FrameWriter(self.spool, header)
+            if stored:
+                self.writer.frame(FrameType.STORED, raw, raw)
+                return
+        self.writer.frame(FrameType.ZSTD_STREAM, raw, piece)
+
+    def finish(self) -> Summary:
+        if self.pending_size:
+            self._frame(last=True)
+        if self.writer is None:  # empty input
+            header = Header.without_model(self.frame_size, self.content_size, zstd_stream=False)
+            self.writer = _FrameWriter(self.spool, header)
+        return self.writer.finish(self.content_size)
+
+
+def _copy(src: BinaryIO, dst: BinaryIO) -> None:
+    src.seek(0)
+    shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _seekable(f: BinaryIO) -> bool:
+    try:
+        return f.seekable() and hasattr(f, "truncate")
+    except (AttributeError, ValueError):
+        return False
+
+
+def compress_stream(
+    src: BinaryIO,
+    dst: BinaryIO,
+    model: CodecModel,
+    options: CompressOptions = DEFAULT_OPTIONS,
+    content_size: int | None = None,
+    progress: StreamProgress | None = None,
+    workers: FrameWorkers | None = None,
+) -> Summary:
+    """Compress everything readable from src into dst, one frame at a time.
+
+    With ``options.segment`` (the default), text and binary parts get frames
+    of their own, and the result is never larger than the whole input as one
+    zstd stream in a file without a model; see ``_compress_segmented``.
+
+    With ``workers``, text frames are coded in the workers, several at once,
+    and written in input order: the file is the same byte for byte. ``model``
+    then serves only the tokenizer and the model's identity.
+    """
+    header = Header(
+        model_sha256=model.sha256,
+        vocab_size=model.symbols.n_vocab,
+        context=options.context,
+        slide=options.slide,
+        temperature=options.temperature,
+        frame_size=options.frame_size,
+        start_token=model.start_token,
+        content_size=content_size,
+        model_name=model.name,
+        environment=workers.environment if workers is not None else model.environment,
+        ensemble=options.ensemble,
+        zstd_stream=options.segment,
+        lanes=options.lanes,
+        min_stream=options.min_stream if options.lanes > 1 else 0,
+    )
+    if options.segment:
+        return _compress_segmented(src, dst, header, model, options, progress, workers)
+    writer = _FrameWriter(dst, header)
+    frames = _OrderedFrames(writer, model, options, progress, workers)
+    while chunk := _read_up_to(src, options.frame_size):
+        frames.text(chunk)
+    frames.finish()
+    return writer.finish(content_size)
+
+
+def _count_model(summary: Summary, ftype: FrameType, stats: FrameStats) -> None:
+    summary.model_symbols += stats.symbols
+    if ftype == FrameType.NEURAL:
+        summary.stats.add(stats)
+
+
+class _OrderedFrames:
+    """Frames go out in input order, while text frames are coded here or,
+    several at a time, in the workers; at most ``depth`` wait in memory."""
+
+    def __init__(
+        self,
+        writer: _FrameWriter,
+        model: CodecModel,
+        options: CompressOptions,
+        progress: StreamProgress | None,
+        workers: FrameWorkers | None,
+    ) -> None:
+        self.writer = writer
+        self.model = model
+        self.options = options
+        self.progress = progress
+        self.workers = workers
+        self.depth = workers.depth if workers is not None else 0
+        self.pending: deque[tuple[bytes, Future[CodedFrame]]] = deque()
+
+    def text(self, chunk: bytes) -> None:
+        if self.workers is not None:
+            self._add(chunk, self.workers.encode(chunk, self.options))
+            return
+        summary = self.writer.summary
+
+        def progress_for(n_symbols: int) -> Progress | None:
+            return frame_progress(self.progress, summary, len(chunk), n_symbols)
+
+        self._add(chunk, done_future(encode_chunk(chunk, self.model, self.options, progress_for)))
+
+    def binary(self, chunk: bytes, piece: bytes) -> None:
+        self._add(chunk, done_future(CodedFrame(FrameType.ZSTD_STREAM, piece, 0, FrameStats())))
+
+    def _add(self, chunk: bytes, future: Future[CodedFrame]) -> None:
+        self.pending.append((chunk, future))
+        self._drain(self.depth)
+
+    def _drain(self, keep: int) -> None:
+        summary = self.writer.summary
+        while self.pending and (len(self.pending) > keep or self.pending[0][1].done()):
+            chunk, future = self.pending.popleft()
+            coded = future.result()
+            self.writer.frame(coded.type, chunk, coded.payload, coded.symbols)
+            _count_model(summary, coded.type, coded.stats)
+            if self.progress is not None:
+                self.progress(ProgressInfo(summary.raw_bytes, summary.model_symbols, 8 * summary.coded_bytes))
+
+    def finish(self) -> None:
+        self._drain(0)
+
+
+def _compress_segmented(
+    src: BinaryIO,
+    dst: BinaryIO,
+    header: Header,
+    model: CodecModel,
+    options: CompressOptions,
+    progress: StreamProgress | None,
+    workers: FrameWorkers | None,
+) -> Summary:
+    """Text segments as the smallest of neural, zstd and stored frames; binary
+    segments as pieces of one zstd stream, so they share its context.
+
+    Alongside, the whole input goes into a zstd-only file (``_ZstdOnly``); when
+    that is smaller, it is what dst gets. So the output is never more than
+    that file's few dozen bytes of container larger than zstd of the input.
+    The segmented file goes straight to dst when dst can be rewound, else to
+    a spool on disk.
+
+    (Design change: frames were all independently decodable. Binary frames
+    now continue one zstd stream, since sharing the context is what makes
+    zstd good on a file's binary parts; a reader decodes frames in order
+    anyway. Neural frames still restart the model and stand alone.)
+    """
+    if not options.zstd_fallback:
+        return _write_segments(src, dst, header, model, options, progress, workers, None)
+    direct = _seekable(dst)
+    with contextlib.ExitStack() as spools:
+        out: BinaryIO = dst if direct else spools.enter_context(_spool())
+        zstd_only = _ZstdOnly(
+            spools.enter_context(_spool()), max(ZSTD_ONLY_FRAME_SIZE, options.frame_size), header.content_size
+        )
+        start = out.tell() if direct else 0
+        summary = _write_segments(src, out, header, model, options, progress, workers, zstd_only)
+        alone = zstd_only.finish()
+        if alone.coded_bytes < summary.coded_bytes:
+            if direct:
+                out.seek(start)
+                _copy(zstd_only.spool, out)
+                out.truncate()
+            else:
+                _copy(zstd_only.spool, dst)
+            alone.segments, alone.segment_bytes = summary.segments, summary.segment_bytes
+            alone.model_symbols = summary.model_symbols
+            alone.zstd_only = True
+            return alone
+        if not direct:
+            _copy(out, dst)
+        return summary
+
+
+def _spool() -> BinaryIO:
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # type: ignore[return-value]
+
+
+def _write_segments(
+    src: BinaryIO,
+    out: BinaryIO,
+    header: Header,
+    model: CodecModel,
+    options: CompressOptions,
+    progress: StreamProgress | None,
+    workers: FrameWorkers | None,
+    zstd_only: _ZstdOnly | None,
+) -> Summary:
+    """The segmented file into out; every byte read also goes to zstd_only, if any."""
+    writer = _FrameWriter(out, header)
+    summary = writer.summary
+    frames = _OrderedFrames(writer, model, options, progress, workers)
+    stream = stream_compressor()
+
+    def blocks() -> Iterator[bytes]:
+        while chunk := _read_up_to(src, options.frame_size):
+            if zstd_only is not None:
+                zstd_only.feed(chunk)
+            yield chunk
+
+    for seg in segments(blocks(), options.frame_size, model.symbols.uncarried_bytes):
+        kind = "text" if seg.text else "binary"
+        summary.segments[kind] = summary.segments.get(kind, 0) + 1
+        summary.segment_bytes[kind] = summary.segment_bytes.get(kind, 0) + len(seg.data)
+        if seg.text:
+            frames.text(seg.data)
+        else:
+            # Pieces of the stream are made here, in input order, whatever the workers do.
+            frames.binary(seg.data, stream_piece(stream, seg.data))
+    frames.finish()
+    return writer.finish(header.content_size)
