@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from nacrith.files import atomic_output
 from nacrith.format import Header
-from nacrith.frames import CompressOptions, StreamProgress, Summary, check_model
+from nacrith.frames import CompressOptions, ModelIdentity, StreamProgress, Summary, check_model
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import Workers, plan_workers
 from nacrith.reader import FileInfo, decompress_stream, read_info
@@ -84,7 +84,7 @@ class Codec:
         return self._model
 
     def _model_for(self, header: Header) -> LanguageModel:
-        check_model(header, self.model)
+        check_model(header, ModelIdentity.of(self.model))
         return self.model
 
     def compress_stream(

@@ -54,6 +54,7 @@ __all__ = [
     "CodedFrame",
     "CompressOptions",
     "FrameWorkers",
+    "ModelIdentity",
     "ProgressInfo",
     "StreamProgress",
     "Summary",
@@ -284,7 +285,23 @@ def decode_neural(
     return data
 
 
-def check_model(header: Header, model: CodecModel) -> None:
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What check_model compares with a file: a model here, or the model of
+    workers in other processes or on other machines."""
+
+    sha256: bytes
+    name: str
+    n_vocab: int
+    max_context: int
+    environment: str
+
+    @classmethod
+    def of(cls, model: CodecModel) -> ModelIdentity:
+        return cls(model.sha256, model.name, model.symbols.n_vocab, model.max_context, model.environment)
+
+
+def check_model(header: Header, model: ModelIdentity) -> None:
     """Refuse a model that is not the one the file was made with; warn on a different build."""
     if header.model_sha256 != model.sha256:
         named = f" ({header.model_name})" if header.model_name else ""
@@ -292,9 +309,9 @@ def check_model(header: Header, model: CodecModel) -> None:
             f"file needs model sha256 {header.model_sha256.hex()[:16]}…{named}, "
             f"loaded model is {model.sha256.hex()[:16]}… ({model.name})"
         )
-    if header.vocab_size != model.symbols.n_vocab:
+    if header.vocab_size != model.n_vocab:
         raise ModelMismatchError(
-            f"file needs a vocabulary of {header.vocab_size} tokens, the model has {model.symbols.n_vocab}"
+            f"file needs a vocabulary of {header.vocab_size} tokens, the model has {model.n_vocab}"
         )
     written, here = environment_backend(header.environment), environment_backend(model.environment)
     if written and here and written != here:

@@ -14,25 +14,37 @@ single-process pool, so that each can get its own device.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import multiprocessing
 import os
+import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from nacrith.crash import death_text
 from nacrith.engine import Progress
 from nacrith.errors import JobCancelled, WorkerError
 from nacrith.format import Header
-from nacrith.frames import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
+from nacrith.frames import (
+    CodedFrame,
+    CompressOptions,
+    ModelIdentity,
+    check_model,
+    decode_neural,
+    encode_chunk,
+)
 from nacrith.models.llm import LanguageModel, default_threads, resolve_model_path, threads_from_env
 
-__all__ = ["ModelIdentity", "WorkerJob", "WorkerPlan", "Workers", "plan_workers"]
+__all__ = ["FramePool", "WorkerJob", "WorkerPlan", "Workers", "plan_workers"]
+
+T = TypeVar("T")
 
 #: Frames queued per worker beyond the one it codes: it never waits for the next.
 QUEUED_PER_WORKER = 1
@@ -75,11 +87,13 @@ _PLAN: tuple[str, WorkerPlan] | None = None
 _BOARD: Any = None
 
 
-def _start(model_path: str, plan: WorkerPlan, board: Any) -> None:
-    """On a GPU, hide every other device from CUDA before anything loads it.
-    The model itself is loaded by the first task, so that a failure to load
-    it reaches the caller as that task's error, not as a broken pool."""
+def _start(model_path: str, plan: WorkerPlan, board: Any, pids: Any, index: int) -> None:
+    """Say which process this worker is (pids[index]); on a GPU, hide every
+    other device from CUDA before anything loads it. The model itself is
+    loaded by the first task, so that a failure to load it reaches the caller
+    as that task's error, not as a broken pool."""
     global _PLAN, _BOARD
+    pids[index] = os.getpid()
     if plan.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpu
     _PLAN = (model_path, plan)
@@ -126,19 +140,57 @@ def _decode(header: Header, symbols: int, payload: bytes, ticket: int = 0) -> by
 # --- in the calling process -------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ModelIdentity:
-    """The model of workers in other processes, as check_model sees it."""
+class FramePool(Protocol):
+    """Processes that run the model and code whole frames, shared by several
+    files at once (each through a ``job()``): parallel.Workers on this
+    machine, server.ray_backend.RayPool on a Ray cluster. Both hand out
+    frames whole, so a file never depends on which of them coded it."""
 
-    sha256: bytes
-    name: str
-    n_vocab: int
-    max_context: int
+    #: ENVIRONMENT of the files the pool writes (llama.cpp build and backend).
     environment: str
+    #: The model the workers run.
+    model: ModelIdentity
+    #: Frames of cancelled jobs that were dropped or stopped before they were done.
+    frames_stopped: int
 
     @property
-    def symbols(self) -> ModelIdentity:  # check_model reads model.symbols.n_vocab
-        return self
+    def depth(self) -> int:
+        """Frames to keep in flight so that every worker stays busy."""
+        ...
+
+    def check(self, header: Header) -> None:
+        """Raise ModelMismatchError unless the pool's model is the file's."""
+        ...
+
+    def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
+        """Code a frame's bytes as the job ``ticket``'s (0: no job)."""
+        ...
+
+    def decode(self, header: Header, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
+        """Decode a neural frame as the job ``ticket``'s (0: no job)."""
+        ...
+
+    def cancel(self, ticket: int) -> None:
+        """Stop the job's frames, waiting or running."""
+        ...
+
+    def job(self) -> WorkerJob:
+        """A view of the pool for one file, whose frames cancel() stops."""
+        ...
+
+    def frames_waiting(self) -> int:
+        """Frames given to the workers and not done yet, all jobs together."""
+        ...
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One entry per worker or replica, for /v1/info."""
+        ...
+
+    def frames_by_worker(self) -> dict[str, int]:
+        """Frames each worker or replica has been given so far, for /v1/info."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class Workers:
@@ -160,13 +212,15 @@ class Workers:
         self._context = multiprocessing.get_context("spawn")
         self._board = self._context.RawArray(ctypes.c_int64, CANCEL_BOARD_SIZE)
         self._board_next = 0
+        #: Per worker, the process id its process wrote when it started (0: none yet).
+        self._pids = self._context.RawArray(ctypes.c_int64, len(self.plans))
         self._tickets = itertools.count(1)
         self._lock = threading.Lock()
         #: Frames stopped by cancel() before they were done, started or not.
         self.frames_stopped = 0
         # Its own lock: cancel() holds _lock while the futures' callbacks count here.
         self._stopped_lock = threading.Lock()
-        self._pools = [self._new_pool(plan) for plan in self.plans]
+        self._pools = [self._new_pool(index) for index in range(len(self.plans))]
         #: Per worker, its frames not yet done, with their job's ticket.
         self._waiting: list[list[tuple[Future[object], int]]] = [[] for _ in self._pools]
         self._given = [0] * len(self._pools)
@@ -188,9 +242,13 @@ class Workers:
         self.environment = environment
         self.pids = [pid for *_, pid in identities]
 
-    def _new_pool(self, plan: WorkerPlan) -> ProcessPoolExecutor:
+    def _new_pool(self, index: int) -> ProcessPoolExecutor:
+        self._pids[index] = 0  # until the new process says which it is
         return ProcessPoolExecutor(
-            1, mp_context=self._context, initializer=_start, initargs=(self._path, plan, self._board)
+            1,
+            mp_context=self._context,
+            initializer=_start,
+            initargs=(self._path, self.plans[index], self._board, self._pids, index),
         )
 
     @property
@@ -198,13 +256,13 @@ class Workers:
         return len(self._pools) * (1 + QUEUED_PER_WORKER)
 
     def check(self, header: Header) -> None:
-        check_model(header, self.model)  # type: ignore[arg-type]
+        check_model(header, self.model)
 
     def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
-        return self._submit(ticket, _encode, chunk, options, ticket)  # type: ignore[return-value]
+        return self._submit(ticket, _encode, chunk, options, ticket)
 
     def decode(self, header: Header, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
-        return self._submit(ticket, _decode, header, symbols, payload, ticket)  # type: ignore[return-value]
+        return self._submit(ticket, _decode, header, symbols, payload, ticket)
 
     def job(self) -> WorkerJob:
         """A view of the pool for one file, whose frames cancel() stops."""
@@ -221,7 +279,7 @@ class Workers:
         with self._lock:
             return {str(i + 1): n for i, n in enumerate(self._given) if n}
 
-    def describe(self) -> list[dict[str, object]]:
+    def describe(self) -> list[dict[str, Any]]:
         """Each worker as plain data: its GPU (None: the CPU) and its threads."""
         return [{"gpu": plan.gpu, "threads": plan.threads} for plan in self.plans]
 
@@ -236,7 +294,7 @@ class Workers:
                     if owner == ticket:
                         future.cancel()
 
-    def _submit(self, ticket: int, fn: object, *args: object) -> Future[object]:
+    def _submit(self, ticket: int, fn: Callable[..., T], *args: object) -> Future[T]:
         with self._lock:
             if not self._pools:
                 raise WorkerError("the workers have been stopped")
@@ -244,21 +302,21 @@ class Workers:
                 waiting[:] = [(f, t) for f, t in waiting if not f.done()]
             index = min(range(len(self._pools)), key=lambda i: len(self._waiting[i]))
             try:
-                inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
+                inner = self._pools[index].submit(fn, *args)
             except BrokenProcessPool:
                 # The worker died (killed, out of memory) since its last frame,
                 # whose caller was told. Start it afresh rather than lose it for good.
                 self._pools[index].shutdown(wait=False, cancel_futures=True)
-                self._pools[index] = self._new_pool(self.plans[index])
-                inner = self._pools[index].submit(fn, *args)  # type: ignore[arg-type]
+                self._pools[index] = self._new_pool(index)
+                inner = self._pools[index].submit(fn, *args)
             self._waiting[index].append((inner, ticket))
             self._given[index] += 1
-            pool = self._pools[index]
+            pid = self._pids[index]
         if ticket:
             inner.add_done_callback(self._count_stopped)
-        return _named_failures(inner, index, pool)
+        return _named_failures(inner, index, lambda: pid or self._pids[index])
 
-    def _count_stopped(self, future: Future[object]) -> None:
+    def _count_stopped(self, future: Future[Any]) -> None:
         if future.cancelled() or isinstance(future.exception(), JobCancelled):
             with self._stopped_lock:
                 self.frames_stopped += 1
@@ -268,13 +326,15 @@ class Workers:
         frames in flight are of no use, and waiting for them could take minutes)."""
         with self._lock:
             pools, self._pools = self._pools, []
-        for pool in pools:
-            processes = list(getattr(pool, "_processes", {}).values())
+        pids = [self._pids[index] for index in range(len(pools))]
+        for pool, pid in zip(pools, pids, strict=True):
             pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.join(timeout=10)
+            if pid and _still_ours(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            if pid:
+                _wait_gone(pid, timeout=10)
 
     def __enter__(self) -> Workers:
         return self
@@ -287,7 +347,7 @@ class WorkerJob:
     """The pool as one file's coder sees it (frames.FrameWorkers), with the
     file's frames tagged so that cancel() can stop them and no others."""
 
-    def __init__(self, pool: Workers, ticket: int) -> None:
+    def __init__(self, pool: FramePool, ticket: int) -> None:
         self.pool = pool
         self.ticket = ticket
         self.environment = pool.environment
@@ -317,18 +377,19 @@ class WorkerJob:
             raise JobCancelled(f"job {self.ticket} was cancelled")
 
 
-def _named_failures(inner: Future[object], index: int, pool: ProcessPoolExecutor) -> Future[object]:
-    """inner's result, with a dead worker reported as WorkerError naming the
-    signal that killed it, rather than concurrent.futures' BrokenProcessPool."""
-    outer: Future[object] = Future()
+def _named_failures(inner: Future[T], index: int, pid: Callable[[], int]) -> Future[T]:
+    """inner's result, with a dead worker (process ``pid()``) reported as
+    WorkerError naming the signal that killed it, rather than concurrent.futures'
+    BrokenProcessPool."""
+    outer: Future[T] = Future()
 
-    def done(f: Future[object]) -> None:
+    def done(f: Future[T]) -> None:
         if f.cancelled():  # by Workers.cancel() or close()
             outer.set_exception(JobCancelled("the frame's job was cancelled"))
             return
         exc = f.exception()
         if isinstance(exc, BrokenProcessPool):
-            how = death_text(_dead_exitcode(pool))
+            how = death_text(_dead_exitcode(pid()))
             outer.set_exception(WorkerError(f"worker {index + 1} {how} while coding a frame"))
         elif exc is not None:
             outer.set_exception(exc)
@@ -339,12 +400,44 @@ def _named_failures(inner: Future[object], index: int, pool: ProcessPoolExecutor
     return outer
 
 
-def _dead_exitcode(pool: ProcessPoolExecutor) -> int | None:
-    """The exit code of the pool's one process (-N: killed by signal N), read
-    while the broken pool still holds it; None if it cannot be told."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # private, stable since 3.3
-    for process in processes:
-        # The pool may see the pipe close a moment before the process can be reaped.
-        process.join(timeout=1.0)
-    codes = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-    return codes[0] if codes else None
+def _dead_exitcode(pid: int) -> int | None:
+    """The exit code of a worker process that ended (-N: killed by signal N),
+    as multiprocessing reports it; None if it cannot be told.
+
+    The process is the pool's child and not yet reaped: the pool's manager
+    thread, which runs this callback, reaps it only afterwards. WNOWAIT
+    leaves it to be reaped there."""
+    if not pid:
+        return None
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    except (ChildProcessError, OSError):
+        return None
+    if info is None:
+        return None
+    if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+        return -info.si_status
+    return info.si_status
+
+
+def _still_ours(pid: int) -> bool:
+    """Whether pid is still our child, running or not yet reaped (so not a
+    reused number that now names another process)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except (ChildProcessError, OSError):
+        return False
+    return True
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait until process pid has ended (reaped or a zombie), at most timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        except (ChildProcessError, OSError):
+            return  # reaped already, or not ours
+        if info is not None:
+            return
+        time.sleep(0.01)

@@ -37,9 +37,16 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from nacrith.errors import JobCancelled, NacrithError, WorkerError
 from nacrith.format import Header
-from nacrith.frames import CodedFrame, CompressOptions, check_model, decode_neural, encode_chunk
+from nacrith.frames import (
+    CodedFrame,
+    CompressOptions,
+    ModelIdentity,
+    check_model,
+    decode_neural,
+    encode_chunk,
+)
 from nacrith.models.llm import LanguageModel, threads_from_env
-from nacrith.parallel import ModelIdentity, WorkerJob
+from nacrith.parallel import WorkerJob
 
 from .settings import ServerSettings
 
@@ -93,9 +100,8 @@ class FrameCoder:
         # Names this replica in answers, so the pool can say which replica coded what.
         self.name = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
 
-    def identity(self) -> tuple[bytes, str, int, int, str]:
-        m = self.model
-        return m.sha256, m.name, m.symbols.n_vocab, m.max_context, m.environment
+    def identity(self) -> ModelIdentity:
+        return ModelIdentity.of(self.model)
 
     def encode(self, chunk: bytes, options: CompressOptions) -> tuple[CodedFrame, str, bytes, str]:
         return encode_chunk(chunk, self.model, options), *self._stamp()
@@ -140,7 +146,7 @@ def coder_deployment(model: str | None, threads: int | None, layout: RaySettings
 
 
 class RayPool:
-    """The FrameCoder replicas as the service's pool (pool.FramePool), with
+    """The FrameCoder replicas as the service's pool (parallel.FramePool), with
     the frame-level interface of parallel.Workers: requests go to Serve's
     router, which sends each to a free replica."""
 
@@ -148,13 +154,13 @@ class RayPool:
         self.handle = handle
         self.layout = layout
         first = handle.identity.remote().result(timeout_s=IDENTITY_TIMEOUT)
-        self.model = ModelIdentity(*first)
+        self.model: ModelIdentity = first
         self.environment = self.model.environment
         self.frames_stopped = 0
         self._frames_by: Counter[str] = Counter()
         self._tickets = itertools.count(1)
         self._lock = threading.Lock()
-        self._waiting: list[tuple[DeploymentResponse, Future[object], int]] = []
+        self._waiting: list[tuple[DeploymentResponse, Future[Any], int]] = []
         # Each answer is awaited in a thread of its own (DeploymentResponse.result blocks).
         self._threads = ThreadPoolExecutor(64, thread_name_prefix="nacrith-ray")
 
@@ -164,18 +170,18 @@ class RayPool:
 
     def job(self) -> WorkerJob:
         with self._lock:
-            return WorkerJob(self, next(self._tickets))  # type: ignore[arg-type]
+            return WorkerJob(self, next(self._tickets))
 
     def check(self, header: Header) -> None:
-        check_model(header, self.model)  # type: ignore[arg-type]
+        check_model(header, self.model)
 
     def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
-        return self._track(self.handle.encode.remote(chunk, options), ticket)  # type: ignore[return-value]
+        return self._track(self.handle.encode.remote(chunk, options), ticket)
 
     def decode(self, header: Header, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
-        return self._track(self.handle.decode.remote(header, symbols, payload), ticket)  # type: ignore[return-value]
+        return self._track(self.handle.decode.remote(header, symbols, payload), ticket)
 
-    def _track(self, response: DeploymentResponse, ticket: int) -> Future[object]:
+    def _track(self, response: DeploymentResponse, ticket: int) -> Future[Any]:
         future = self._threads.submit(self._result, response)
         with self._lock:
             self._waiting = [w for w in self._waiting if not w[1].done()]
@@ -211,7 +217,7 @@ class RayPool:
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
-    def _result(self, response: DeploymentResponse) -> object:
+    def _result(self, response: DeploymentResponse) -> Any:
         value, replica, sha256, environment = _answer(response)
         if sha256 != self.model.sha256:
             raise WorkerError(f"Ray replica {replica} runs another model ({sha256.hex()[:16]}…)")
@@ -222,7 +228,7 @@ class RayPool:
         return value
 
 
-def _answer(response: DeploymentResponse) -> tuple[object, str, bytes, str]:
+def _answer(response: DeploymentResponse) -> tuple[Any, str, bytes, str]:
     """The replica's answer; a dead replica as WorkerError, a cancelled request as JobCancelled."""
     try:
         return response.result()  # type: ignore[no-any-return]
