@@ -99,7 +99,7 @@ def measure(
             codec.model.predictor(options.context, options.slide, codec.model.start_token, options.batch)
         start = time.perf_counter()
         summary: Summary = codec.compress_stream(
-            io.BytesIO(data), (out := _Sink()), content_size=len(data), **options.__dict__
+            io.BytesIO(data), (out := _Sink()), options, content_size=len(data)
         )
         compress_s = time.perf_counter() - start
         blob = out.getvalue()

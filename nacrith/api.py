@@ -7,11 +7,19 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Unpack
 
 from nacrith.files import atomic_output
 from nacrith.format import Header
-from nacrith.frames import CompressOptions, ModelIdentity, StreamProgress, Summary, check_model
+from nacrith.frames import (
+    CompressOptions,
+    ModelIdentity,
+    OptionChanges,
+    StreamProgress,
+    Summary,
+    check_model,
+    resolve_options,
+)
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import Workers, plan_workers
 from nacrith.reader import FileInfo, decompress_stream, read_info
@@ -91,20 +99,22 @@ class Codec:
         self,
         src: BinaryIO,
         dst: BinaryIO,
+        options: CompressOptions | None = None,
         *,
         content_size: int | None = None,
         progress: StreamProgress | None = None,
-        **options: object,
+        **changes: Unpack[OptionChanges],
     ) -> Summary:
-        """Compress src into dst frame by frame; ``options`` are CompressOptions fields."""
+        """Compress src into dst frame by frame, with ``options`` (default:
+        CompressOptions()) and any of its fields changed by keyword."""
         return compress_stream(
             src,
             dst,
             self.model,
-            CompressOptions(**options),
+            resolve_options(options, changes),
             content_size,
             progress,
-            self.workers,  # type: ignore[arg-type]
+            self.workers,
         )
 
     def decompress_stream(
@@ -113,9 +123,11 @@ class Codec:
         """Decompress src into dst; returns the number of bytes written."""
         return decompress_stream(src, dst, self._model_for, progress, self.workers)
 
-    def compress(self, data: bytes, **options: object) -> bytes:
+    def compress(
+        self, data: bytes, options: CompressOptions | None = None, **changes: Unpack[OptionChanges]
+    ) -> bytes:
         out = io.BytesIO()
-        self.compress_stream(io.BytesIO(data), out, content_size=len(data), **options)  # type: ignore[arg-type]
+        self.compress_stream(io.BytesIO(data), out, options, content_size=len(data), **changes)
         return out.getvalue()
 
     def decompress(self, blob: bytes) -> bytes:
@@ -124,11 +136,18 @@ class Codec:
         return out.getvalue()
 
     def compress_file(
-        self, src: PathLike, dst: PathLike, *, overwrite: bool = False, **options: object
+        self,
+        src: PathLike,
+        dst: PathLike,
+        options: CompressOptions | None = None,
+        *,
+        overwrite: bool = False,
+        **changes: Unpack[OptionChanges],
     ) -> Summary:
         """Compress file src into dst, written atomically; src is kept."""
         with open(src, "rb") as fin, atomic_output(dst, overwrite=overwrite, like=src) as fout:
-            return self.compress_stream(fin, fout, content_size=os.fstat(fin.fileno()).st_size, **options)  # type: ignore[arg-type]
+            size = os.fstat(fin.fileno()).st_size
+            return self.compress_stream(fin, fout, options, content_size=size, **changes)
 
     def decompress_file(self, src: PathLike, dst: PathLike, *, overwrite: bool = False) -> int:
         """Decompress file src into dst, written atomically; nothing is left behind on error."""
@@ -150,10 +169,16 @@ def _codec(model: PathLike | None, threads: int | None) -> Codec:
 
 
 def compress(
-    data: bytes, *, model: PathLike | None = None, threads: int | None = None, **options: object
+    data: bytes,
+    options: CompressOptions | None = None,
+    *,
+    model: PathLike | None = None,
+    threads: int | None = None,
+    **changes: Unpack[OptionChanges],
 ) -> bytes:
-    """Compress bytes. ``options``: context, slide, temperature, frame_size."""
-    return _codec(model, threads).compress(bytes(data), **options)
+    """Compress bytes with ``options`` (default: CompressOptions()), any of its
+    fields changed by keyword (context, slide, temperature, frame_size, ensemble, ...)."""
+    return _codec(model, threads).compress(bytes(data), options, **changes)
 
 
 def decompress(blob: bytes, *, model: PathLike | None = None, threads: int | None = None) -> bytes:
@@ -164,13 +189,14 @@ def decompress(blob: bytes, *, model: PathLike | None = None, threads: int | Non
 def compress_file(
     src: PathLike,
     dst: PathLike,
+    options: CompressOptions | None = None,
     *,
     model: PathLike | None = None,
     threads: int | None = None,
     overwrite: bool = False,
-    **options: object,
+    **changes: Unpack[OptionChanges],
 ) -> Summary:
-    return _codec(model, threads).compress_file(src, dst, overwrite=overwrite, **options)
+    return _codec(model, threads).compress_file(src, dst, options, overwrite=overwrite, **changes)
 
 
 def decompress_file(

@@ -433,11 +433,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         with _open_output(target, args.file, args.force, compressed=True) as dst:
             try:
                 summary = codec.compress_stream(
-                    src,
-                    dst,
-                    content_size=size,
-                    progress=progress.update if progress else None,
-                    **options.__dict__,
+                    src, dst, options, content_size=size, progress=progress.update if progress else None
                 )
             finally:
                 if progress:

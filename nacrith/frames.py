@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from nacrith.crash import inject_fault
 from nacrith.engine import (
@@ -55,6 +55,7 @@ __all__ = [
     "CompressOptions",
     "FrameWorkers",
     "ModelIdentity",
+    "OptionChanges",
     "ProgressInfo",
     "StreamProgress",
     "Summary",
@@ -146,6 +147,27 @@ class CompressOptions:
     def streams(self, n_symbols: int) -> list[int]:
         """Where a neural frame of n_symbols symbols is split into streams."""
         return stream_bounds(n_symbols, self.lanes, self.min_stream)
+
+
+class OptionChanges(TypedDict, total=False):
+    """CompressOptions fields given as keywords, to override a CompressOptions."""
+
+    context: int
+    slide: int
+    temperature: float
+    frame_size: int
+    ensemble: EnsembleSettings | None
+    segment: bool
+    zstd_fallback: bool
+    lanes: int
+    min_stream: int
+
+
+def resolve_options(options: CompressOptions | None, changes: OptionChanges) -> CompressOptions:
+    """options (default: CompressOptions()) with the keyword changes applied, checked again."""
+    if options is None:
+        return CompressOptions(**changes)
+    return replace(options, **changes) if changes else options
 
 
 @dataclass

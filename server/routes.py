@@ -7,6 +7,7 @@ import os
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -106,10 +107,9 @@ async def compress(
     ] = CompressOptions.frame_size,
 ) -> Response:
     try:
-        fields: dict[str, object] = {"lanes": lanes, "context": context, "frame_size": frame_size}
+        options = CompressOptions(lanes=lanes, context=context, frame_size=frame_size)
         if llm_only:
-            fields["ensemble"] = None
-        options = CompressOptions(**fields)  # type: ignore[arg-type]
+            options = replace(options, ensemble=None)
     except ValueError as exc:
         raise ApiError(400, "BadOptions", str(exc)) from None
     job = _admit(request, "compress")
