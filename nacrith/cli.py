@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeAlias
 
 from nacrith import __version__
 from nacrith.api import Codec
@@ -92,30 +92,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the version, with the llama.cpp build and kernels bug reports need, and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model, workers = _model_options(), _worker_options()
+    reads, writes = _input_options(), _output_options()
+    _add_compress(sub, [reads, model, workers, writes])
+    sub.add_parser("decompress", parents=[reads, model, workers, writes], help="decompress FILE.nc to FILE")
+    sub.add_parser("test", parents=[reads, model, workers], help="decompress and verify FILE, write nothing")
+    info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
+    info.add_argument("file", metavar="FILE")
+    _add_bench(sub, [model])
+    _add_serve(sub, [model, workers])
+    corp = sub.add_parser("corpora", help="list or fetch benchmark corpora")
+    corp.add_argument("action", choices=["list", "fetch"])
+    corp.add_argument("name", nargs="?", help="corpus to fetch")
+    return parser
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "file", nargs="?", default="-", metavar="FILE", help="input file; - or nothing for stdin"
-    )
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
-    common.add_argument(
+
+#: What add_subparsers returns, to which each command's builder adds its parser.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _model_options() -> argparse.ArgumentParser:
+    """--model and --threads: every command that loads the model."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
         "--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)"
     )
-    common.add_argument(
+    options.add_argument(
         "-T",
         "--threads",
         type=_positive_int,
         metavar="N",
         help="llama.cpp threads per worker (default: the cores available, divided among the workers)",
     )
-    common.add_argument(
+    return options
+
+
+def _worker_options() -> argparse.ArgumentParser:
+    """--workers and --gpus: every command that codes frames in worker processes."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
         "--workers",
         type=_positive_int,
         metavar="N",
         help="worker processes coding frames in parallel, each with its own model "
         "(default: 1, or one per GPU); the file does not depend on it",
     )
-    common.add_argument(
+    options.add_argument(
         "--gpus",
         type=_gpu_list,
         default=(),
@@ -123,18 +145,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the model on these GPUs (CUDA device numbers), workers dealt over them; "
         "a file made on a GPU decodes only on a GPU of the same build",
     )
+    return options
 
-    writes = argparse.ArgumentParser(add_help=False)
-    writes.add_argument("-o", "--output", metavar="OUT", help="output file; - for stdout")
-    writes.add_argument("-c", "--stdout", action="store_true", help="write to stdout")
-    writes.add_argument(
+
+def _input_options() -> argparse.ArgumentParser:
+    """FILE and --quiet: compress, decompress and test."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "file", nargs="?", default="-", metavar="FILE", help="input file; - or nothing for stdin"
+    )
+    options.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    return options
+
+
+def _output_options() -> argparse.ArgumentParser:
+    """Where the result goes: compress and decompress."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-o", "--output", metavar="OUT", help="output file; - for stdout")
+    options.add_argument("-c", "--stdout", action="store_true", help="write to stdout")
+    options.add_argument(
         "-f",
         "--force",
         action="store_true",
         help="overwrite existing files; allow compressed data on a terminal",
     )
+    return options
 
-    c = sub.add_parser("compress", parents=[common, writes], help="compress FILE to FILE.nc")
+
+def _add_compress(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None:
+    c = sub.add_parser("compress", parents=parents, help="compress FILE to FILE.nc")
     c.add_argument(
         "--context",
         type=_positive_int,
@@ -183,13 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="set one ensemble hyperparameter, e.g. ngram_max_order=5 (see docs/format.md)",
     )
-    sub.add_parser("decompress", parents=[common, writes], help="decompress FILE.nc to FILE")
-    sub.add_parser("test", parents=[common], help="decompress and verify FILE, write nothing")
-    info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
-    info.add_argument("file", metavar="FILE")
 
+
+def _add_bench(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None:
     b = sub.add_parser(
         "bench",
+        parents=parents,
         help="bits per byte, speed and memory on corpora, beside classical compressors",
         description="Compress, decompress and verify every input with nacrith and its peers; "
         "print Markdown tables (a run that does not verify is a failure, never a number).",
@@ -241,32 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--json", metavar="OUT", help="write all results as JSON")
     b.add_argument("--chart", metavar="OUT.png", help="write a bar chart of bpb (needs matplotlib)")
-    b.add_argument("--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)")
-    b.add_argument("-T", "--threads", type=_positive_int, metavar="N", help="llama.cpp threads")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
+
+def _add_serve(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None:
     srv = sub.add_parser(
         "serve",
+        parents=parents,
         help="run the REST service (POST /compress, POST /decompress)",
         description="Serve compression over HTTP. Set NACRITH_API_KEY to require that key in "
         "the X-API-Key header. OpenAPI docs at /docs.",
     )
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
     srv.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
-    srv.add_argument(
-        "--model", metavar="PATH", help="GGUF model (default: $NACRITH_MODEL, else SmolLM2-135M)"
-    )
-    srv.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="worker processes (default: 1, or one per GPU)",
-    )
-    srv.add_argument(
-        "--gpus", type=_gpu_list, default=(), metavar="0,1,...", help="GPUs the workers are dealt over"
-    )
-    srv.add_argument("-T", "--threads", type=_positive_int, metavar="N", help="llama.cpp threads per worker")
     srv.add_argument(
         "--max-body",
         type=_size,
@@ -308,11 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TYPE",
         help="pin GPU replicas to this Ray accelerator type (e.g. H100): decode on the type that encoded",
     )
-
-    corp = sub.add_parser("corpora", help="list or fetch benchmark corpora")
-    corp.add_argument("action", choices=["list", "fetch"])
-    corp.add_argument("name", nargs="?", help="corpus to fetch")
-    return parser
 
 
 # --- helpers ----------------------------------------------------------------
