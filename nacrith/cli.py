@@ -1,4 +1,5 @@
-"""`nacrith compress|decompress|test|info`, in the conventions of gzip, xz and zstd.
+"""`nacrith compress|decompress|test|info|bench|serve|corpora`, the first four in the
+conventions of gzip, xz and zstd.
 
 Exit codes: 0 success, 1 data or I/O error, 2 usage error, 130 interrupted.
 """

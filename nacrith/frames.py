@@ -64,14 +64,9 @@ __all__ = [
     "encode_chunk",
 ]
 
-#: Lanes (streams per neural frame at most) and the fewest symbols per
-#: stream, by default. Every stream starts cold (an empty window, an
-#: untrained ensemble): measured on alice29.txt, each stream beyond the first
-#: cost about 70 bytes (16 streams of 2,600 tokens: +5.3%; 4 streams of
-#: 2,700 tokens of its first 40 KB: +3.3%). Streams of at least 16,384
-#: tokens keep that near 1% or below, while a 1 MiB frame of text (about
-#: 280,000 tokens) still gets all 16 lanes; smaller inputs get fewer streams,
-#: and under 32,768 tokens one, exactly as without lanes.
+#: Lanes (streams per neural frame at most) and the fewest symbols per stream,
+#: by default: every stream starts cold, so streams are kept long enough that
+#: the cost stays near 1% (docs/measurements.md, "Lanes").
 DEFAULT_LANES = 16
 DEFAULT_MIN_STREAM = 16384
 #: Every escape costs at least 24 bits: a frame with this many escapes per

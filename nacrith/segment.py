@@ -30,26 +30,18 @@ from dataclasses import dataclass
 
 __all__ = ["MAX_GAP_COST", "MIN_RUN", "MIN_TEXT", "RUN_PER_GAP_COST", "Segment", "Segmenter", "segments"]
 
-#: Shortest text run worth a neural frame of its own (bytes). Measured (mean of
-#: 6 snippets, bytes in the zstd stream against a frame of their own): 48 bytes
-#: -5 (the stream is smaller with them than cut around them) against 32; 64
-#: bytes 20 against 33; 96 bytes 46 against 42; 128 bytes 96 against 53.
+#: Shortest text run worth a neural frame of its own (bytes): shorter ones cost
+#: less inside the zstd stream (docs/measurements.md, "Segmentation").
 MIN_TEXT = 96
 #: Largest cost of a gap coded inside text (see Segmenter._gap_cost: 1 per
-#: control byte the tokenizer carries, 3 per escaped byte). Measured on 600 +
-#: G + 600 bytes of text (one frame against two frames and the gap in zstd):
-#: G = 1: 244 against 292 bytes, 16: 252 against 307, 64 random bytes (a cost
-#: of about 130): 292 against 321; 64 NULs (cost 64): 240 against 286.
+#: control byte the tokenizer carries, 3 per escaped byte): docs/measurements.md.
 MAX_GAP_COST = 96
 #: A gap is bridged only between text runs at least this many times its cost
-#: long: a text byte saves about 0.35 bytes as neural rather than zstd (128- and
-#: 256-byte snippets above), so shorter runs cannot pay for the gap.
+#: long: a text byte saves about 0.35 bytes as neural rather than zstd, so
+#: shorter runs cannot pay for the gap.
 RUN_PER_GAP_COST = 3
 #: Shorter runs of text characters are not looked at: binary data is full of
-#: them. Scanning random bytes takes 0.45 s per MiB at 1, 0.15 s at 3 and
-#: 0.09 s at 8; but at 8, the symbol tables of the executable `sum` (names of
-#: 4 to 7 characters between NULs) fell apart into 17 text segments instead
-#: of 8, and the file lost to zstd alone (11,042 bytes against 9,947).
+#: them; longer ones miss short names in binaries (docs/measurements.md).
 MIN_RUN = 3
 
 #: How much of the end of a binary span is kept back for the next block. Only

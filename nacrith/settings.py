@@ -110,9 +110,8 @@ class EnsembleSettings:
     #: does not change what the settings mean, so it is not compared.
     layout: int = field(default=ENSEMBLE_LAYOUT, compare=False)
     #: Token n-gram: orders, 2^table_bits slots per order, continuations per context,
-    #: and the count at which a context's counts are halved.
-    #: (Order 1 is left out: on asyoulik.txt it cost 0.4% of the bits, as the
-    #: bias head already learns the document's unigram statistics.)
+    #: and the count at which a context's counts are halved. Order 1 is left out:
+    #: the bias head learns the unigrams (docs/measurements.md, "Ensemble").
     ngram_min_order: int = 2
     ngram_max_order: int = 4
     ngram_table_bits: int = 18
@@ -142,21 +141,14 @@ class EnsembleSettings:
     #: match's token at least skip_agree. Solo (off at 0): the match alone is at
     #: least skip_solo_min_len tokens long with a hit rate of at least
     #: skip_solo_confidence. Skipped tokens reach the LLM in batches of at most
-    #: skip_batch tokens.
-    #: (Measured on a package-manager log, 12,000 tokens, against the ensemble
-    #: without the skip: the layout-1 rule, 24 tokens at 0.98, never fired; 16
-    #: tokens at 0.9 alone skipped 37% and cost 28% more bits, as the match
-    #: model is wrong 1 time in 10 there; with the n-gram agreeing at 0.9 it
-    #: skipped 23% and saved 2.9%, since the skipped tokens' weight set trusts
-    #: the two models that agree.)
+    #: skip_batch tokens. The agreement keeps the skip from costing bits where the
+    #: match model is often wrong (docs/measurements.md, "Ensemble").
     skip_min_len: int = 16
     skip_confidence: float = 0.9
     skip_warmup: int = 256
     skip_batch: int = 32
     skip_agree: float = 0.9
-    #: (The solo rule is layout 1's first rule. Without it a text repeated
-    #: after more than the n-gram's memory is coded with the model again:
-    #: alice29's first 40,000 bytes twice skipped 38 tokens instead of 10,751.)
+    #: The solo rule catches text repeated beyond the n-gram's memory (docs/measurements.md).
     skip_solo_min_len: int = 24
     skip_solo_confidence: float = 0.98
 

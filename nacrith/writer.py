@@ -272,10 +272,8 @@ def _compress_segmented(
     The segmented file goes straight to dst when dst can be rewound, else to
     a spool on disk.
 
-    (Design change: frames were all independently decodable. Binary frames
-    now continue one zstd stream, since sharing the context is what makes
-    zstd good on a file's binary parts; a reader decodes frames in order
-    anyway. Neural frames still restart the model and stand alone.)
+    Binary frames continue one zstd stream, since sharing the context is what
+    makes zstd good on a file's binary parts; neural frames stand alone.
     """
     if not options.zstd_fallback:
         return _write_segments(src, dst, header, model, options, progress, workers, None)
