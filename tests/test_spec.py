@@ -1,0 +1,129 @@
+"""docs/format.md against the code: the spec is normative, and a
+disagreement between the two is a bug in one of them, found here.
+
+The worked example's hex dump is read from the document, parsed with the
+code's readers, and written again with the code's writers, which must give
+the same bytes; every row of the example's byte tables must match the dump.
+No model is needed: the example's neural payload is only carried, not decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from nacrith.format import (
+    FOOTER_MAGIC,
+    MAGIC,
+    FrameHeader,
+    FrameType,
+    Header,
+    IndexEntry,
+    Trailer,
+    pack_ensemble,
+)
+from nacrith.settings import EnsembleSettings
+
+SPEC = Path(__file__).resolve().parent.parent / "docs" / "format.md"
+CONTENT = b"Hello, world!\n"
+
+
+def example_section() -> str:
+    text = SPEC.read_text(encoding="utf-8")
+    start = text.index("\nWorked example\n")
+    end = text.index("**An empty file**", start)
+    return text[start:end]
+
+
+def example_dump() -> bytes:
+    """The bytes of the example's first hex dump (xxd layout)."""
+    section = example_section()
+    block = section[section.index("```\n") + 4 :]
+    block = block[: block.index("```")]
+    data = bytearray()
+    for line in block.splitlines():
+        match = re.match(r"([0-9a-f]{8}): (.*?)(?:  |$)", line)
+        assert match, f"not a hex dump line: {line!r}"
+        assert int(match.group(1), 16) == len(data), "hex dump offsets are not contiguous"
+        data += bytes.fromhex(match.group(2))
+    return bytes(data)
+
+
+def table_rows() -> list[tuple[int, str]]:
+    """(offset, bytes column) of every row of the example's byte tables."""
+    rows = []
+    for line in example_section().splitlines():
+        match = re.match(r"\| `0x([0-9A-F]+)` \| ([^|]*)\|", line)
+        if match:
+            rows.append((int(match.group(1), 16), match.group(2).strip()))
+    return rows
+
+
+DUMP = example_dump()
+#: Where the example's parts start, as its tables give them.
+HEADER_END, FRAME_END = 0x8B, 0x9A
+
+
+def test_the_example_is_a_whole_file():
+    assert len(DUMP) == 180
+    assert DUMP.startswith(MAGIC) and DUMP.endswith(FOOTER_MAGIC)
+
+
+@pytest.mark.parametrize(
+    ("offset", "column"), table_rows(), ids=lambda v: hex(v) if isinstance(v, int) else ""
+)
+def test_every_table_row_matches_the_dump(offset, column):
+    """A row's bytes (before any elision "…") are the dump's bytes at its offset."""
+    shown = column.split("…")[0]
+    hex_bytes = "".join(re.findall(r"`([0-9A-F ]+)`", shown)) or shown.replace("`", "")
+    expected = bytes.fromhex(hex_bytes)
+    assert expected, f"row at {offset:#x} shows no bytes"
+    assert DUMP[offset : offset + len(expected)] == expected
+
+
+def test_the_code_reads_the_example_header_as_the_spec_describes():
+    header = Header.read(io.BytesIO(DUMP))
+    assert header.model_sha256 == bytes.fromhex(
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    )
+    assert (header.vocab_size, header.context, header.slide) == (49152, 2048, 512)
+    assert (header.temperature, header.escapes, header.frame_size) == (1.0, 256, 1 << 20)
+    assert (header.start_token, header.content_size) == (0, 14)
+    assert header.model_name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert header.environment == "0.3.36 cpu 2ce1275d avx2"
+    assert header.ensemble is None and header.lanes == 1 and not header.zstd_stream
+
+
+def test_the_code_writes_the_example_header_byte_for_byte():
+    """The tags in the spec's order, the spec's varints and checksum."""
+    header = Header.read(io.BytesIO(DUMP))
+    assert header.pack() == DUMP[:HEADER_END]
+    assert struct.unpack("<I", DUMP[HEADER_END - 4 : HEADER_END])[0] == zlib.crc32(DUMP[: HEADER_END - 4])
+
+
+def test_the_code_reads_and_writes_the_example_frame():
+    src = io.BytesIO(DUMP[HEADER_END:])
+    fh = FrameHeader.read_after_type(src, FrameHeader.read_type(src), 1 << 20)
+    assert fh == FrameHeader(FrameType.NEURAL, 14, 3, 5, zlib.crc32(CONTENT))
+    assert fh.pack() + DUMP[FRAME_END - 3 : FRAME_END] == DUMP[HEADER_END:FRAME_END]
+
+
+def test_the_code_reads_and_writes_the_example_trailer():
+    trailer = Trailer.read_from_end(io.BytesIO(DUMP))
+    assert trailer == Trailer(
+        14, hashlib.sha256(CONTENT).digest()[:8], (IndexEntry(FrameType.NEURAL, 14, 3),)
+    )
+    assert trailer.pack() == DUMP[FRAME_END:]
+
+
+def test_the_default_ensemble_tag_is_the_one_the_spec_gives():
+    """The example's note: the default header adds ENSEMBLE, `0A 02 02 1F`."""
+    match = re.search(r"`ENSEMBLE` tag, `0A 02 ([0-9A-F ]+)`", example_section().replace("\n", " "))
+    assert match, "the example no longer gives the default ENSEMBLE tag"
+    assert pack_ensemble(EnsembleSettings()) == bytes.fromhex(match.group(1))
