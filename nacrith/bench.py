@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zstandard
@@ -365,7 +366,7 @@ class BenchReport:
     results: list[Result]
     entropy: dict[str, dict[str, float]]
     compressors: list[str]
-    meta: dict[str, object] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def ok(self) -> bool:
         return all(r.verified for r in self.results)
@@ -428,7 +429,7 @@ def run_bench(
     """Run every compressor on every input. ``variants`` names the nacrith
     settings to run (default: nacrith with its default ensemble)."""
     variants = ({NACRITH: EnsembleSettings()} if variants is None else variants) if with_nacrith else {}
-    meta = {
+    meta: dict[str, Any] = {
         "nacrith_version": __version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
@@ -495,7 +496,7 @@ def merge_reports(reports: Sequence[BenchReport]) -> BenchReport:
                 results[(label, comp)] = Result(label, comp, inputs[label].size, error="not measured")
     order = {label: k for k, label in enumerate(inputs)}
     rows = sorted(results.values(), key=lambda r: (order[r.input], compressors.index(r.compressor)))
-    meta = {"merged": [rep.meta for rep in reports]}
+    meta: dict[str, Any] = {"merged": [rep.meta for rep in reports]}
     return BenchReport(list(inputs.values()), rows, entropy, compressors, meta)
 
 

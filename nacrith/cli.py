@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeAlias
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeAlias
 
 from nacrith import __version__
 from nacrith.api import Codec
@@ -70,7 +70,13 @@ def _size(text: str) -> int:
 class _Version(argparse.Action):
     """--version: ours, and the llama.cpp build whose kernels decide what decodes where."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         from nacrith.models.runtime import environment_record, load_llama
 
         try:
@@ -418,7 +424,7 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
         if off or settings:
             raise UsageError("--llm-only takes no other ensemble flags")
         return None
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each converted to its field's type below
     names = {f.name: f.type for f in dataclasses.fields(EnsembleSettings)}
     for item in settings:
         name, sep, text = item.partition("=")
@@ -430,7 +436,7 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
         except ValueError:
             raise UsageError(f"--ensemble {name} needs a number, not {text!r}") from None
     try:
-        return EnsembleSettings(**values).without(*(off or []))  # type: ignore[arg-type]
+        return EnsembleSettings(**values).without(*(off or []))
     except ValueError as exc:
         raise UsageError(f"ensemble: {exc}") from None
 
@@ -755,7 +761,14 @@ COMMANDS = {
 }
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # type: ignore[no-untyped-def]
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     print(f"nacrith: warning: {message}", file=sys.stderr)
 
 
@@ -777,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (NacrithError, OSError) as exc:
         file = getattr(args, "file", None)
         named = file is None or (isinstance(exc, OSError) and exc.filename)
-        where = "" if named else f"{_display_name(file)}: "
+        where = "" if named or file is None else f"{_display_name(file)}: "
         print(f"nacrith: {where}{one_line(exc)}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:

@@ -169,8 +169,8 @@ def run_in_child(fn: Callable[..., T], *args: object) -> T:
         receiver.close()
         process.join()
     if kind == "raised":
-        raise value  # type: ignore[misc]
-    return value  # type: ignore[return-value]
+        raise value
+    return value
 
 
 # --- the test hook --------------------------------------------------------------

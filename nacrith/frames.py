@@ -320,6 +320,8 @@ class ModelIdentity:
 
 def check_model(header: Header, model: ModelIdentity) -> None:
     """Refuse a model that is not the one the file was made with; warn on a different build."""
+    if header.model_sha256 is None:
+        return  # a file without a model decodes with any
     if header.model_sha256 != model.sha256:
         named = f" ({header.model_name})" if header.model_name else ""
         raise ModelMismatchError(

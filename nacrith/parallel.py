@@ -222,7 +222,7 @@ class Workers:
         self._stopped_lock = threading.Lock()
         self._pools = [self._new_pool(index) for index in range(len(self.plans))]
         #: Per worker, its frames not yet done, with their job's ticket.
-        self._waiting: list[list[tuple[Future[object], int]]] = [[] for _ in self._pools]
+        self._waiting: list[list[tuple[Future[Any], int]]] = [[] for _ in self._pools]
         self._given = [0] * len(self._pools)
         try:
             loading = [pool.submit(_identity) for pool in self._pools]  # all load at once

@@ -303,7 +303,7 @@ def _compress_segmented(
 
 
 def _spool() -> BinaryIO:
-    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # type: ignore[return-value]
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # type: ignore[return-value]  # a BinaryIO but in name
 
 
 def _write_segments(

@@ -89,7 +89,7 @@ class Client:
         if answer.status != 200:
             try:
                 detail = answer.json()
-                error, message = detail["error"], detail["message"]  # type: ignore[index]
+                error, message = detail["error"], detail["message"]  # type: ignore[index]  # any JSON; TypeError is caught
             except (ValueError, KeyError, TypeError):
                 error, message = "HTTPError", answer.body[:200].decode(errors="replace")
             raise ServiceError(answer.status, error, message, answer.headers.get("retry-after"))

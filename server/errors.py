@@ -4,6 +4,7 @@ naming the problem, the same shape for every error it sends."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +41,7 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, error: str, message: str, headers: dict[str, str] | None = None
+    status: int, error: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
 

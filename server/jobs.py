@@ -14,7 +14,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Callable
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -40,7 +40,7 @@ class Job:
         self.workers: WorkerJob = service.pool.job()
         self._files: list[IO[bytes]] = []
         #: The step running in a thread now, if any: files stay open until it ends.
-        self._running: asyncio.Future[object] | None = None
+        self._running: asyncio.Future[Any] | None = None
         self._gone = asyncio.Event()
         self._watcher: asyncio.Task[None] | None = None
         self._released = False
@@ -86,10 +86,11 @@ class Job:
             raise ClientGone
         loop = asyncio.get_running_loop()
         step = loop.run_in_executor(self.service.threads, fn, *args)
-        self._running = step  # type: ignore[assignment]
+        self._running = step
         gone = asyncio.ensure_future(self._gone.wait())
         try:
-            await asyncio.wait([step, gone], return_when=asyncio.FIRST_COMPLETED)
+            either: list[asyncio.Future[Any]] = [step, gone]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             # Starlette cancels a streaming response whose client has gone.
             self.cancel()
@@ -130,6 +131,6 @@ class Job:
             close_files()
 
 
-def _forget(step: asyncio.Future[object]) -> None:
+def _forget(step: asyncio.Future[Any]) -> None:
     if not step.cancelled():
         step.exception()  # retrieved, so asyncio does not log it as lost

@@ -231,7 +231,8 @@ class RayPool:
 def _answer(response: DeploymentResponse) -> tuple[Any, str, bytes, str]:
     """The replica's answer; a dead replica as WorkerError, a cancelled request as JobCancelled."""
     try:
-        return response.result()  # type: ignore[no-any-return]
+        answer: tuple[Any, str, bytes, str] = response.result()
+        return answer
     except NacrithError:
         raise  # the data's own error, raised in the replica
     except (

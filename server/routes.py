@@ -52,7 +52,7 @@ router = APIRouter()
 
 
 def _service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    return request.app.state.service
 
 
 def _admit(request: Request, endpoint: str) -> Job:
@@ -178,7 +178,7 @@ def _inspect(src: IO[bytes], workers: WorkerJob) -> FileInfo:
     """Header and index, checked before anything is decoded or sent, and the
     model, when any frame needs one: so a file that is not whole, or is
     another model's, is refused with a 400 rather than a broken stream."""
-    info = read_info(src)  # type: ignore[arg-type]
+    info = read_info(src)  # type: ignore[arg-type]  # a spooled upload: IO[bytes], a file in all but name
     if any(entry.type == FrameType.NEURAL for entry in info.trailer.entries):
         workers.check(info.header)
     src.seek(0)
@@ -210,7 +210,7 @@ async def decompress(request: Request) -> Response:
         src = await job.receive_body()
         info = await job.run(_inspect, src, job.workers)
         frames = iter_decoded_frames(
-            src,  # type: ignore[arg-type]
+            src,  # type: ignore[arg-type]  # a spooled upload: IO[bytes], a file in all but name
             _no_model,
             _count_tokens(job.service, "decompress"),
             job.workers,

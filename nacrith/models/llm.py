@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nacrith.errors import ModelError
 from nacrith.files import file_sha256
@@ -107,7 +108,7 @@ class _Vocab:
     start: int
 
 
-def _read_vocab(llama_cpp, vocab) -> _Vocab:  # type: ignore[no-untyped-def]
+def _read_vocab(llama_cpp: Any, vocab: Any) -> _Vocab:
     """Token id -> exact bytes, decoded from the GGUF's byte-level BPE vocabulary."""
     if llama_cpp.llama_vocab_type(vocab) != llama_cpp.LLAMA_VOCAB_TYPE_BPE:
         raise ModelError("only byte-level BPE vocabularies are supported (this GGUF uses another tokenizer)")
@@ -125,7 +126,7 @@ def _read_vocab(llama_cpp, vocab) -> _Vocab:  # type: ignore[no-untyped-def]
     return _Vocab(token_bytes, _start_token(llama_cpp, vocab))
 
 
-def _start_token(llama_cpp, vocab) -> int:  # type: ignore[no-untyped-def]
+def _start_token(llama_cpp: Any, vocab: Any) -> int:
     """The token every frame starts from: the document separator the model was
     pretrained with when the vocabulary has one (``<|endoftext|>`` in GPT-2 style
     vocabularies; instruct models often declare a chat token as BOS instead), else
@@ -251,7 +252,7 @@ class LanguageModel:
             self.close()
 
 
-def _new_context(model: LanguageModel, sequences: int, context: int, batch: int):  # type: ignore[no-untyped-def]
+def _new_context(model: LanguageModel, sequences: int, context: int, batch: int) -> Any:
     """A llama.cpp context of ``sequences`` sequences, each a window of
     ``context`` cells, taking up to ``batch`` tokens per sequence in one call."""
     llama_cpp = model._llama_cpp
@@ -282,20 +283,20 @@ def _new_context(model: LanguageModel, sequences: int, context: int, batch: int)
     return ctx
 
 
-def _slide(llama_cpp, memory, seq: int, slide: int) -> None:  # type: ignore[no-untyped-def]
+def _slide(llama_cpp: Any, memory: Any, seq: int, slide: int) -> None:
     """Drop a sequence's ``slide`` oldest cells after the start token and shift
     the rest down: llama.cpp re-applies RoPE to the shifted keys."""
     llama_cpp.llama_memory_seq_rm(memory, seq, 1, 1 + slide)
     llama_cpp.llama_memory_seq_add(memory, seq, 1 + slide, -1, -slide)
 
 
-def _governed(model: LanguageModel, ctx) -> ThreadGovernor:  # type: ignore[no-untyped-def]
+def _governed(model: LanguageModel, ctx: Any) -> ThreadGovernor:
     """The context's threads, fitted to the cores this process gets (runtime.ThreadGovernor)."""
     llama_cpp = model._llama_cpp
     return ThreadGovernor(lambda n: llama_cpp.llama_set_n_threads(ctx, n, n), model.threads)
 
 
-def _decode(llama_cpp, ctx, batch, governor: ThreadGovernor) -> int:  # type: ignore[no-untyped-def]
+def _decode(llama_cpp: Any, ctx: Any, batch: Any, governor: ThreadGovernor) -> int:
     """llama_decode, timed in wall and CPU seconds for the governor."""
     wall, cpu = time.monotonic(), time.process_time()
     status = int(llama_cpp.llama_decode(ctx, batch))
