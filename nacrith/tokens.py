@@ -45,11 +45,14 @@ def _lead_byte_range(b: int) -> tuple[int, int] | None:
         return b, b
     if 0xC2 <= b <= 0xDF:
         return (b & 0x1F) << 6, ((b & 0x1F) << 6) + 0x3F
+    # Three- and four-byte forms start at U+0800 and U+10000: below, 0xE0 and
+    # 0xF0 would claim ASCII and escape every character of plain text.
     if 0xE0 <= b <= 0xEF:
-        return (b & 0x0F) << 12, ((b & 0x0F) << 12) + 0xFFF
+        lo = (b & 0x0F) << 12
+        return max(lo, 0x800), lo + 0xFFF
     if 0xF0 <= b <= 0xF4:
         lo = (b & 0x07) << 18
-        return lo, min(lo + 0x3FFFF, 0x10FFFF)
+        return max(lo, 0x10000), min(lo + 0x3FFFF, 0x10FFFF)
     return None
 
 
