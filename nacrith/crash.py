@@ -12,7 +12,7 @@ what happened rather than die silently or wait forever:
 - benchmarks run each measurement with ``run_in_child``, which reports a
   dead child as WorkerError instead of waiting for an answer that never comes.
 
-``inject_fault`` is the test hook that kills the process on purpose.
+``testhooks.inject_fault`` is the test hook that kills the process on purpose.
 """
 
 from __future__ import annotations
@@ -28,10 +28,7 @@ from typing import Any, TypeVar
 from nacrith.errors import WorkerError
 
 __all__ = [
-    "FAULT_ENV",
-    "FAULT_MARKER",
     "death_text",
-    "inject_fault",
     "install_guard",
     "remove_on_crash",
     "run_in_child",
@@ -171,19 +168,3 @@ def run_in_child(fn: Callable[..., T], *args: object) -> T:
     if kind == "raised":
         raise value
     return value
-
-
-# --- the test hook --------------------------------------------------------------
-
-#: A signal name (e.g. SIGILL): a process that codes a text frame holding
-#: FAULT_MARKER with the model, or has just decoded one, kills itself with that
-#: signal, as llama.cpp would. Tests only.
-FAULT_ENV = "NACRITH_TEST_FAULT"
-FAULT_MARKER = b"NACRITH-TEST-FAULT"
-
-
-def inject_fault(data: bytes) -> None:
-    """Die from $NACRITH_TEST_FAULT's signal when data holds FAULT_MARKER."""
-    name = os.environ.get(FAULT_ENV)
-    if name and FAULT_MARKER in data:
-        signal.raise_signal(signal.Signals[name])

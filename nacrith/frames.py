@@ -14,7 +14,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict
 
-from nacrith.crash import inject_fault
 from nacrith.engine import (
     FrameStats,
     LanesPredictor,
@@ -44,6 +43,7 @@ from nacrith.settings import (
     encoder_temperature,
     llm_batch,
 )
+from nacrith.testhooks import inject_fault, paced
 from nacrith.tokens import SymbolCodec
 from nacrith.zstdio import compress_frame
 
@@ -255,13 +255,18 @@ def encode_chunk(
         inject_fault(chunk)  # tests only: the model's process dies here, as llama.cpp can
         bounds = options.streams(len(symbols))
         if len(bounds) == 2:
-            predictor = model.predictor(options.context, options.slide, model.start_token, options.batch)
+            predictor = paced(  # tests only: a frame that takes as long as a test needs
+                model.predictor(options.context, options.slide, model.start_token, options.batch), chunk
+            )
             payload, stats = encode_frame(
                 predictor, symbols, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
             )
         else:
-            lanes = model.lanes_predictor(
-                len(bounds) - 1, options.context, options.slide, model.start_token, options.batch
+            lanes = paced(
+                model.lanes_predictor(
+                    len(bounds) - 1, options.context, options.slide, model.start_token, options.batch
+                ),
+                chunk,
             )
             streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
             payloads, stats = encode_lanes(
@@ -285,14 +290,16 @@ def decode_neural(
     batch = llm_batch(header.ensemble)
     bounds = header.streams(symbols)
     if len(bounds) == 2:
-        predictor = model.predictor(header.context, header.slide, header.start_token, batch)
+        predictor = paced(model.predictor(header.context, header.slide, header.start_token, batch), None)
         decoded = decode_frame(
             predictor, payload, symbols, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
         )
         data = model.symbols.decode(decoded)
     else:
         parts = unpack_streams(payload, len(bounds) - 1)
-        lanes = model.lanes_predictor(len(parts), header.context, header.slide, header.start_token, batch)
+        lanes = paced(
+            model.lanes_predictor(len(parts), header.context, header.slide, header.start_token, batch), None
+        )
         counts = [b - a for a, b in itertools.pairwise(bounds)]
         streams = decode_lanes(
             lanes, parts, counts, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble

@@ -14,6 +14,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
+from tiny_model import tiny_text
+
 from nacrith.format import Header
 from nacrith.server.client import Client
 
@@ -49,7 +51,9 @@ def other_models_file(blob: bytes) -> bytes:
     return dataclasses.replace(header, model_sha256=bytes(32)).pack() + blob[stream.tell() :]
 
 
-#: Plain English, which the model predicts far better than zstd does.
+#: Text the tiny test model codes far better than zstd does (tests/tiny_model.py).
+TEXT = tiny_text(1500, seed=21)
+#: Plain English, which the real model predicts far better than zstd does.
 ENGLISH = (
     b"When the first frost came to the valley, the farmers brought their cattle down from the "
     b"high pastures and stored the last of the hay in the barns behind their houses. The children "

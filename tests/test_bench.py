@@ -1,4 +1,4 @@
-"""`nacrith bench` and the corpus loader, with the real model and the real Canterbury files."""
+"""`nacrith bench` and the corpus loader, with the tiny test model, and the real Canterbury files."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_model import tiny_text
 
 from nacrith import bench, corpora
 from nacrith.errors import CorpusError
-
-SMALLEST = ["canterbury/grammar.lsp", "canterbury/xargs.1"]
+from nacrith.models.llm import MODEL_ENV
 
 
 def corpus_present() -> bool:
@@ -30,13 +30,18 @@ def corpus_present() -> bool:
 needs_canterbury = pytest.mark.skipif(not corpus_present(), reason="Canterbury corpus not found")
 
 
+#: Two inputs of text the tiny test model codes better than the classical peers.
+WORDS = {"words-a.txt": tiny_text(3_000, seed=11), "words-b.txt": tiny_text(4_000, seed=12)}
+
+
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
-    """One real run over the two smallest Canterbury files, with a failing and a working external peer."""
+    """One real run over two files, with a failing and a working external peer."""
     out = tmp_path_factory.mktemp("bench")
     args = [sys.executable, "-m", "nacrith", "bench", "-q", "-T", "1"]
-    for spec in SMALLEST:
-        args += ["--corpus", spec]
+    for name, data in WORDS.items():
+        (out / name).write_bytes(data)
+        args += ["--corpus", str(out / name)]
     args += ["--peer", "broken=false {in} {out}", "--peer", "copy=cp {in} {out}"]
     args += [
         "--peer-decompress",
@@ -51,7 +56,6 @@ def bench_run(tmp_path_factory):
 
 
 @pytest.mark.llm
-@needs_canterbury
 def test_markdown_tables(bench_run):
     result, _, _ = bench_run
     out = result.stdout.decode()
@@ -59,24 +63,23 @@ def test_markdown_tables(bench_run):
     header = out.splitlines()[0]
     for name in ["nacrith", "gzip -9", "bzip2 -9", "xz -9e", "zstd -22", "broken", "copy", "H0", "H1", "H2"]:
         assert f" {name} |" in header
-    assert "| grammar.lsp | 3,721 |" in out and "| xargs.1 | 4,227 |" in out
+    assert "| words-a.txt | 3,000 |" in out and "| words-b.txt | 4,000 |" in out
     assert "| **total** |" in out and "| **mean** |" in out
-    assert "| grammar.lsp | broken | — | — |" in out and "FAILED: compress failed (exit 1)" in out
+    assert "| words-a.txt | broken | — | — |" in out and "FAILED: compress failed (exit 1)" in out
 
 
 @pytest.mark.llm
-@needs_canterbury
 def test_json_results(bench_run):
     _, report, _ = bench_run
     assert report["schema"] == "nacrith-bench/1"
     assert (
-        report["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(report["model"]["sha256"]) == 64
+        report["model"]["name"] == Path(os.environ[MODEL_ENV]).name and len(report["model"]["sha256"]) == 64
     )
-    assert [i["label"] for i in report["inputs"]] == ["grammar.lsp", "xargs.1"]
+    assert [i["label"] for i in report["inputs"]] == list(WORDS)
     assert all(i["is_prefix"] is False and {"H0", "H1", "H2"} <= set(i) for i in report["inputs"])
     results = {(r["input"], r["compressor"]): r for r in report["results"]}
     assert len(results) == 2 * len(report["compressors"])
-    for label in ("grammar.lsp", "xargs.1"):
+    for label in WORDS:
         ours, gzip_ = results[(label, "nacrith")], results[(label, "gzip -9")]
         assert ours["verified"] and ours["error"] is None
         assert (
@@ -92,7 +95,6 @@ def test_json_results(bench_run):
 
 
 @pytest.mark.llm
-@needs_canterbury
 def test_chart_is_a_png(bench_run):
     _, _, png = bench_run
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
@@ -178,11 +180,12 @@ def test_ablation_runs_every_variant_and_verifies(tmp_path):
 
 
 @pytest.mark.llm
-@needs_canterbury
 def test_variants_runs_only_the_named_ones(tmp_path):
     out = tmp_path / "v.json"
+    source = tmp_path / "words.txt"
+    source.write_bytes(tiny_text(3000, seed=6))  # text the tiny test model codes better than zstd
     args = [sys.executable, "-m", "nacrith", "bench", "-q", "-T", "1", "--peers", "none"]
-    args += ["--variants", "full-skip,llm-only", "--corpus", "canterbury/xargs.1", "--limit", "400"]
+    args += ["--variants", "full-skip,llm-only", "--corpus", str(source)]
     result = subprocess.run([*args, "--json", str(out)], capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr.decode()
     report = json.loads(out.read_text())

@@ -1,4 +1,5 @@
-"""The `nacrith` command line, run as a real subprocess with the real model."""
+"""The `nacrith` command line, run as a real subprocess: with the tiny test
+model ($NACRITH_MODEL, set by conftest.py), and once with the real default."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_model import tiny_text
 
 from nacrith.format import Header
+from nacrith.models.llm import MODEL_ENV
+from nacrith.testhooks import PACE_ENV, PACE_MARKER
 
 pytestmark = pytest.mark.llm
 
-#: Long enough that the model's coding beats zstd alone, header included.
-TEXT = (
+#: Long enough that the real model's coding beats zstd alone, header included.
+ENGLISH = (
     b"Compression is prediction: a model that guesses the next word well needs few bits.\n"
     b"An arithmetic coder turns each probability into a fraction of a bit, so the better\n"
     b"the guess, the shorter the file. A small language model has read far more English\n"
@@ -28,16 +32,20 @@ TEXT = (
     b"decoder runs the same model over the same text, one token at a time, and recovers\n"
     b"every byte exactly, provided both sides compute the very same numbers.\n"
 )
+#: The same for the tiny test model (tests/tiny_model.py).
+TEXT = tiny_text(1500, seed=5)
 ENV = {**os.environ, "NACRITH_THREADS": "1"}
 
 
-def nacrith(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def nacrith(
+    *args: str, stdin: bytes | None = None, cwd: Path | None = None, env: dict[str, str] = ENV
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "nacrith", *args],
         input=stdin,
         capture_output=True,
         cwd=cwd,
-        env=ENV,
+        env=env,
         timeout=300,
     )
 
@@ -84,25 +92,28 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_compress_decompress_test_info(workdir):
-    r = nacrith("compress", "a.txt", cwd=workdir)
+def test_compress_decompress_test_info(workdir, real_model_path):
+    """The end-to-end smoke test, with the default model, as a user runs it."""
+    default = {k: v for k, v in ENV.items() if k != MODEL_ENV}
+    (workdir / "a.txt").write_bytes(ENGLISH)
+    r = nacrith("compress", "a.txt", cwd=workdir, env=default)
     assert r.returncode == 0, r.stderr
-    assert (workdir / "a.txt").read_bytes() == TEXT, "source is kept"
+    assert (workdir / "a.txt").read_bytes() == ENGLISH, "source is kept"
     summary = r.stderr.decode()
     assert "a.txt:" in summary and "bpb" in summary and "tok/s" in summary and "-> a.txt.nc" in summary
 
-    r = nacrith("test", "a.txt.nc", cwd=workdir)
+    r = nacrith("test", "a.txt.nc", cwd=workdir, env=default)
     assert r.returncode == 0 and b"OK" in r.stderr
 
-    r = nacrith("info", "a.txt.nc", cwd=workdir)
+    r = nacrith("info", "a.txt.nc", cwd=workdir, env=default)
     out = r.stdout.decode()
     assert r.returncode == 0
-    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in out and "neural" in out and f"{len(TEXT)} bytes" in out
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in out and "neural" in out and f"{len(ENGLISH)} bytes" in out
 
     (workdir / "a.txt").unlink()
-    r = nacrith("decompress", "a.txt.nc", cwd=workdir)
+    r = nacrith("decompress", "a.txt.nc", cwd=workdir, env=default)
     assert r.returncode == 0, r.stderr
-    assert (workdir / "a.txt").read_bytes() == TEXT
+    assert (workdir / "a.txt").read_bytes() == ENGLISH
     assert (workdir / "a.txt.nc").exists(), "compressed file is kept"
 
 
@@ -187,20 +198,20 @@ def test_progress_line_on_a_terminal(workdir):
     assert "tok/s" in screen and "bpb" in screen and "ETA" in screen
 
 
-@pytest.mark.parametrize("delay", [0.0, 5.0], ids=["while-loading", "while-coding"])
+@pytest.mark.parametrize("delay", [0.0, 2.0], ids=["while-loading", "while-coding"])
 def test_interrupt_removes_partial_output(workdir, delay):
     """Ctrl-C at any time: exit 130, no partial output. The first SIGINT lands as
     soon as the output is opened, around the model's loading (llama.cpp's log
     sink is a C function, so no Python callback can swallow it); the second in
-    the model's work on a frame."""
+    the model's work on a frame, which the pace hook makes last over a minute."""
     # Words in random order: no long repeats the ensemble could code without the model.
     rng = random.Random(0)
     words = TEXT.split()
     big = workdir / "big.txt"
-    big.write_bytes(b" ".join(rng.choice(words) for _ in range(3000)))
+    big.write_bytes(PACE_MARKER + b" ".join(rng.choice(words) for _ in range(3000)))
     proc = subprocess.Popen(
         [sys.executable, "-m", "nacrith", "compress", str(big)],
-        env=ENV,
+        env={**ENV, PACE_ENV: "0.02"},
         stderr=subprocess.PIPE,
         # A shell without job control starts background jobs with SIGINT ignored,
         # and Python then leaves it ignored (as it should): give the child the

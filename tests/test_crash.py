@@ -16,12 +16,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_model import tiny_text
 
 from nacrith import bench
-from nacrith.crash import FAULT_ENV, FAULT_MARKER, death_text, run_in_child, signal_text
+from nacrith.crash import death_text, run_in_child, signal_text
 from nacrith.errors import WorkerError
 from nacrith.format import FrameType
 from nacrith.reader import read_info
+from nacrith.testhooks import FAULT_ENV, FAULT_MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A text frame the model codes (long enough not to stay with binary data), holding the marker.
@@ -101,16 +103,9 @@ def test_cli_crash_is_one_line_exit_1_and_no_output_file(tmp_path, fault, advice
 def test_cli_crash_while_decompressing_leaves_no_partial_output(tmp_path):
     """The first frame is decoded and written when the process dies in the
     second: the partly written output goes too."""
-    # Plain English the model codes better than zstd, so that both frames are neural.
-    first = (
-        b"When the first frost came to the valley, the farmers brought their cattle down from the "
-        b"high pastures and stored the last of the hay in the barns behind their houses. The children "
-        b"walked to school along the frozen road, counting the crows that sat on the fence posts.\n"
-    )
-    second = (
-        b"In the evenings the families gathered around the stove to listen to the radio, and nobody "
-        b"in the village could remember a winter as long as that one. " + FAULT_MARKER + b"\n"
-    )
+    # Text the model codes better than zstd, so that both frames are neural.
+    first = tiny_text(1500, seed=1)
+    second = tiny_text(1000, seed=2) + FAULT_MARKER + b"\n"
     (tmp_path / "two.txt").write_bytes(first + second)
     packed = run_nacrith(
         "compress", "-q", "--frame-size", str(len(first)), "two.txt", fault=None, cwd=tmp_path

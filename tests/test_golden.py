@@ -56,9 +56,9 @@ def test_the_tests_run_on_the_pinned_profile():
 
 
 @pytest.mark.parametrize("name", sorted(PINNED_CASES))
-def test_golden_file_decodes(codec, name):
+def test_golden_file_decodes(real_codec, name):
     expected = (PINNED / f"{name}.bin").read_bytes()
-    assert decode_quietly(codec, (PINNED / f"{name}.nc").read_bytes()) == expected
+    assert decode_quietly(real_codec, (PINNED / f"{name}.nc").read_bytes()) == expected
 
 
 def split_header(blob: bytes) -> tuple[Header, bytes]:
@@ -73,7 +73,7 @@ SKIPPING = ("skip_slide", "lanes_skip_slide", "json_default")
 
 
 @pytest.mark.parametrize("name", sorted(PINNED_CASES))
-def test_encoder_still_writes_golden_bytes(codec, name):
+def test_encoder_still_writes_golden_bytes(real_codec, name):
     """Same header fields and the same frames, byte for byte.
 
     The ENVIRONMENT field is left out: it names the llama.cpp build and CPU
@@ -87,7 +87,7 @@ def test_encoder_still_writes_golden_bytes(codec, name):
     if isinstance(options.get("ensemble"), dict):
         options["ensemble"] = ensemble_of_layout(**{"layout": 1, **options["ensemble"]})
     out = io.BytesIO()
-    summary = codec.compress_stream(io.BytesIO(data), out, content_size=len(data), **options)
+    summary = real_codec.compress_stream(io.BytesIO(data), out, content_size=len(data), **options)
     assert split_header(out.getvalue()) == split_header((PINNED / f"{name}.nc").read_bytes())
     if name in SKIPPING:
         assert summary.stats.skipped > 0  # the model was fed catch-up batches
@@ -102,7 +102,7 @@ def test_the_pinned_set_records_the_pinned_profile():
 
 
 @pytest.mark.parametrize("name", sorted(FIRST_CASES))
-def test_first_set_decodes_exactly_or_fails_its_checks(codec, name):
+def test_first_set_decodes_exactly_or_fails_its_checks(real_codec, name):
     """Files made with AVX-512 kernels: exact where this build has them (and
     wherever a file has no neural frame), else exact or a ChecksumError (on the
     pinned build, measured: a ChecksumError), and wrong bytes nowhere."""
@@ -110,8 +110,8 @@ def test_first_set_decodes_exactly_or_fails_its_checks(codec, name):
     expected = (FIRST / f"{name}.bin").read_bytes()
     info = read_info(io.BytesIO(blob))
     neural = any(e.type == FrameType.NEURAL for e in info.trailer.entries)
-    same_kernels = info.header.environment.split()[:3] == codec.model.environment.split()[:3]
+    same_kernels = info.header.environment.split()[:3] == real_codec.model.environment.split()[:3]
     try:
-        assert decode_quietly(codec, blob) == expected
+        assert decode_quietly(real_codec, blob) == expected
     except ChecksumError:
         assert neural and not same_kernels  # the only way this file may fail

@@ -1,4 +1,4 @@
-"""Lanes, worker processes and determinism, with the real model and llama.cpp.
+"""Lanes, worker processes and determinism, through llama.cpp (the tiny test model).
 
 What these tests pin down: a neural frame split into streams (lanes) that
 advance together in one llama.cpp context decodes byte for byte; the file
@@ -19,11 +19,11 @@ import struct
 import time
 import warnings
 import zlib
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tiny_model import tiny_text
 
 import nacrith
 from nacrith.errors import (
@@ -52,19 +52,13 @@ from nacrith.parallel import WorkerPlan, Workers, plan_workers
 from nacrith.reader import decompress_stream
 from nacrith.writer import compress_stream
 
-README = (Path(__file__).parent.parent / "README.md").read_bytes()
 #: A small window, so that tests slide it often and stay fast.
 SMALL = {"context": 64, "slide": 16, "segment": False}
 
 
 def prose(n_bytes: int, seed: int = 5) -> bytes:
-    """Words of the README in a random order: text, but not a repeat of it."""
-    words = README.split()
-    rng = random.Random(seed)
-    out = bytearray()
-    while len(out) < n_bytes:
-        out += rng.choice(words) + b" "
-    return bytes(out[:n_bytes])
+    """Text the model codes better than zstd (tests/tiny_model.py), and no repeat of itself."""
+    return tiny_text(n_bytes, seed)
 
 
 def neural_payload(blob: bytes) -> tuple[Header, FrameHeader, bytes]:
@@ -258,7 +252,7 @@ def test_ten_thousand_tokens_slide_the_window_many_times(codec, model):
     lane slides about 150 times. A passage that comes back in every block lets
     the confidence skip fire, so skipped tokens catch up across slides too."""
     passage = prose(300, seed=99)
-    data = b"".join(prose(700, seed=100 + i) + passage for i in range(40))
+    data = b"".join(prose(900, seed=100 + i) + passage for i in range(40))
     assert len(model.symbols.encode(data)) > 10_000
     out = io.BytesIO()
     summary = codec.compress_stream(io.BytesIO(data), out, lanes=4, min_stream=256, **SMALL)

@@ -17,11 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from service_helpers import ENGLISH, free_port, metric, prose, serve, wait_for
+from service_helpers import ENGLISH, TEXT, free_port, metric, prose, serve, wait_for
 
-from nacrith.crash import FAULT_ENV, FAULT_MARKER
+from nacrith.models.llm import MODEL_ENV
 from nacrith.reader import read_info
 from nacrith.server.client import Client, ServiceError
+from nacrith.testhooks import FAULT_ENV, FAULT_MARKER, PACE_ENV, PACE_MARKER
 
 pytestmark = [pytest.mark.ray, pytest.mark.llm]
 
@@ -36,9 +37,10 @@ REPLICA_PROCESS = "ServeReplica:nacrith:FrameCoder"
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A one-node Ray cluster on loopback, stopped afterwards. Its replicas die
-    from SIGILL coding a frame that holds the test hook's marker (only such frames)."""
+    from SIGILL coding a frame that holds the fault hook's marker, and take 10 ms
+    a step on one that holds the pace hook's (only such frames)."""
     port = free_port()
-    env = {**os.environ, FAULT_ENV: "SIGILL"}
+    env = {**os.environ, FAULT_ENV: "SIGILL", PACE_ENV: "0.01"}
     start = [RAY, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port)]
     start += ["--num-cpus", "4", "--include-dashboard", "false", "--disable-usage-stats"]
     subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
@@ -64,7 +66,7 @@ def test_info_names_the_replicas(client):
     info = client.request("GET", "/v1/info").json()
     assert [w["replica"] for w in info["workers"]] == [1, 2]
     assert info["environment"].split()[1] == "cpu"
-    assert info["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert info["model"]["name"] == Path(os.environ[MODEL_ENV]).name  # the tiny test model
 
 
 def test_round_trips_through_ray(client):
@@ -75,13 +77,13 @@ def test_round_trips_through_ray(client):
 def test_files_are_interchangeable_with_the_local_backend(client, codec):
     """Frames fanned out over both replicas, gathered in order: the same bytes
     as one local process writes, and each side decodes the other's file."""
-    data = ENGLISH * 2 + prose(700, seed=31)
+    data = TEXT + prose(700, seed=31)
     blob = client.compress(data, frame_size=400)
     assert blob == codec.compress(data, frame_size=400)
     assert [e.type.name for e in read_info(io.BytesIO(blob)).trailer.entries].count("NEURAL") >= 4
     assert codec.decompress(blob) == data
-    local = codec.compress(ENGLISH, frame_size=300)
-    assert client.decompress(local) == ENGLISH
+    local = codec.compress(TEXT, frame_size=300)
+    assert client.decompress(local) == TEXT
     # Both replicas took frames.
     frames = client.request("GET", "/v1/info").json()["frames_by_worker"]
     assert len(frames) == 2 and all(n > 0 for n in frames.values())
@@ -105,7 +107,7 @@ def test_a_frame_that_kills_its_replica_gets_503_and_harms_no_one(client, server
     llama.cpp would run an instruction the CPU lacks): that request gets 503
     WorkerError; a request the other replica codes meanwhile is unaffected;
     Serve replaces the dead replica and requests succeed again."""
-    survivor = prose(3_000, seed=33)
+    survivor = PACE_MARKER + prose(3_000, seed=33)  # coded for seconds, whatever the machine
     with ThreadPoolExecutor(1) as pool:
         other = pool.submit(client.compress, survivor)
         wait_for(lambda: metric(server, "nacrith_frames_waiting") >= 1, 60)
@@ -123,7 +125,7 @@ def test_a_killed_replica_fails_the_request_cleanly_or_not_at_all(client, server
     """A replica killed mid-request: the request ends in a 503 naming the dead
     replica, or succeeds with the right bytes after Serve retried it; never
     wrong data. Serve then replaces the replica and requests succeed again."""
-    data = prose(6_000, seed=32)  # long enough to be mid-frame when the replicas die
+    data = PACE_MARKER + prose(6_000, seed=32)  # paced: mid-frame when the replicas die
     outcome: dict[str, object] = {}
 
     def request() -> None:

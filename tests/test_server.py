@@ -1,6 +1,7 @@
 """The REST service, run as users run it: `nacrith serve` in its own process,
-a real uvicorn server on 127.0.0.1, real worker processes with the real
-model, and HTTP over loopback."""
+a real uvicorn server on 127.0.0.1, real worker processes running llama.cpp
+(the tiny test model; the real one for the end-to-end smoke test), and HTTP
+over loopback."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import http.client
 import io
 import json
+import os
 import random
 import socket
 import subprocess
@@ -21,6 +23,7 @@ import pytest
 from service_helpers import (
     ENGLISH,
     KEY,
+    TEXT,
     free_port,
     gibberish,
     metric,
@@ -29,13 +32,15 @@ from service_helpers import (
     serve,
     wait_for,
 )
+from tiny_model import tiny_text
 
 from nacrith.corpora import locate
-from nacrith.crash import FAULT_ENV, FAULT_MARKER
 from nacrith.errors import CorpusError
 from nacrith.format import Header
+from nacrith.models.llm import MODEL_ENV
 from nacrith.reader import read_info
 from nacrith.server.client import Client, ServiceError
+from nacrith.testhooks import FAULT_ENV, FAULT_MARKER, PACE_DECODING_ENV, PACE_ENV, PACE_MARKER
 
 pytestmark = pytest.mark.llm
 
@@ -47,9 +52,10 @@ rng = random.Random(7)
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """Two workers, an API key and a small body limit; a worker coding a frame
-    that holds the test hook's marker dies from SIGILL (only such frames)."""
+    that holds the fault hook's marker dies from SIGILL, one coding a frame
+    that holds the pace hook's marker takes 10 ms a step (only such frames)."""
     flags = ("--workers", "2", "--max-body", str(MAX_BODY), "--queue", "16")
-    with serve(*flags, env_extra={FAULT_ENV: "SIGILL"}) as (url, _):
+    with serve(*flags, env_extra={FAULT_ENV: "SIGILL", PACE_ENV: "0.01"}) as (url, _):
         yield url
 
 
@@ -83,7 +89,7 @@ def test_health_readiness_and_info(server, client):
     assert anonymous.request("GET", "/readyz").json() == {"status": "ready"}
     info = client.request("GET", "/v1/info").json()
     assert info["version"]
-    assert info["model"]["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert info["model"]["name"] == Path(os.environ[MODEL_ENV]).name  # the tiny test model
     assert len(info["model"]["sha256"]) == 64
     assert info["workers"] == [{"gpu": None, "threads": 1}, {"gpu": None, "threads": 1}]
     assert info["max_body"] == MAX_BODY
@@ -127,11 +133,22 @@ def test_openapi_schema_matches_the_snapshot(server):
 # --- round trips ----------------------------------------------------------------
 
 
-def test_text_round_trip_is_the_librarys_file(client, codec):
-    """The service writes the same bytes as the library (and so the CLI) with the same options."""
+@pytest.fixture(scope="module")
+def real_server(real_model_path: Path) -> Iterator[str]:
+    """One worker with the real default model, no key: the end-to-end smoke test."""
+    env = {MODEL_ENV: ""}  # empty: the default model, as for a user who sets nothing
+    with serve("--workers", "1", key=None, env_extra=env) as (url, _):
+        yield url
+
+
+def test_text_round_trip_is_the_librarys_file(real_server, real_codec):
+    """The service, with the default model, writes the same bytes as the library
+    (and so the CLI) with the same options, and codes English in under half its size."""
+    client = Client(real_server, timeout=600)
     data = ENGLISH
     blob = client.compress(data)
-    assert blob == codec.compress(data)
+    assert client.request("GET", "/v1/info").json()["model"]["name"] == real_codec.model.name
+    assert blob == real_codec.compress(data)
     assert read_info(io.BytesIO(blob)).trailer.entries[0].type.name == "NEURAL"
     assert len(blob) < len(data) / 2
     assert client.decompress(blob) == data
@@ -145,7 +162,7 @@ def test_binary_and_empty_round_trips(client):
 
 
 def test_options_are_recorded_in_the_file(client):
-    data = ENGLISH
+    data = TEXT
     blob = client.compress(data, llm_only=True, lanes=4, frame_size=400)
     header = read_info(io.BytesIO(blob)).header
     assert (header.ensemble, header.frame_size, header.lanes) == (None, 400, 4)
@@ -221,7 +238,7 @@ def test_oversized_bodies_get_413(server, client):
 
 
 def test_corrupt_and_foreign_files_get_400_naming_the_problem(client):
-    blob = client.compress(ENGLISH)  # one neural frame
+    blob = client.compress(TEXT)  # one neural frame
     stream = io.BytesIO(blob)
     Header.read(stream)
     inside = stream.tell() + 40  # past the frame header, inside the coded payload
@@ -277,8 +294,10 @@ def test_a_frame_found_corrupt_mid_stream_ends_the_response_short(client, codec)
 
 @pytest.fixture(scope="module")
 def lone_worker() -> Iterator[str]:
-    """One worker, one place in the queue, no key."""
-    with serve("--workers", "1", "--queue", "1", key=None) as (url, _):
+    """One worker, one place in the queue, no key; the model takes 50 ms a step
+    on frames holding the pace hook's marker, and on every frame it decodes."""
+    env = {PACE_ENV: "0.05", PACE_DECODING_ENV: "1"}  # 50 ms a step: marked frames, and decoding
+    with serve("--workers", "1", "--queue", "1", key=None, env_extra=env) as (url, _):
         yield url
 
 
@@ -287,7 +306,7 @@ def test_a_frame_that_kills_its_worker_gets_503_and_harms_no_one(server, client)
     llama.cpp would run an instruction the CPU lacks). That request gets 503
     WorkerError naming the signal, once; a request the other worker codes
     meanwhile is unaffected; the dead worker is started afresh for the next."""
-    survivor = prose(3_000, seed=12)
+    survivor = PACE_MARKER + prose(3_000, seed=12)  # coded for seconds, whatever the machine
     with ThreadPoolExecutor(1) as pool:
         other = pool.submit(client.compress, survivor)
         wait_for(lambda: metric(server, "nacrith_frames_waiting") >= 1, 30)  # on worker 1
@@ -306,7 +325,7 @@ def test_a_frame_that_kills_its_worker_gets_503_and_harms_no_one(server, client)
 
 def test_full_queue_gets_503_and_a_gone_client_frees_its_worker(lone_worker):
     url = lone_worker
-    long_text = gibberish(20_000, seed=6)  # thousands of tokens: minutes of work for one worker
+    long_text = PACE_MARKER + gibberish(2_000, seed=6)  # paced: most of a minute for one worker
     head = f"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Length: {len(long_text)}\r\n\r\n".encode()
     s = raw_request(url, head, long_text)
     wait_for(lambda: metric(url, "nacrith_frames_waiting") == 1, 30)
@@ -344,9 +363,9 @@ def test_a_client_leaving_mid_download_frees_its_worker(lone_worker, client):
     """A decompress whose client leaves after the answer started, while the
     model decodes a later frame, stops that frame at once."""
     binary = random.Random(8).randbytes(1_500)
-    data = binary + ENGLISH[:300] + binary[::-1] + prose(5_000, seed=9)
+    data = binary + TEXT[:300] + binary[::-1] + tiny_text(5_000, seed=9)
     blob = client.compress(data)
-    # Three quick frames (the status line waits for two), then about 15 s of model work.
+    # Three quick frames (the status line waits for two), then most of a minute of (paced) model work.
     kinds = [entry.type.name for entry in read_info(io.BytesIO(blob)).trailer.entries]
     assert kinds == ["ZSTD_STREAM", "NEURAL", "ZSTD_STREAM", "NEURAL"]
     port = int(lone_worker.rsplit(":", 1)[1])

@@ -100,3 +100,16 @@ def test_failed_verification_falls_back_to_escapes():
     assert codec.decode(symbols) == data
     escaped = [s - codec.n_vocab for s in symbols if s >= codec.n_vocab]
     assert escaped == [ord("X")] * 5, "only the lossy characters are escaped"
+
+
+def test_missing_multibyte_lead_bytes_escape_only_their_characters():
+    """A vocabulary without the bytes 0xE0 and 0xF0 escapes the characters
+    whose UTF-8 starts with them, and nothing else: ASCII stays tokens."""
+    token_bytes = [bytes([b]) for b in range(256) if b not in (0xE0, 0xF0)]
+    ids = {tb: i for i, tb in enumerate(token_bytes)}
+    codec = SymbolCodec(token_bytes, lambda raw: [ids[bytes([b])] for b in raw])
+    data = "plain ASCII, \u0800 and \U00010000, then é".encode()
+    symbols = codec.encode(data)
+    assert codec.decode(symbols) == data
+    escaped = bytes(s - codec.n_vocab for s in symbols if s >= codec.n_vocab)
+    assert escaped == "\u0800\U00010000".encode()

