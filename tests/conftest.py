@@ -27,6 +27,7 @@ from stub_model import StubModel
 from tiny_model import tiny_model_path
 
 from nacrith.api import Codec
+from nacrith.errors import ModelError
 from nacrith.models.llm import MODEL_ENV, LanguageModel, bundled_model_path
 
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -43,7 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # $NACRITH_MODEL names the tiny model for the whole session, so every CLI
     # and server process the tests start loads it, not the real one. Set before
     # test modules are imported: some copy os.environ when they are.
-    os.environ[MODEL_ENV] = str(tiny_model_path())
+    try:
+        os.environ[MODEL_ENV] = str(tiny_model_path())
+    except ModelError as exc:  # the tiny model is made from the real one's tokenizer
+        raise pytest.UsageError(f"the tests need the default model: {exc}") from None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
