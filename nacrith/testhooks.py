@@ -82,9 +82,3 @@ class _Paced:
     def feed(self, *args: Any, **kwargs: Any) -> None:
         time.sleep(self._seconds)
         self._predictor.feed(*args, **kwargs)
-
-    def reset(self, *args: Any) -> Any:
-        return self._predictor.reset(*args)
-
-    def scores(self, *args: Any) -> object:
-        return self._predictor.scores(*args)

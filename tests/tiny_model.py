@@ -52,6 +52,8 @@ FIRST_MERGE = 273
 BYTE_RANK = 300
 #: Logit scale of the Zipf prior: p(rank) ~ rank**-ZIPF.
 ZIPF = 1.0
+#: Standard deviation of the input embeddings' channels other than the bias channel.
+EMBED_STD = 0.1
 #: Standard deviation of the context-dependent part of the logits (nats).
 CONTEXT_LOGITS = 1.0
 
@@ -59,6 +61,11 @@ CONTEXT_LOGITS = 1.0
 def _cache_dir() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "nacrith-tests"
+
+
+def _zipf_rank(token_ids: np.ndarray) -> np.ndarray:
+    """Each merged token's rank in the prior: its id, counted from the first merge (plus 10)."""
+    return token_ids.astype(np.float64) - FIRST_MERGE + 10
 
 
 def tiny_model_path() -> Path:
@@ -129,7 +136,7 @@ def _write(real: Path, path: Path) -> None:
     # Input embeddings: channel 0 is a constant 1, the "bias channel" that the
     # output layer's prior reads; the others are small, so that the final norm
     # keeps channel 0 nearly constant.
-    embed = rng.normal(0.0, 0.1, (n_vocab, WIDTH))
+    embed = rng.normal(0.0, EMBED_STD, (n_vocab, WIDTH))
     embed[:, 0] = 1.0
     add("token_embd.weight", embed, q8)
     head = WIDTH // HEADS
@@ -154,12 +161,12 @@ def _write(real: Path, path: Path) -> None:
 
     # Output layer: channel 0 carries the Zipf prior, the rest random weights
     # that turn the context-dependent residual into logits.
-    ranks = np.arange(n_vocab, dtype=np.float64) - FIRST_MERGE + 10
+    ranks = _zipf_rank(np.arange(n_vocab))
     ranks[:FIRST_MERGE] = BYTE_RANK
     prior = -ZIPF * np.log(ranks)
     output = rng.normal(0.0, 1.0, (n_vocab, WIDTH))
     # After the final norm channel 0 is about sqrt(WIDTH / (1 + other energy)).
-    residual = np.sqrt(WIDTH / (1.0 + (WIDTH - 1) * 0.1**2))
+    residual = np.sqrt(WIDTH / (1.0 + (WIDTH - 1) * EMBED_STD**2))
     output[:, 0] = (prior - prior.mean()) / residual
     output[:, 1:] *= CONTEXT_LOGITS / np.sqrt(WIDTH - 1)
     add("output.weight", output, q8)
@@ -186,7 +193,7 @@ def _text_tokens() -> tuple[np.ndarray, list[bytes], np.ndarray]:
         if raw.isascii() and raw.decode().isprintable():
             ids.append(token_id)
             texts.append(raw)
-    weights = (np.asarray(ids, dtype=np.float64) - FIRST_MERGE + 10) ** -ZIPF
+    weights = _zipf_rank(np.asarray(ids)) ** -ZIPF
     return np.arange(len(ids)), texts, weights / weights.sum()
 
 
