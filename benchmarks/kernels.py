@@ -23,7 +23,6 @@ no longer uses. Both loads run here, in one process, one after the other.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import sys
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 
 from nacrith.models import llm
+from nacrith.models.feeder import Feeder
 from nacrith.models.llm import LanguageModel, resolve_model_path
 from nacrith.models.runtime import kernel_profile, load_llama
 
@@ -47,10 +47,6 @@ SLIDE = 128
 LANES = 16
 
 
-def _row(address: int, n_vocab: int) -> bytes:
-    return ctypes.string_at(address, 4 * n_vocab)
-
-
 def fingerprint(model: LanguageModel) -> dict[str, str]:
     """SHA-256 (first 16 hex digits) of the logits of each evaluation shape."""
     tokens = model.symbols.encode(TEXT)
@@ -58,21 +54,21 @@ def fingerprint(model: LanguageModel) -> dict[str, str]:
         raise SystemExit("the fingerprint text must tokenize without escapes")
     out = {}
     for batch in (1, 2, 8, 32):
-        p = model.predictor(CONTEXT, SLIDE, model.start_token, batch)
+        p = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token, batch))
         p.reset()
-        digest = hashlib.sha256(_row(p.scores(), p.n_vocab))
+        digest = hashlib.sha256(p.scores().tobytes())
         for i in range(0, len(tokens) - batch + 1, batch):
-            p.feed(tokens[i : i + batch], True)
-            digest.update(_row(p.scores(), p.n_vocab))
+            p.feed([(0, tokens[i : i + batch], True)])
+            digest.update(p.scores().tobytes())
         out[f"batch {batch}"] = digest.hexdigest()[:16]
-    lanes = model.lanes_predictor(LANES, CONTEXT, SLIDE, model.start_token)
+    lanes = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token, lanes=LANES))
     lanes.reset(LANES)
     digest = hashlib.sha256()
     for step in range(len(tokens) // 2):
         # Lane k reads the text from token k on: 16 different contexts per call.
         lanes.feed([(k, (tokens[(step + k) % len(tokens)],), True) for k in range(LANES)])
         for k in range(LANES):
-            digest.update(_row(lanes.scores(k), lanes.n_vocab))
+            digest.update(lanes.scores(k).tobytes())
     out[f"{LANES} lanes"] = digest.hexdigest()[:16]
     return out
 
@@ -81,10 +77,9 @@ def speed(model: LanguageModel, steps: int, repeat: int) -> dict[str, float]:
     """Tokens per second of one lane and of 16 lanes, over ``steps`` steps from a
     fresh window: the best of ``repeat`` runs, after one run to warm up."""
     tokens = model.symbols.encode(TEXT)
-    p = model.predictor(CONTEXT, SLIDE, model.start_token)
-    lanes = model.lanes_predictor(LANES, CONTEXT, SLIDE, model.start_token)
 
     def one_lane() -> float:
+        p = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token))
         p.reset()
         start = time.perf_counter()
         for i in range(steps):
@@ -92,6 +87,7 @@ def speed(model: LanguageModel, steps: int, repeat: int) -> dict[str, float]:
         return steps / (time.perf_counter() - start)
 
     def all_lanes() -> float:
+        lanes = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token, lanes=LANES))
         lanes.reset(LANES)
         start = time.perf_counter()
         for i in range(steps):

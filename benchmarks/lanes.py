@@ -2,7 +2,7 @@
 
     python benchmarks/lanes.py [FILE] [--lanes 1,4,16,64] [--workers 1,2] [--threads N]
                                [--gpus 0] [--frame-size BYTES] [--limit BYTES]
-                               [--min-stream TOKENS] [--json OUT]
+                               [--min-stream TOKENS] [--ensemble shared,cold] [--json OUT]
 
 FILE defaults to alice29.txt of the Canterbury corpus (found and checked
 through the corpus manifest). Each combination runs
@@ -14,6 +14,10 @@ decompresses it, checks the bytes, and reports
 - bpb of the file, and the change against the first lane count of the same
   worker count;
 - peak RSS of the process and its workers (MiB).
+
+With --ensemble shared,cold each lane count runs twice: the streams of a
+frame sharing one ensemble (the default), and each stream with its own, as
+in files before the CODING parameter.
 
 Threads per worker default to the cores divided among the workers. Workers
 share out whole frames, so they only help inputs of several frames: use
@@ -39,11 +43,14 @@ from nacrith.crash import run_in_child
 from nacrith.errors import CorpusError, one_line
 from nacrith.frames import CompressOptions, Summary
 from nacrith.models.llm import default_threads
+from nacrith.settings import Coding
 
 
 @dataclass
 class Row:
     lanes: int
+    #: "shared" or "cold": the streams of a frame share one ensemble, or each has its own.
+    ensemble: str
     workers: int
     threads: int
     raw_bytes: int
@@ -57,8 +64,8 @@ class Row:
     error: str | None = None
 
     @classmethod
-    def failed(cls, lanes: int, workers: int, threads: int, error: str) -> Row:
-        return cls(lanes, workers, threads, 0, 0, 0, 0.0, 0.0, False, 0.0, error)
+    def failed(cls, lanes: int, ensemble: str, workers: int, threads: int, error: str) -> Row:
+        return cls(lanes, ensemble, workers, threads, 0, 0, 0, 0.0, 0.0, False, 0.0, error)
 
     @property
     def bpb(self) -> float:
@@ -83,6 +90,7 @@ def measure(
     path: str,
     limit: int | None,
     lanes: int,
+    ensemble: str,
     workers: int,
     threads: int,
     gpus: tuple[str, ...],
@@ -91,7 +99,9 @@ def measure(
 ) -> Row:
     """One combination, in the calling process."""
     data = Path(path).read_bytes()[:limit]
-    options = CompressOptions(lanes=lanes, frame_size=frame_size, min_stream=min_stream)
+    options = CompressOptions(
+        lanes=lanes, frame_size=frame_size, min_stream=min_stream, coding=Coding(shared=ensemble == "shared")
+    )
     with Codec(None, threads, workers=workers if workers > 1 or gpus else None, gpus=gpus) as codec:
         # Load the model (and start the workers) before the clock starts.
         codec.model  # noqa: B018
@@ -108,6 +118,7 @@ def measure(
         decompress_s = time.perf_counter() - start
     return Row(
         lanes,
+        ensemble,
         workers,
         threads,
         len(data),
@@ -141,6 +152,7 @@ def run_isolated(
     path: str,
     limit: int | None,
     lanes: int,
+    ensemble: str,
     workers: int,
     threads: int,
     gpus: tuple[str, ...],
@@ -150,9 +162,11 @@ def run_isolated(
     """measure() in a fresh process, so that its peak memory is its own; a run
     that fails, its process killed by a signal included, is a failed row."""
     try:
-        return run_in_child(measure, path, limit, lanes, workers, threads, gpus, frame_size, min_stream)
+        return run_in_child(
+            measure, path, limit, lanes, ensemble, workers, threads, gpus, frame_size, min_stream
+        )
     except Exception as exc:  # reported in the table, never dropped
-        return Row.failed(lanes, workers, threads, f"{type(exc).__name__}: {one_line(exc)}")
+        return Row.failed(lanes, ensemble, workers, threads, f"{type(exc).__name__}: {one_line(exc)}")
 
 
 def _ints(text: str) -> list[int]:
@@ -175,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="TOKENS",
         help="fewest symbols per stream (default %(default)s; lower it to split a small input in every lane)",
     )
+    parser.add_argument(
+        "--ensemble",
+        type=lambda text: text.split(","),
+        default=["shared"],
+        help="shared, cold or both (shared,cold): the streams of a frame share one ensemble, or not",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
     args = parser.parse_args(argv)
     if args.file is None:
@@ -191,20 +211,29 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         threads = args.threads or max(1, default_threads() // workers)
         for lanes in args.lanes:
-            row = run_isolated(
-                args.file, args.limit, lanes, workers, threads, gpus, args.frame_size, args.min_stream
-            )
-            rows.append(row)
-            outcome = (
-                f"FAILED: {row.error}"
-                if row.error
-                else f"{row.tokens_per_s:7.1f} tok/s, {row.bpb:.4f} bpb, verified {row.verified}"
-            )
-            print(
-                f"lanes {lanes:>3}  workers {workers}  threads {threads}: {outcome}",
-                file=sys.stderr,
-                flush=True,
-            )
+            for ensemble in args.ensemble if lanes > 1 else args.ensemble[:1]:
+                row = run_isolated(
+                    args.file,
+                    args.limit,
+                    lanes,
+                    ensemble,
+                    workers,
+                    threads,
+                    gpus,
+                    args.frame_size,
+                    args.min_stream,
+                )
+                rows.append(row)
+                outcome = (
+                    f"FAILED: {row.error}"
+                    if row.error
+                    else f"{row.tokens_per_s:7.1f} tok/s, {row.bpb:.4f} bpb, verified {row.verified}"
+                )
+                print(
+                    f"lanes {lanes:>3} {ensemble}  workers {workers}  threads {threads}: {outcome}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     device = f"GPU {args.gpus}" if gpus else f"CPU, {default_threads()} cores"
     size = Path(args.file).stat().st_size
     if args.limit is not None:
@@ -215,18 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         f"streams of at least {args.min_stream:,} symbols, {device}"
     )
     print(
-        f"{'lanes':>5} {'workers':>7} {'threads':>7} {'tok/s':>8} {'speed-up':>8} {'dec tok/s':>9} "
+        f"{'lanes':>5} {'ensemble':>8} {'workers':>7} {'threads':>7} {'tok/s':>8} {'speed-up':>8} "
+        f"{'dec tok/s':>9} "
         f"{'bytes':>9} {'bpb':>7} {'vs 1st':>7} {'peak MiB':>8} {'verified':>8}"
     )
     ran = [r for r in rows if not r.error]
     for row in rows:
         if row.error:
-            print(f"{row.lanes:>5} {row.workers:>7} {row.threads:>7}  FAILED: {row.error}")
+            print(f"{row.lanes:>5} {row.ensemble:>8} {row.workers:>7} {row.threads:>7}  FAILED: {row.error}")
             continue
         base = ran[0]
         first = next(r for r in ran if r.workers == row.workers)
         print(
-            f"{row.lanes:>5} {row.workers:>7} {row.threads:>7} {row.tokens_per_s:>8.1f} "
+            f"{row.lanes:>5} {row.ensemble:>8} {row.workers:>7} {row.threads:>7} {row.tokens_per_s:>8.1f} "
             f"{row.tokens_per_s / base.tokens_per_s:>7.2f}x {row.decode_tokens_per_s:>9.1f} "
             f"{row.coded_bytes:>9,} {row.bpb:>7.4f} {100 * (row.bpb / first.bpb - 1):>+6.2f}% "
             f"{row.peak_rss_mib:>8.0f} {'yes' if row.verified else 'NO':>8}"

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import zstandard
 
-from nacrith.engine import encode_frame
+from nacrith.engine import encode_streams
 from nacrith.format import ESCAPE_SYMBOLS, FrameHeader, FrameType, pack_varint
 from nacrith.models.llm import LanguageModel
-from nacrith.settings import EnsembleSettings
+from nacrith.settings import Coding, EnsembleSettings
 from nacrith.zstdio import ZSTD_LEVEL
 
 TEXTS = ("alice29.txt", "cp.html", "fields.c")
@@ -56,8 +56,8 @@ def zstd_stream_size(*parts: bytes) -> int:
 def neural_size(model: LanguageModel, data: bytes) -> int:
     symbols = model.symbols.encode(data)
     predictor = model.predictor(2048, 512, model.start_token, EnsembleSettings().model_batch)
-    payload, _ = encode_frame(predictor, symbols, ESCAPE_SYMBOLS, 1.0, None, EnsembleSettings())
-    return len(payload)
+    payloads, _ = encode_streams(predictor, [symbols], ESCAPE_SYMBOLS, 1.0, EnsembleSettings(), Coding())
+    return len(payloads[0])
 
 
 def main() -> int:

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cdf.h"
+#include "vec.h"
 
 /* Same cut-off as the CDF: such a term could never lift a frequency above the floor. */
 #define NC_EXP_CUTOFF (-32.0)
@@ -20,6 +21,9 @@ struct nc_bias {
     double *b;
     double *g2; /* sum of squared gradients of each entry */
     double scale_lr, scale, scale_g2;
+    /* Arithmetic 2 (vec.h): the same head in float. */
+    float *b2, *g22;
+    float scale2, scale2_g2;
 };
 
 nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr) {
@@ -34,7 +38,10 @@ nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr)
     b->scale = 1.0;
     b->b = calloc(n_vocab, sizeof *b->b);
     b->g2 = calloc(n_vocab, sizeof *b->g2);
-    if (!b->b || !b->g2) {
+    b->b2 = calloc(n_vocab, sizeof *b->b2);
+    b->g22 = calloc(n_vocab, sizeof *b->g22);
+    b->scale2 = 1.0f;
+    if (!b->b || !b->g2 || !b->b2 || !b->g22) {
         nc_bias_free(b);
         return NULL;
     }
@@ -45,6 +52,8 @@ void nc_bias_free(nc_bias *b) {
     if (!b) return;
     free(b->b);
     free(b->g2);
+    free(b->b2);
+    free(b->g22);
     free(b);
 }
 
@@ -53,6 +62,65 @@ void nc_bias_reset(nc_bias *b) {
     memset(b->g2, 0, b->n * sizeof *b->g2);
     b->scale = 1.0;
     b->scale_g2 = 0.0;
+    memset(b->b2, 0, b->n * sizeof *b->b2);
+    memset(b->g22, 0, b->n * sizeof *b->g22);
+    b->scale2 = 1.0f;
+    b->scale2_g2 = 0.0f;
+}
+
+const float *nc_bias_values2(const nc_bias *b) { return b->b2; }
+
+float nc_bias_scale2(const nc_bias *b) { return b->scale2; }
+
+NC_VECTORISE int nc_bias_update2(nc_bias *b, const float *restrict w, float inv_sum, const float *restrict logits, float inv_temp,
+                    uint32_t token) {
+    if (!w || token >= b->n || !logits) return NC_ERR_ARG;
+    const int learn_scale = b->scale_lr > 0.0;
+    const float lr = (float)b->lr, lim = (float)b->limit, one = (float)NC_BIAS_G2_PRIOR;
+    float *restrict v = b->b2, *restrict g2 = b->g22;
+    /* Branch-free, so that it vectorises: where base is 0 the step is exactly 0
+     * (g2 += 0, v -= 0), as arithmetic 1's skip. Every entry steps as if it were
+     * not the token; the token's entry is then stepped again from its saved value. */
+    const float v_token = v[token], g2_token = g2[token];
+    float part[NC_V2_PARTS] = {0};
+    const size_t n = b->n;
+    size_t i = 0;
+    for (; i + NC_V2_PARTS <= n; i += NC_V2_PARTS)
+        for (size_t j = 0; j < NC_V2_PARTS; j++) {
+            float g = w[i + j] * inv_sum;
+            float x = logits[i + j];
+            part[j] += g * ((x - x == 0.0f) ? x * inv_temp : 0.0f);
+            float s = g2[i + j] + g * g;
+            g2[i + j] = s;
+            float y = v[i + j] - lr * g / sqrtf(one + s);
+            v[i + j] = y < -lim ? -lim : y > lim ? lim : y;
+        }
+    for (; i < n; i++) {
+        float g = w[i] * inv_sum;
+        float x = logits[i];
+        part[i % NC_V2_PARTS] += g * ((x - x == 0.0f) ? x * inv_temp : 0.0f);
+        float s = g2[i] + g * g;
+        g2[i] = s;
+        float y = v[i] - lr * g / sqrtf(one + s);
+        v[i] = y < -lim ? -lim : y > lim ? lim : y;
+    }
+    {
+        float g = w[token] * inv_sum - 1.0f;
+        float s = g2_token + g * g;
+        g2[token] = s;
+        float y = v_token - lr * g / sqrtf(one + s);
+        v[token] = y < -lim ? -lim : y > lim ? lim : y;
+    }
+    float x = logits[token];
+    if (learn_scale && x - x == 0.0f) {
+        for (size_t width = NC_V2_PARTS / 2; width >= 1; width /= 2)
+            for (size_t j = 0; j < width; j++) part[j] += part[j + width];
+        float g = part[0] - x * inv_temp;
+        b->scale2_g2 += g * g;
+        float y = b->scale2 - (float)b->scale_lr * g / sqrtf(one + b->scale2_g2);
+        b->scale2 = y < (float)NC_SCALE_MIN ? (float)NC_SCALE_MIN : y > (float)NC_SCALE_MAX ? (float)NC_SCALE_MAX : y;
+    }
+    return NC_OK;
 }
 
 const double *nc_bias_values(const nc_bias *b) { return b->b; }

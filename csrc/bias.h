@@ -43,4 +43,12 @@ int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *
  * from these logits (used only to learn the scale). */
 int nc_bias_update(nc_bias *b, const double *base, const float *logits, double inv_temp, uint32_t token);
 
+/* Arithmetic 2 (vec.h): the same head kept in float. The bias values and the
+ * scale to apply (s = logits * inv_temp * scale + bias), and one step given the
+ * unnormalised weights w (base = w * inv_sum) they produced from these logits. */
+const float *nc_bias_values2(const nc_bias *b);
+float nc_bias_scale2(const nc_bias *b);
+int nc_bias_update2(nc_bias *b, const float *w, float inv_sum, const float *logits, float inv_temp,
+                    uint32_t token);
+
 #endif

@@ -3,6 +3,8 @@
 Run by setuptools through ``cffi_modules`` in setup.py, from the project root.
 """
 
+import os
+
 from cffi import FFI
 
 SOURCES = [
@@ -12,13 +14,33 @@ SOURCES = [
     "csrc/match.c",
     "csrc/bias.c",
     "csrc/mix.c",
+    "csrc/vec.c",
+    "csrc/lanes.c",
     "csrc/log.c",
     "csrc/crash.c",
 ]
 
 # Determinism: no fused multiply-add and no fast-math, so the CDF is
 # bit-identical wherever it is built (docs/format.md, Determinism).
-COMPILE_ARGS = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-Wall", "-Wextra"]
+# -O3 vectorises the dense loops of arithmetic 2 (csrc/vec.h), which give the
+# same bits at any width. Two flags let them vectorise and change no value:
+# -fno-math-errno (sqrtf becomes one instruction; its argument is never
+# negative, so errno was never set) and -fno-trapping-math (a comparison may be
+# evaluated for every element and the result selected; we never read the FP
+# exception flags). $NACRITH_CFLAGS replaces the optimisation level, for the
+# test that builds at -O0 and -O3 and compares the files
+# (tests/test_build_flags.py): the result must not depend on it.
+OPTIMISE = os.environ.get("NACRITH_CFLAGS", "-O3").split()
+COMPILE_ARGS = [
+    *OPTIMISE,
+    "-std=c11",
+    "-ffp-contract=off",
+    "-fno-fast-math",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-Wall",
+    "-Wextra",
+]
 
 CDEF = """
 int nc_abi_version(void);
@@ -34,6 +56,7 @@ typedef struct nc_decoder nc_decoder;
 nc_encoder *nc_encoder_new(void);
 void nc_encoder_free(nc_encoder *enc);
 int nc_encoder_encode(nc_encoder *enc, const uint32_t *cdf, uint32_t nsym, uint32_t sym);
+int nc_encoder_encode_range(nc_encoder *enc, uint32_t low, uint32_t freq);
 int nc_encoder_finish(nc_encoder *enc);
 size_t nc_encoder_size(const nc_encoder *enc);
 const uint8_t *nc_encoder_data(const nc_encoder *enc);
@@ -126,6 +149,51 @@ int nc_ens_needs_llm(const nc_ens *e);
 int nc_ens_encode(nc_ens *e, nc_encoder *enc, const float *logits, uint32_t sym, uint32_t *freq_out,
                   double *prob_out);
 int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym_out, uint32_t *freq_out);
+nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp,
+                         uint32_t n_lanes, uint32_t arith);
+int nc_ens_set_lane(nc_ens *e, uint32_t lane);
+
+int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
+                            float *w, uint32_t *freq, int64_t prob_of, double *prob_out);
+int nc_v2_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t sym);
+int nc_v2_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t *sym_out);
+
+typedef struct {
+    int32_t *token;
+    int32_t *pos;
+    int32_t *n_seq_id;
+    int32_t **seq_id;
+    int8_t *logits;
+} nc_batch;
+typedef struct {
+    uint32_t n_lanes;
+    uint32_t n_vocab, n_extra;
+    double inv_temp;
+    uint32_t arith;
+    const nc_ens_params *ensemble;
+    int shared;
+    uint32_t batch;
+    uint32_t context, slide;
+    int32_t start_token;
+} nc_lanes_config;
+typedef struct {
+    uint64_t symbols, escapes, skipped;
+    double coded_bits, model_bits;
+} nc_lanes_stats;
+typedef struct nc_lanes nc_lanes;
+nc_lanes *nc_lanes_new(const nc_lanes_config *config);
+void nc_lanes_free(nc_lanes *ln);
+int nc_lanes_begin_encode(nc_lanes *ln, const uint32_t *symbols, const uint64_t *bounds, const nc_batch *b,
+                          uint32_t *n_tokens_out);
+int nc_lanes_begin_decode(nc_lanes *ln, const uint8_t *const *payloads, const size_t *lens,
+                          const uint64_t *counts, const nc_batch *b, uint32_t *n_tokens_out);
+int nc_lanes_step(nc_lanes *ln, const float *outputs, uint32_t *n_tokens_out, uint32_t *slides_out,
+                  uint32_t *n_slides_out, int *done_out);
+int nc_lanes_finish(nc_lanes *ln);
+int nc_lanes_payload(const nc_lanes *ln, uint32_t lane, const uint8_t **data_out, size_t *len_out);
+int nc_lanes_check_end(const nc_lanes *ln);
+const uint32_t *nc_lanes_symbols(const nc_lanes *ln);
+void nc_lanes_get_stats(const nc_lanes *ln, nc_lanes_stats *out);
 
 #define NC_ENS_NGRAM ...
 #define NC_ENS_MATCH ...
@@ -149,7 +217,10 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "nacrith._ext",
-    "".join(f'#include "{h}"\n' for h in ("status.h", "coder.h", "cdf.h", "mix.h", "log.h", "crash.h")),
+    "".join(
+        f'#include "{h}"\n'
+        for h in ("status.h", "coder.h", "cdf.h", "vec.h", "mix.h", "lanes.h", "log.h", "crash.h")
+    ),
     sources=SOURCES,
     include_dirs=["csrc"],  # relative: setuptools rejects absolute source paths
     extra_compile_args=COMPILE_ARGS,

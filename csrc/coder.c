@@ -80,10 +80,17 @@ int nc_encoder_encode(nc_encoder *enc, const uint32_t *cdf, uint32_t nsym, uint3
     if (!enc || enc->failed) return NC_ERR_STATE;
     if (enc->finished) return NC_ERR_STATE;
     if (!valid_interval(cdf, nsym, sym)) return NC_ERR_ARG;
+    return nc_encoder_encode_range(enc, cdf[sym], cdf[sym + 1] - cdf[sym]);
+}
+
+int nc_encoder_encode_range(nc_encoder *enc, uint32_t low, uint32_t freq) {
+    if (!enc || enc->failed) return NC_ERR_STATE;
+    if (enc->finished) return NC_ERR_STATE;
+    if (freq == 0 || (uint64_t)low + freq > NC_CDF_TOTAL) return NC_ERR_ARG;
 
     uint64_t range = enc->high - enc->low + 1;
-    enc->high = enc->low + ((range * cdf[sym + 1]) >> NC_CDF_BITS) - 1;
-    enc->low = enc->low + ((range * cdf[sym]) >> NC_CDF_BITS);
+    enc->high = enc->low + ((range * (low + freq)) >> NC_CDF_BITS) - 1;
+    enc->low = enc->low + ((range * low) >> NC_CDF_BITS);
 
     for (;;) {
         int st = NC_OK;
@@ -171,26 +178,20 @@ void nc_decoder_free(nc_decoder *dec) {
  * (the encoder writes S + 2 bits, padded to a byte). */
 static uint64_t shifts(const nc_decoder *dec) { return dec->bitpos - 32; }
 
-int nc_decoder_decode(nc_decoder *dec, const uint32_t *cdf, uint32_t nsym, uint32_t *sym_out) {
-    if (!dec || !cdf || !sym_out || nsym == 0 || cdf[0] != 0 || cdf[nsym] != NC_CDF_TOTAL)
-        return NC_ERR_ARG;
+int nc_decoder_target(const nc_decoder *dec, uint32_t *target_out) {
+    if (!dec || !target_out) return NC_ERR_ARG;
     if (shifts(dec) > 8 * (uint64_t)dec->len) return NC_ERR_CORRUPT;
-
     uint64_t range = dec->high - dec->low + 1;
-    uint64_t target = (((dec->value - dec->low + 1) << NC_CDF_BITS) - 1) / range;
+    /* < NC_CDF_TOTAL by the invariant low <= value <= high */
+    *target_out = (uint32_t)((((dec->value - dec->low + 1) << NC_CDF_BITS) - 1) / range);
+    return NC_OK;
+}
 
-    /* Largest sym with cdf[sym] <= target; target < NC_CDF_TOTAL by the invariant. */
-    uint32_t lo = 0, hi = nsym;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (cdf[mid] <= target) lo = mid;
-        else hi = mid;
-    }
-    if (cdf[lo] >= cdf[lo + 1]) return NC_ERR_ARG;
-    *sym_out = lo;
-
-    dec->high = dec->low + ((range * cdf[lo + 1]) >> NC_CDF_BITS) - 1;
-    dec->low = dec->low + ((range * cdf[lo]) >> NC_CDF_BITS);
+int nc_decoder_consume(nc_decoder *dec, uint32_t low, uint32_t freq) {
+    if (!dec || freq == 0 || (uint64_t)low + freq > NC_CDF_TOTAL) return NC_ERR_ARG;
+    uint64_t range = dec->high - dec->low + 1;
+    dec->high = dec->low + ((range * (low + freq)) >> NC_CDF_BITS) - 1;
+    dec->low = dec->low + ((range * low) >> NC_CDF_BITS);
     for (;;) {
         if (dec->high < HALF) {
             /* nothing to subtract */
@@ -210,6 +211,24 @@ int nc_decoder_decode(nc_decoder *dec, const uint32_t *cdf, uint32_t nsym, uint3
         dec->value = (dec->value << 1) | get_bit(dec);
     }
     return NC_OK;
+}
+
+int nc_decoder_decode(nc_decoder *dec, const uint32_t *cdf, uint32_t nsym, uint32_t *sym_out) {
+    if (!dec || !cdf || !sym_out || nsym == 0 || cdf[0] != 0 || cdf[nsym] != NC_CDF_TOTAL)
+        return NC_ERR_ARG;
+    uint32_t target;
+    int st = nc_decoder_target(dec, &target);
+    if (st != NC_OK) return st;
+    /* Largest sym with cdf[sym] <= target. */
+    uint32_t lo = 0, hi = nsym;
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (cdf[mid] <= target) lo = mid;
+        else hi = mid;
+    }
+    if (cdf[lo] >= cdf[lo + 1]) return NC_ERR_ARG;
+    *sym_out = lo;
+    return nc_decoder_consume(dec, cdf[lo], cdf[lo + 1] - cdf[lo]);
 }
 
 int nc_decoder_check_end(const nc_decoder *dec) {

@@ -19,6 +19,7 @@
 /* Match lengths are counted up to this (a longer match is as good). */
 #define NC_MATCH_MAX_LEN 65535
 #define NC_MATCH_BUCKETS 24
+#define NC_MATCH_MAX_LANES 256
 
 typedef struct {
     uint32_t min_len;      /* 1..64 tokens hashed to find a candidate */
@@ -31,6 +32,12 @@ typedef struct nc_match nc_match;
 
 int nc_match_check_params(const nc_match_params *params);
 nc_match *nc_match_new(const nc_match_params *params);
+/* A model shared by n_lanes streams (lanes of a frame): one hash table and one
+ * set of hit rates, a history per stream of 2^history_bits / n_lanes tokens
+ * (at least 2^10). A stream's match may follow any stream's history. The
+ * calls below act on the current stream (nc_match_set_lane; 0 at first). */
+nc_match *nc_match_new_lanes(const nc_match_params *params, uint32_t n_lanes);
+int nc_match_set_lane(nc_match *m, uint32_t lane);
 void nc_match_free(nc_match *m);
 void nc_match_reset(nc_match *m);
 /* The predicted token with the learned hit rate of the current length bucket,

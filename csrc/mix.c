@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cdf.h"
+#include "vec.h"
 
 /* Match lengths grouped for choosing weight sets and APM tables:
  * none, < 8, < 16, < 32, >= 32 tokens. */
@@ -25,13 +26,22 @@ struct nc_ens {
     nc_ens_params p;
     uint32_t n_vocab, n_extra;
     double inv_temp;
+    uint32_t arith; /* 1: double (cdf.h), 2: float, vectorisable (vec.h) */
+    /* Lanes sharing this ensemble: each keeps its n-gram context, its match and
+     * its skip decision; everything learned is shared. */
+    uint32_t n_lanes, lane;
+    nc_ngram_context *lane_ctx; /* the current lane's slot holds nothing */
+    uint8_t *lane_skip;
     nc_ngram *ng;
     nc_match *mt;
     nc_bias *bias;
     uint32_t n_orders; /* n-gram experts */
     uint32_t n_experts; /* base + n-gram orders + match */
     nc_sparse ex[MAX_EXPERTS]; /* ex[0] unused (the base) */
-    double *base, *mix;
+    double *base, *mix; /* arithmetic 1 */
+    float *wt;          /* arithmetic 2: unnormalised base weights, base = wt / wt_sum */
+    float wt_sum;
+    double base_mass; /* this step's mixer weight of the base, all escapes included */
     uint32_t *cdf;
     /* mixer */
     uint32_t n_sets;
@@ -97,10 +107,34 @@ void nc_ens_reset(nc_ens *e) {
     e->tokens = 0;
     e->skip_next = 0;
     e->experts_ready = 0;
+    memset(e->lane_ctx, 0, e->n_lanes * sizeof *e->lane_ctx);
+    memset(e->lane_skip, 0, e->n_lanes);
+    e->lane = 0;
+}
+
+int nc_ens_set_lane(nc_ens *e, uint32_t lane) {
+    if (lane >= e->n_lanes) return NC_ERR_ARG;
+    if (lane == e->lane) return NC_OK;
+    e->lane_skip[e->lane] = (uint8_t)e->skip_next;
+    e->skip_next = e->lane_skip[lane];
+    if (e->ng) {
+        nc_ngram_swap_context(e->ng, &e->lane_ctx[e->lane]);
+        nc_ngram_swap_context(e->ng, &e->lane_ctx[lane]);
+    }
+    if (e->mt) nc_match_set_lane(e->mt, lane);
+    e->experts_ready = 0;
+    e->lane = lane;
+    return NC_OK;
 }
 
 nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp) {
+    return nc_ens_new_lanes(params, n_vocab, n_extra, inv_temp, 1, 1);
+}
+
+nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp,
+                         uint32_t n_lanes, uint32_t arith) {
     if (nc_ens_check_params(params) != NC_OK) return NULL;
+    if (n_lanes < 1 || n_lanes > NC_MATCH_MAX_LANES || (arith != 1 && arith != 2)) return NULL;
     if (!n_vocab || (uint64_t)n_vocab + n_extra > NC_MAX_SYMBOLS) return NULL;
     if (!(inv_temp > 0.0) || inv_temp == INFINITY) return NULL;
     nc_ens *e = calloc(1, sizeof *e);
@@ -109,6 +143,8 @@ nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_ext
     e->n_vocab = n_vocab;
     e->n_extra = n_extra;
     e->inv_temp = inv_temp;
+    e->arith = arith;
+    e->n_lanes = n_lanes;
     uint32_t f = params->flags;
     int ok = 1;
     if (f & NC_ENS_NGRAM) {
@@ -116,7 +152,7 @@ nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_ext
         e->n_orders = params->ngram.max_order - params->ngram.min_order + 1;
         ok &= e->ng != NULL;
     }
-    if (f & NC_ENS_MATCH) ok &= (e->mt = nc_match_new(&params->match)) != NULL;
+    if (f & NC_ENS_MATCH) ok &= (e->mt = nc_match_new_lanes(&params->match, n_lanes)) != NULL;
     if (f & NC_ENS_BIAS) {
         e->bias = nc_bias_new(n_vocab, params->bias_lr, params->bias_limit, params->bias_scale_lr);
         ok &= e->bias != NULL;
@@ -125,12 +161,20 @@ nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_ext
     e->n_experts = 1 + e->n_orders + (e->mt ? 1 : 0);
     e->n_sets = 2 * (e->n_orders + 1) * MATCH_GROUPS;
     e->n_apm = e->n_sets;
-    e->base = malloc(n_vocab * sizeof *e->base);
-    e->mix = malloc(n_vocab * sizeof *e->mix);
+    if (arith == 1) {
+        e->base = malloc(n_vocab * sizeof *e->base);
+        e->mix = malloc(n_vocab * sizeof *e->mix);
+        ok &= e->base && e->mix;
+    } else {
+        ok &= (e->wt = malloc(n_vocab * sizeof *e->wt)) != NULL;
+    }
+    e->lane_ctx = calloc(n_lanes, sizeof *e->lane_ctx);
+    e->lane_skip = calloc(n_lanes, 1);
+    ok &= e->lane_ctx && e->lane_skip;
     e->cdf = malloc(((size_t)n_vocab + n_extra + 1) * sizeof *e->cdf);
     e->v = malloc((size_t)e->n_sets * e->n_experts * sizeof *e->v);
     e->apm = malloc((size_t)e->n_apm * APM_POINTS * sizeof *e->apm);
-    ok &= e->base && e->mix && e->cdf && e->v && e->apm;
+    ok &= e->cdf && e->v && e->apm;
     if (!ok) {
         nc_ens_free(e);
         return NULL;
@@ -147,6 +191,9 @@ void nc_ens_free(nc_ens *e) {
     free(e->uni);
     free(e->base);
     free(e->mix);
+    free(e->wt);
+    free(e->lane_ctx);
+    free(e->lane_skip);
     free(e->cdf);
     free(e->v);
     free(e->apm);
@@ -327,14 +374,12 @@ static double final_prob(const nc_ens *e, uint32_t sym) {
     return e->mix[sym] * e->scale_other / (double)(NC_CDF_TOTAL - e->n_vocab - e->n_extra);
 }
 
-/* Learn from the coded token and decide about the next one. */
-static void update(nc_ens *e, uint32_t sym) {
-    if (sym >= e->n_vocab) return; /* escapes are outside every model */
+/* Mixer and APM: learn from the coded token, given its mixture probability
+ * pm and its base probability b. */
+static void learn_mixer(nc_ens *e, uint32_t sym, double pm, double b) {
     /* Mixer: exponentiated gradient on -log p(sym). */
-    double pm = e->mix[sym] / e->sum;
     if (pm > 0.0) {
         double *v = &e->v[e->set * e->n_experts];
-        double b = e->base[sym];
         for (uint32_t i = 0; i < e->n_experts; i++) {
             double pi = i ? nc_sparse_get(&e->ex[i], sym) + e->ex[i].escape * b : b;
             double x = v[i] + e->p.mixer_lr * (pi / pm - 1.0);
@@ -346,11 +391,14 @@ static void update(nc_ens *e, uint32_t sym) {
         double err = (sym == e->cand ? 1.0 : 0.0) - e->apm_out;
         double r = e->p.apm_rate;
         double a = t[e->apm_j] + r * err * (1.0 - e->apm_frac);
-        double b = t[e->apm_j + 1] + r * err * e->apm_frac;
+        double c = t[e->apm_j + 1] + r * err * e->apm_frac;
         t[e->apm_j] = a < 0.0 ? 0.0 : a > 1.0 ? 1.0 : a;
-        t[e->apm_j + 1] = b < 0.0 ? 0.0 : b > 1.0 ? 1.0 : b;
+        t[e->apm_j + 1] = c < 0.0 ? 0.0 : c > 1.0 ? 1.0 : c;
     }
-    if (e->bias && !e->skipping) nc_bias_update(e->bias, e->base, e->logits, e->inv_temp, sym);
+}
+
+/* The cheap models learn the token; then decide about the next one. */
+static void learn_models(nc_ens *e, uint32_t sym) {
     if (e->ng) nc_ngram_update(e->ng, sym);
     if (e->mt) nc_match_update(e->mt, sym);
     if (e->uni) e->uni[sym]++;
@@ -367,25 +415,193 @@ static void update(nc_ens *e, uint32_t sym) {
     }
 }
 
+/* Learn from the coded token and decide about the next one. */
+static void update(nc_ens *e, uint32_t sym) {
+    if (sym >= e->n_vocab) return; /* escapes are outside every model */
+    learn_mixer(e, sym, e->mix[sym] / e->sum, e->base[sym]);
+    if (e->bias && !e->skipping) nc_bias_update(e->bias, e->base, e->logits, e->inv_temp, sym);
+    learn_models(e, sym);
+}
+
+/* --- arithmetic 2 (vec.h) ------------------------------------------------------
+ * The same model as above; only the dense work changes. The base stays
+ * unnormalised (wt, summing to wt_sum), so the mixture of a token is
+ * a * wt[t] / wt_sum plus its named candidates' mass, and only the few named
+ * tokens are computed one by one: every other token's frequency is
+ * 1 + floor(wt[t] * k) for one k, in one vectorisable pass. */
+
+/* The mixture's (unnormalised) mass of token t. */
+static double mix2(const nc_ens *e, uint32_t t) {
+    double m = e->base_mass * ((double)e->wt[t] / (double)e->wt_sum);
+    for (uint32_t i = 1; i < e->n_experts; i++) m += e->w[i] * nc_sparse_get(&e->ex[i], t);
+    return m;
+}
+
+static int predict2(nc_ens *e, const float *logits) {
+    const uint32_t V = e->n_vocab;
+    e->skipping = e->skip_next;
+    if (e->skipping ? logits != NULL : logits == NULL) return NC_ERR_ARG;
+    e->logits = logits;
+
+    uint32_t found = 0, group = 0;
+    nc_sparse *match = e->mt ? &e->ex[e->n_experts - 1] : NULL;
+    if (e->ng) {
+        if (!e->experts_ready) nc_ngram_predict(e->ng, &e->ex[1]);
+        uint32_t order = nc_ngram_found_order(e->ng);
+        found = order ? order - e->p.ngram.min_order + 1 : 0;
+    }
+    if (match) {
+        if (!e->experts_ready) nc_match_predict(e->mt, match);
+        group = match_group(nc_match_length(e->mt));
+    }
+    e->experts_ready = 0;
+
+    /* Base weights and their top token. */
+    uint32_t top = 0;
+    if (!e->skipping) {
+        float scale = (float)e->inv_temp * (e->bias ? nc_bias_scale2(e->bias) : 1.0f);
+        e->wt_sum = nc_v2_weights(logits, V, scale, e->bias ? nc_bias_values2(e->bias) : NULL, e->wt, &top);
+        if (!(e->wt_sum > 0.0f)) { /* nothing finite: uniform */
+            for (uint32_t i = 0; i < V; i++) e->wt[i] = 1.0f;
+            e->wt_sum = nc_v2_sum(e->wt, V);
+            top = 0;
+        }
+    } else {
+        uint32_t best = 0;
+        for (uint32_t i = 0; i < V; i++) e->wt[i] = (float)e->uni[i] + (float)FALLBACK_PSEUDO;
+        for (uint32_t i = 0; i < V; i++)
+            if (e->uni[i] > best) {
+                best = e->uni[i];
+                top = i;
+            }
+        e->wt_sum = nc_v2_sum(e->wt, V);
+    }
+
+    e->set = ((e->skipping ? e->n_orders + 1 : 0) + found) * MATCH_GROUPS + group;
+    const double *v = &e->v[e->set * e->n_experts];
+    double wsum = 0.0;
+    for (uint32_t i = 0; i < e->n_experts; i++) {
+        e->w[i] = nc_exp(v[i] - e->p.mixer_limit);
+        wsum += e->w[i];
+    }
+    double a = 0.0;
+    for (uint32_t i = 0; i < e->n_experts; i++) {
+        e->w[i] /= wsum;
+        a += i ? e->w[i] * e->ex[i].escape : e->w[i];
+    }
+    e->base_mass = a;
+
+    /* The mixture's total: the base sums to 1, the candidates add theirs. */
+    double sum = a;
+    for (uint32_t i = 1; i < e->n_experts; i++)
+        for (uint32_t k = 0; k < e->ex[i].n; k++) sum += e->w[i] * e->ex[i].p[k];
+    e->sum = sum;
+
+    e->apm_used = 0;
+    const uint32_t spare = NC_CDF_TOTAL - V - e->n_extra;
+    e->scale_other = (double)spare / sum;
+    if (e->p.flags & NC_ENS_APM) {
+        uint32_t cand = top;
+        if (match && match->n) {
+            cand = match->tok[0];
+        } else {
+            double best = mix2(e, cand);
+            for (uint32_t i = 1; i < e->n_experts; i++)
+                for (uint32_t k = 0; k < e->ex[i].n; k++) {
+                    uint32_t t = e->ex[i].tok[k];
+                    double m = mix2(e, t);
+                    if (m > best || (m == best && t < cand)) {
+                        cand = t;
+                        best = m;
+                    }
+                }
+        }
+        double mc = mix2(e, cand);
+        double rest = sum - mc;
+        if (rest > APM_MIN_REST * sum) {
+            e->apm_ctx = e->set;
+            double x = (stretch(mc, sum) + APM_RANGE) * ((APM_POINTS - 1) / (2.0 * APM_RANGE));
+            uint32_t j = (uint32_t)x;
+            if (j > APM_POINTS - 2) j = APM_POINTS - 2;
+            double frac = x - (double)j;
+            const double *t = &e->apm[e->apm_ctx * APM_POINTS];
+            double out = t[j] * (1.0 - frac) + t[j + 1] * frac;
+            double pc = APM_KEEP * (mc / sum) + (1.0 - APM_KEEP) * out;
+            e->cand = cand;
+            e->apm_j = j;
+            e->apm_frac = frac;
+            e->apm_out = out;
+            e->cand_in = pc;
+            e->scale_other = (double)spare * (1.0 - pc) / rest;
+            e->apm_used = 1;
+        }
+    }
+
+    /* Quantise: every token in one pass, then the named ones (and the APM's)
+     * exactly. Frequencies, not cumulative: cdf[1 + i] is symbol i's. */
+    const uint32_t nsym = V + e->n_extra;
+    uint32_t *freq = e->cdf + 1;
+    float k = (float)(a / (double)e->wt_sum * e->scale_other);
+    uint64_t total = nc_v2_quantise(e->wt, V, k, freq);
+    for (uint32_t i = V; i < nsym; i++) freq[i] = 1;
+    total += e->n_extra;
+    uint32_t big = top, done[MAX_EXPERTS * NC_SPARSE_MAX + 1], n_done = 0;
+    for (uint32_t i = 0; i < e->n_experts; i++) {
+        uint32_t n = i ? e->ex[i].n : (e->apm_used ? 1 : 0);
+        for (uint32_t c = 0; c < n; c++) {
+            uint32_t t = i ? e->ex[i].tok[c] : e->cand;
+            int seen = 0;
+            for (uint32_t d = 0; d < n_done && !seen; d++) seen = done[d] == t;
+            if (seen) continue;
+            done[n_done++] = t;
+            double q = (e->apm_used && t == e->cand) ? e->cand_in * (double)spare : mix2(e, t) * e->scale_other;
+            uint32_t f = 1 + (uint32_t)q;
+            total = total - freq[t] + f;
+            freq[t] = f;
+            if (f > freq[big] || (f == freq[big] && t < big)) big = t;
+        }
+    }
+    return nc_v2_settle(freq, total, big);
+}
+
+static double final_prob2(const nc_ens *e, uint32_t sym) {
+    if (sym >= e->n_vocab) return 0.0;
+    if (e->apm_used && sym == e->cand) return e->cand_in;
+    return mix2(e, sym) * e->scale_other / (double)(NC_CDF_TOTAL - e->n_vocab - e->n_extra);
+}
+
+static void update2(nc_ens *e, uint32_t sym) {
+    if (sym >= e->n_vocab) return;
+    double inv_sum = 1.0 / (double)e->wt_sum;
+    learn_mixer(e, sym, mix2(e, sym) / e->sum, (double)e->wt[sym] * inv_sum);
+    if (e->bias && !e->skipping)
+        nc_bias_update2(e->bias, e->wt, (float)inv_sum, e->logits, (float)e->inv_temp, sym);
+    learn_models(e, sym);
+}
+
 int nc_ens_encode(nc_ens *e, nc_encoder *enc, const float *logits, uint32_t sym, uint32_t *freq_out,
                   double *prob_out) {
     if (sym >= e->n_vocab + e->n_extra) return NC_ERR_ARG;
-    int st = predict(e, logits);
+    int st = e->arith == 1 ? predict(e, logits) : predict2(e, logits);
     if (st != NC_OK) return st;
-    if (freq_out) *freq_out = e->cdf[sym + 1] - e->cdf[sym];
-    if (prob_out) *prob_out = final_prob(e, sym);
-    st = nc_encoder_encode(enc, e->cdf, e->n_vocab + e->n_extra, sym);
+    const uint32_t nsym = e->n_vocab + e->n_extra;
+    if (freq_out) *freq_out = e->arith == 1 ? e->cdf[sym + 1] - e->cdf[sym] : e->cdf[sym + 1];
+    if (prob_out) *prob_out = e->arith == 1 ? final_prob(e, sym) : final_prob2(e, sym);
+    st = e->arith == 1 ? nc_encoder_encode(enc, e->cdf, nsym, sym) : nc_v2_encode(enc, e->cdf + 1, nsym, sym);
     if (st != NC_OK) return st;
-    update(e, sym);
+    if (e->arith == 1) update(e, sym);
+    else update2(e, sym);
     return NC_OK;
 }
 
 int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym_out, uint32_t *freq_out) {
-    int st = predict(e, logits);
+    int st = e->arith == 1 ? predict(e, logits) : predict2(e, logits);
     if (st != NC_OK) return st;
-    st = nc_decoder_decode(dec, e->cdf, e->n_vocab + e->n_extra, sym_out);
+    const uint32_t nsym = e->n_vocab + e->n_extra;
+    st = e->arith == 1 ? nc_decoder_decode(dec, e->cdf, nsym, sym_out) : nc_v2_decode(dec, e->cdf + 1, nsym, sym_out);
     if (st != NC_OK) return st;
-    if (freq_out) *freq_out = e->cdf[*sym_out + 1] - e->cdf[*sym_out];
-    update(e, *sym_out);
+    if (freq_out) *freq_out = e->arith == 1 ? e->cdf[*sym_out + 1] - e->cdf[*sym_out] : e->cdf[*sym_out + 1];
+    if (e->arith == 1) update(e, *sym_out);
+    else update2(e, *sym_out);
     return NC_OK;
 }

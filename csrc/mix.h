@@ -74,6 +74,15 @@ typedef struct nc_ens nc_ens;
 
 int nc_ens_check_params(const nc_ens_params *params);
 nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
+/* An ensemble shared by n_lanes streams (the lanes of a frame), in arithmetic
+ * 1 (cdf.h, double) or 2 (vec.h, float). Every lane keeps its own n-gram
+ * context, match and skip decision; the counts, the match index, the bias
+ * head, the mixer and the APM learn from every lane. The calls below act on
+ * the current lane (nc_ens_set_lane; lane 0 after reset). With one lane and
+ * arithmetic 1 this is nc_ens_new. */
+nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp,
+                         uint32_t n_lanes, uint32_t arith);
+int nc_ens_set_lane(nc_ens *e, uint32_t lane);
 void nc_ens_free(nc_ens *e);
 /* A new frame: every model, weight and table back to its initial state. */
 void nc_ens_reset(nc_ens *e);

@@ -201,3 +201,14 @@ int nc_ngram_update(nc_ngram *ng, uint32_t token) {
     ng->predicted = 0;
     return NC_OK;
 }
+
+void nc_ngram_swap_context(nc_ngram *ng, nc_ngram_context *c) {
+    nc_ngram_context mine;
+    memcpy(mine.ctx, ng->ctx, sizeof mine.ctx);
+    mine.n_ctx = ng->n_ctx;
+    memcpy(ng->ctx, c->ctx, sizeof ng->ctx);
+    ng->n_ctx = c->n_ctx;
+    *c = mine;
+    ng->found = 0;
+    ng->predicted = 0;
+}

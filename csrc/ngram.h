@@ -26,6 +26,13 @@ typedef struct {
 
 typedef struct nc_ngram nc_ngram;
 
+/* The tokens a stream's next prediction is conditioned on. Streams that share
+ * one model's counts (lanes of a frame) each keep their own. */
+typedef struct {
+    uint32_t ctx[NC_NGRAM_MAX_ORDER];
+    uint32_t n_ctx;
+} nc_ngram_context;
+
 int nc_ngram_check_params(const nc_ngram_params *params);
 nc_ngram *nc_ngram_new(const nc_ngram_params *params);
 void nc_ngram_free(nc_ngram *ng);
@@ -39,5 +46,8 @@ void nc_ngram_predict(nc_ngram *ng, nc_sparse *out);
 uint32_t nc_ngram_found_order(const nc_ngram *ng);
 /* Count `token` after the current contexts, then append it to the context. */
 int nc_ngram_update(nc_ngram *ng, uint32_t token);
+/* Exchange the model's current context with *c; the counts stay. The next
+ * update predicts afresh. */
+void nc_ngram_swap_context(nc_ngram *ng, nc_ngram_context *c);
 
 #endif

@@ -23,7 +23,7 @@ from nacrith.api import Codec
 from nacrith.crash import install_guard
 from nacrith.errors import NacrithError, one_line
 from nacrith.files import atomic_output
-from nacrith.format import FORMAT_VERSION, Environment
+from nacrith.format import FORMAT_VERSION, Environment, Header
 from nacrith.frames import CompressOptions
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 from nacrith.reader import read_info
@@ -547,6 +547,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 else "1 (one stream per text frame)",
             ),
             ("ensemble", _ensemble_text(h.ensemble)),
+            ("coding", _coding_text(h)),
             ("made with", _environment_text(h.environment)),
         ]
     rows += [
@@ -563,6 +564,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     print("\n".join(out))
     return EXIT_OK
+
+
+def _coding_text(h: Header) -> str:
+    """The CODING parameter: the arithmetic, and whether a frame's streams share the ensemble."""
+    arith = {1: "arithmetic 1 (double)", 2: "arithmetic 2 (float, vectorised)"}[h.coding.arith]
+    if h.ensemble is None or h.lanes == 1:
+        return arith
+    return (
+        f"{arith}, {'one ensemble shared by' if h.coding.shared else 'an ensemble for each of'} the streams"
+    )
 
 
 def _ensemble_text(ensemble: EnsembleSettings | None) -> str:

@@ -1,68 +1,84 @@
-"""One frame: symbols <-> coded bytes, driving a predictor, the CDF and the coder.
+"""One neural frame: streams of symbols <-> coded bytes.
 
-No file I/O and no knowledge of the container. Encoder and decoder run the
-same steps in the same order, which is what makes decoding possible:
+No file I/O and no knowledge of the container. A frame's symbols are coded
+as one or more streams ("lanes") in lockstep; a single stream is a run with
+one lane. Encoder and decoder run the same steps in the same order, which is
+what makes decoding possible:
 
-    reset the predictor (fresh context) and the ensemble
-    for each symbol:
-        CDF <- scores of the predictor (+ escape symbols at frequency 1),
-               mixed with the ensemble's cheap models when there is one
-        code the symbol
-        if it is a token: the predictor advances by it (escapes leave it as it is)
+    the model reads every stream's start token
+    repeat until every stream is coded:
+        one C call (csrc/lanes.h): for every unfinished stream, in order,
+            CDF <- the model's scores (+ escape symbols at frequency 1),
+                   mixed with the ensemble's cheap models when there is one
+            code the symbol; the ensemble learns it
+        and write into the predictor's batch what the model must read next
+        the predictor evaluates that batch (one llama_decode)
 
-With the ensemble's confidence skip, a token the ensemble codes without the
-language model is held back and reaches the model together with the others
-of its run, in one batch, when the model is next needed (or when ``batch``
-tokens are waiting): the KV cache never goes stale and is never re-filled
-from scratch, and the decoder, which makes the same skip decisions from the
-same decoded state, issues the same batches.
+A stream feeds the model the tokens it coded since it last did, at once when
+its next symbol needs the model's logits; with the ensemble's confidence
+skip, tokens coded without the model wait until the model is needed again or
+``batch`` of them are waiting. Escapes are never fed. The decoder, which makes
+the same decisions from the same decoded state, issues the same batches.
+
+Python runs once per step, whatever the number of lanes: the host work of a
+step is one C call.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nacrith.coder import CDF_BITS, CDF_TOTAL, Decoder, Encoder, ScoreCDF
+import numpy as np
+
+from nacrith._native import check, ffi, lib
 from nacrith.errors import CoderError
-from nacrith.mixer import Ensemble
-from nacrith.settings import EnsembleSettings, llm_batch
+from nacrith.mixer import ensemble_params
+from nacrith.settings import Coding, EnsembleSettings, check_temperature, llm_batch
 
 __all__ = [
     "FrameStats",
-    "LanesPredictor",
     "Predictor",
-    "decode_frame",
-    "decode_lanes",
-    "encode_frame",
-    "encode_lanes",
+    "decode_streams",
+    "encode_streams",
 ]
 
-#: Called every PROGRESS_EVERY symbols with (symbols done, bits coded so far; 0 when decoding).
+#: Called about every PROGRESS_EVERY symbols with (symbols done, bits coded so far; 0 when decoding).
 Progress = Callable[[int, float], None]
 PROGRESS_EVERY = 64
 
 
 class Predictor(Protocol):
-    """Next-token scores for one stream of tokens."""
+    """The language model's side of a frame: up to ``lanes`` sequences, each
+    a window of ``context`` cells sliding by ``slide``, evaluated together.
 
-    @property
-    def n_vocab(self) -> int: ...
+    The engine writes each evaluation into the arrays of ``batch_arrays``
+    (a llama_batch's token, pos, n_seq_id, seq_id and logits arrays, with
+    room for lanes * batch tokens) and asks for it with ``evaluate``.
+    """
 
-    def reset(self) -> None:
-        """Forget all context; scores() then predicts the first token."""
+    n_vocab: int
+    lanes: int
+    batch: int
+    context: int
+    slide: int
+    start_token: int
 
-    def scores(self) -> object:
-        """The scores of the next token: a C float pointer (or address) of n_vocab entries."""
+    def batch_arrays(self) -> tuple[int, int, int, int, int]:
+        """Addresses of the batch's token, pos, n_seq_id, seq_id and logits arrays."""
+        ...
 
-    def advance(self, token: int) -> None:
-        """Append a token to the context."""
+    def clear(self) -> None:
+        """Empty every sequence's window."""
 
-    def feed(self, tokens: Sequence[int], logits: bool = True) -> None:
-        """Append several tokens at once (at most the predictor's batch size);
-        scores() is valid afterwards only if ``logits``."""
+    def slide_lane(self, lane: int) -> None:
+        """Drop ``slide`` cells of the lane's window after its start token."""
+
+    def evaluate(self, n_tokens: int) -> int:
+        """Evaluate the first n_tokens of the batch; the address of the outputs:
+        n_vocab floats per token that asked for logits, in batch order."""
+        ...
 
 
 @dataclass
@@ -88,288 +104,163 @@ class FrameStats:
         self.skipped += other.skipped
 
 
-def encode_frame(
-    predictor: Predictor,
-    symbols: Sequence[int],
-    n_extra: int,
-    temperature: float,
-    progress: Progress | None = None,
-    ensemble: EnsembleSettings | None = None,
-) -> tuple[bytes, FrameStats]:
-    """Code symbols (token ids < n_vocab, escapes above) into a payload."""
-    if ensemble is not None:
-        return _encode_ensemble(predictor, symbols, n_extra, temperature, progress, ensemble)
-    n_vocab = predictor.n_vocab
-    space = ScoreCDF(n_vocab, n_extra, temperature)
-    encoder = Encoder()
-    stats = FrameStats(symbols=len(symbols))
-    predictor.reset()
-    log2 = math.log2
-    for i, sym in enumerate(symbols):
-        freq, prob = encoder.encode_scores(space, predictor.scores(), sym)
-        stats.coded_bits -= log2(freq / CDF_TOTAL)
-        # Escapes are outside the model: count them at the floor, as coded.
-        stats.model_bits += -log2(prob) if prob > 0 else CDF_BITS
-        if sym >= n_vocab:
-            stats.escapes += 1
-        elif i + 1 < len(symbols):  # the decoder never needs scores after the last symbol
-            predictor.advance(sym)
-        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
-            progress(i + 1, stats.coded_bits)
-    payload = encoder.finish()
-    stats.payload_bytes = len(payload)
-    return payload, stats
-
-
-def decode_frame(
-    predictor: Predictor,
-    payload: bytes,
-    n_symbols: int,
-    n_extra: int,
-    temperature: float,
-    progress: Progress | None = None,
-    ensemble: EnsembleSettings | None = None,
-) -> list[int]:
-    """The n_symbols symbols coded in payload. Raises CoderError on corrupt data."""
-    if ensemble is not None:
-        return _decode_ensemble(predictor, payload, n_symbols, n_extra, temperature, progress, ensemble)
-    n_vocab = predictor.n_vocab
-    space = ScoreCDF(n_vocab, n_extra, temperature)
-    decoder = Decoder(payload)
-    predictor.reset()
-    out: list[int] = []
-    for i in range(n_symbols):
-        sym, _ = decoder.decode_scores(space, predictor.scores())
-        out.append(sym)
-        if sym < n_vocab and i + 1 < n_symbols:
-            predictor.advance(sym)
-        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
-            progress(i + 1, 0.0)
-    _check_end(decoder)
-    return out
-
-
-def _check_end(decoder: Decoder) -> None:
-    try:
-        decoder.check_end()
-    except CoderError:
-        raise CoderError("coded data is corrupt: payload length does not match its symbols") from None
-
-
-class _Catchup:
-    """Tokens coded without the model, waiting to be fed to it in one batch."""
-
-    def __init__(self, predictor: Predictor, batch: int) -> None:
-        self.predictor = predictor
-        self.batch = batch
-        self.pending: list[int] = []
-
-    def after_token(self, token: int, needs_llm: bool) -> None:
-        """The token was coded; the next symbol needs the model or not."""
-        self.pending.append(token)
-        if needs_llm:
-            self.predictor.feed(self.pending, True)
-            self.pending.clear()
-        elif len(self.pending) == self.batch:
-            self.predictor.feed(self.pending, False)
-            self.pending.clear()
-
-
-def _encode_ensemble(
-    predictor: Predictor,
-    symbols: Sequence[int],
-    n_extra: int,
-    temperature: float,
-    progress: Progress | None,
-    settings: EnsembleSettings,
-) -> tuple[bytes, FrameStats]:
-    n_vocab = predictor.n_vocab
-    ensemble = Ensemble(settings, n_vocab, n_extra, temperature)
-    encoder = Encoder()
-    stats = FrameStats(symbols=len(symbols))
-    predictor.reset()
-    catchup = _Catchup(predictor, settings.model_batch)
-    log2 = math.log2
-    last = len(symbols) - 1
-    for i, sym in enumerate(symbols):
-        use_llm = ensemble.needs_llm()
-        freq, prob = ensemble.encode(encoder, predictor.scores() if use_llm else None, sym)
-        stats.coded_bits -= log2(freq / CDF_TOTAL)
-        stats.model_bits += -log2(prob) if prob > 0 else CDF_BITS
-        if not use_llm:
-            stats.skipped += 1
-        if sym >= n_vocab:
-            stats.escapes += 1
-        elif i < last:  # the decoder never needs scores after the last symbol
-            catchup.after_token(sym, ensemble.needs_llm())
-        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
-            progress(i + 1, stats.coded_bits)
-    payload = encoder.finish()
-    stats.payload_bytes = len(payload)
-    return payload, stats
-
-
-def _decode_ensemble(
-    predictor: Predictor,
-    payload: bytes,
-    n_symbols: int,
-    n_extra: int,
-    temperature: float,
-    progress: Progress | None,
-    settings: EnsembleSettings,
-) -> list[int]:
-    n_vocab = predictor.n_vocab
-    ensemble = Ensemble(settings, n_vocab, n_extra, temperature)
-    decoder = Decoder(payload)
-    predictor.reset()
-    catchup = _Catchup(predictor, settings.model_batch)
-    out: list[int] = []
-    last = n_symbols - 1
-    for i in range(n_symbols):
-        sym, _ = ensemble.decode(decoder, predictor.scores() if ensemble.needs_llm() else None)
-        out.append(sym)
-        if sym < n_vocab and i < last:
-            catchup.after_token(sym, ensemble.needs_llm())
-        if progress is not None and i % PROGRESS_EVERY == PROGRESS_EVERY - 1:
-            progress(i + 1, 0.0)
-    _check_end(decoder)
-    return out
-
-
-# --- lanes ----------------------------------------------------------------------
-
-
-class LanesPredictor(Protocol):
-    """Next-token scores for several streams evaluated together (models/llm.py)."""
-
-    @property
-    def n_vocab(self) -> int: ...
-
-    def reset(self, count: int) -> None:
-        """Start lanes 0 … count - 1 afresh; scores(lane) then predicts each one's first token."""
-
-    def scores(self, lane: int) -> object:
-        """The scores of the lane's next token, as Predictor.scores."""
-
-    def feed(self, requests: Sequence[tuple[int, Sequence[int], bool]]) -> None:
-        """Evaluate (lane, tokens, logits) requests, lanes in increasing order, in one call."""
-
-
-class _Lane:
-    """One stream's coding state: its coder, its ensemble and its tokens waiting for the model.
-
-    The feed rule is ``_Catchup``'s: a token goes to the model at once when
-    the next symbol needs the model, else it waits until ``batch`` are waiting.
-    """
+class _Run:
+    """One frame's C coding state (nc_lanes) and the predictor it feeds."""
 
     def __init__(
-        self, settings: EnsembleSettings | None, n_vocab: int, n_extra: int, temperature: float
+        self,
+        predictor: Predictor,
+        n_lanes: int,
+        n_extra: int,
+        temperature: float,
+        ensemble: EnsembleSettings | None,
+        coding: Coding,
     ) -> None:
-        self.ensemble = Ensemble(settings, n_vocab, n_extra, temperature) if settings is not None else None
-        self.batch = llm_batch(settings)
-        self.pending: list[int] = []
+        check_temperature(temperature)
+        if not 1 <= n_lanes <= predictor.lanes:
+            raise ValueError(f"{n_lanes} streams do not fit a predictor of {predictor.lanes} lanes")
+        if predictor.batch != llm_batch(ensemble):
+            raise ValueError(
+                f"the predictor takes {predictor.batch} tokens at once, "
+                f"the coding needs {llm_batch(ensemble)}"
+            )
+        self.predictor = predictor
+        self.n_lanes = n_lanes
+        config = ffi.new("nc_lanes_config *")
+        config.n_lanes = n_lanes
+        config.n_vocab = predictor.n_vocab
+        config.n_extra = n_extra
+        config.inv_temp = 1.0 / temperature
+        config.arith = coding.arith
+        self._params = ensemble_params(ensemble) if ensemble is not None else ffi.NULL
+        config.ensemble = self._params
+        config.shared = int(coding.shared)
+        config.batch = predictor.batch
+        config.context = predictor.context
+        config.slide = predictor.slide
+        config.start_token = predictor.start_token
+        raw = lib.nc_lanes_new(config)
+        if raw == ffi.NULL:
+            raise MemoryError(
+                "cannot allocate the frame's coding state (settings out of range or out of memory)"
+            )
+        self._c = ffi.gc(raw, lib.nc_lanes_free)
+        self.batch = ffi.new("nc_batch *")
+        token, pos, n_seq_id, seq_id, logits = predictor.batch_arrays()
+        self.batch.token = ffi.cast("int32_t *", token)
+        self.batch.pos = ffi.cast("int32_t *", pos)
+        self.batch.n_seq_id = ffi.cast("int32_t *", n_seq_id)
+        self.batch.seq_id = ffi.cast("int32_t **", seq_id)
+        self.batch.logits = ffi.cast("int8_t *", logits)
+        self.n_tokens = ffi.new("uint32_t *")
+        self._slides = ffi.new("uint32_t[]", n_lanes)
+        self._n_slides = ffi.new("uint32_t *")
+        self._done = ffi.new("int *")
+        self._stats = ffi.new("nc_lanes_stats *")
 
-    def needs_llm(self) -> bool:
-        return self.ensemble is None or self.ensemble.needs_llm()
+    def run(self, progress: Progress | None, encoding: bool) -> FrameStats:
+        """Evaluate and step until every stream is coded (after begin_*)."""
+        predictor, c = self.predictor, self._c
+        step, n_tokens, slides = lib.nc_lanes_step, self.n_tokens, self._slides
+        outputs = ffi.NULL
+        every = max(1, PROGRESS_EVERY // self.n_lanes)
+        steps = 0
+        while True:
+            if n_tokens[0]:
+                outputs = ffi.cast("float *", predictor.evaluate(n_tokens[0]))
+            status = step(c, outputs, n_tokens, slides, self._n_slides, self._done)
+            if status != lib.NC_OK:
+                check(status, "decoding a symbol" if not encoding else "encoding a symbol")
+            for i in range(self._n_slides[0]):
+                predictor.slide_lane(slides[i])
+            if self._done[0]:
+                break
+            steps += 1
+            if progress is not None and steps % every == 0:
+                lib.nc_lanes_get_stats(c, self._stats)
+                progress(self._stats.symbols, self._stats.coded_bits if encoding else 0.0)
+        lib.nc_lanes_get_stats(c, self._stats)
+        s = self._stats
+        return FrameStats(
+            symbols=s.symbols,
+            escapes=s.escapes,
+            model_bits=s.model_bits,
+            coded_bits=s.coded_bits,
+            skipped=s.skipped,
+        )
 
-    def after_token(self, token: int) -> tuple[list[int], bool] | None:
-        """What to feed the model after coding a token that is not the stream's last."""
-        self.pending.append(token)
-        needs = self.needs_llm()
-        if needs or len(self.pending) == self.batch:
-            tokens, self.pending = self.pending, []
-            return tokens, needs
-        return None
 
-
-def encode_lanes(
-    predictor: LanesPredictor,
+def encode_streams(
+    predictor: Predictor,
     streams: Sequence[Sequence[int]],
     n_extra: int,
     temperature: float,
+    ensemble: EnsembleSettings | None,
+    coding: Coding,
     progress: Progress | None = None,
-    ensemble: EnsembleSettings | None = None,
 ) -> tuple[list[bytes], FrameStats]:
-    """Code several streams of symbols in lockstep, each into its own payload.
-
-    Every step codes the next symbol of each unfinished stream, in stream
-    order, then evaluates in one call what every stream needs for its next
-    symbol. Each stream is coded exactly as ``encode_frame`` would code it
-    alone; only the evaluation is shared.
-    """
-    n_vocab = predictor.n_vocab
-    space = ScoreCDF(n_vocab, n_extra, temperature)
-    lanes = [_Lane(ensemble, n_vocab, n_extra, temperature) for _ in streams]
-    encoders = [Encoder() for _ in streams]
-    stats = FrameStats(symbols=sum(len(s) for s in streams))
-    predictor.reset(len(streams))
-    log2 = math.log2
-    done = 0
-    for step in range(max(len(s) for s in streams)):
-        requests: list[tuple[int, Sequence[int], bool]] = []
-        for k, (stream, lane, encoder) in enumerate(zip(streams, lanes, encoders, strict=True)):
-            if step >= len(stream):
-                continue
-            sym = stream[step]
-            if lane.ensemble is None:
-                freq, prob = encoder.encode_scores(space, predictor.scores(k), sym)
-            else:
-                use_llm = lane.ensemble.needs_llm()
-                freq, prob = lane.ensemble.encode(encoder, predictor.scores(k) if use_llm else None, sym)
-                stats.skipped += not use_llm
-            stats.coded_bits -= log2(freq / CDF_TOTAL)
-            stats.model_bits += -log2(prob) if prob > 0 else CDF_BITS
-            if sym >= n_vocab:
-                stats.escapes += 1
-            elif step + 1 < len(stream) and (feed := lane.after_token(sym)) is not None:
-                requests.append((k, *feed))
-            done += 1
-            if progress is not None and done % PROGRESS_EVERY == 0:
-                progress(done, stats.coded_bits)
-        if requests:
-            predictor.feed(requests)
-    payloads = [encoder.finish() for encoder in encoders]
+    """Code streams of symbols (token ids < n_vocab, escapes above) in lockstep, each into its own payload."""
+    run = _Run(predictor, len(streams), n_extra, temperature, ensemble, coding)
+    bounds = np.cumsum([0, *(len(s) for s in streams)], dtype=np.uint64)
+    symbols = np.fromiter((sym for s in streams for sym in s), dtype=np.int64, count=int(bounds[-1]))
+    if symbols.size and (symbols.min() < 0 or symbols.max() >= predictor.n_vocab + n_extra):
+        raise ValueError("a symbol is outside the alphabet")
+    symbols = symbols.astype(np.uint32)
+    predictor.clear()
+    check(
+        lib.nc_lanes_begin_encode(
+            run._c,
+            ffi.from_buffer("uint32_t[]", symbols),
+            ffi.from_buffer("uint64_t[]", bounds),
+            run.batch,
+            run.n_tokens,
+        ),
+        "starting to encode",
+    )
+    stats = run.run(progress, encoding=True)
+    check(lib.nc_lanes_finish(run._c), "finishing the coder")
+    data, size = ffi.new("uint8_t **"), ffi.new("size_t *")
+    payloads = []
+    for k in range(len(streams)):
+        check(lib.nc_lanes_payload(run._c, k, data, size), "reading a payload")
+        payloads.append(bytes(ffi.buffer(data[0], size[0])))
     stats.payload_bytes = sum(len(p) for p in payloads)
     return payloads, stats
 
 
-def decode_lanes(
-    predictor: LanesPredictor,
+def decode_streams(
+    predictor: Predictor,
     payloads: Sequence[bytes],
     counts: Sequence[int],
     n_extra: int,
     temperature: float,
+    ensemble: EnsembleSettings | None,
+    coding: Coding,
     progress: Progress | None = None,
-    ensemble: EnsembleSettings | None = None,
 ) -> list[list[int]]:
-    """The streams coded by encode_lanes: counts[k] symbols from payloads[k],
-    with the same steps and the same evaluation calls."""
-    n_vocab = predictor.n_vocab
-    space = ScoreCDF(n_vocab, n_extra, temperature)
-    lanes = [_Lane(ensemble, n_vocab, n_extra, temperature) for _ in payloads]
-    decoders = [Decoder(p) for p in payloads]
-    out: list[list[int]] = [[] for _ in payloads]
-    predictor.reset(len(payloads))
-    done = 0
-    for step in range(max(counts)):
-        requests: list[tuple[int, Sequence[int], bool]] = []
-        for k, (count, lane, decoder) in enumerate(zip(counts, lanes, decoders, strict=True)):
-            if step >= count:
-                continue
-            if lane.ensemble is None:
-                sym, _ = decoder.decode_scores(space, predictor.scores(k))
-            else:
-                sym, _ = lane.ensemble.decode(
-                    decoder, predictor.scores(k) if lane.ensemble.needs_llm() else None
-                )
-            out[k].append(sym)
-            if sym < n_vocab and step + 1 < count and (feed := lane.after_token(sym)) is not None:
-                requests.append((k, *feed))
-            done += 1
-            if progress is not None and done % PROGRESS_EVERY == 0:
-                progress(done, 0.0)
-        if requests:
-            predictor.feed(requests)
-    for decoder in decoders:
-        _check_end(decoder)
+    """The streams encode_streams coded: counts[k] symbols from payloads[k].
+    Raises CoderError on corrupt data."""
+    if len(payloads) != len(counts):
+        raise ValueError("one count per payload")
+    run = _Run(predictor, len(payloads), n_extra, temperature, ensemble, coding)
+    keep = [ffi.from_buffer("uint8_t[]", p) if p else ffi.new("uint8_t[]", 1) for p in payloads]
+    pointers = ffi.new("uint8_t *[]", keep)
+    lens = ffi.new("size_t[]", [len(p) for p in payloads])
+    counts_c = ffi.new("uint64_t[]", list(counts))
+    predictor.clear()
+    check(
+        lib.nc_lanes_begin_decode(run._c, pointers, lens, counts_c, run.batch, run.n_tokens),
+        "starting to decode",
+    )
+    run.run(progress, encoding=False)
+    try:
+        check(lib.nc_lanes_check_end(run._c), "checking the end of the payloads")
+    except CoderError:
+        raise CoderError("coded data is corrupt: payload length does not match its symbols") from None
+    total = sum(counts)
+    symbols = np.frombuffer(ffi.buffer(lib.nc_lanes_symbols(run._c), 4 * total), dtype=np.uint32).tolist()
+    out, start = [], 0
+    for count in counts:
+        out.append(symbols[start : start + count])
+        start += count
     return out

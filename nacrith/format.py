@@ -17,8 +17,11 @@ from typing import Any, BinaryIO
 
 from nacrith.errors import FormatError, TruncatedError, UnsupportedVersionError
 from nacrith.settings import (
+    ARITHMETICS,
     ENSEMBLE_LAYOUT,
+    LEGACY_CODING,
     SWITCHES,
+    Coding,
     EnsembleSettings,
     check_batch,
     check_frame_size,
@@ -55,6 +58,7 @@ class Tag(enum.IntEnum):
     START_TOKEN = 0x09
     ENSEMBLE = 0x0A
     LANES = 0x0B
+    CODING = 0x0C
     MODEL_NAME = 0x81
     ENVIRONMENT = 0x82
 
@@ -382,6 +386,10 @@ class Header:
     #: (see ``stream_bounds``). One lane: the tag is absent.
     lanes: int = 1
     min_stream: int = 0
+    #: How a neural frame's streams are coded (settings.Coding). Absent from
+    #: files written before it existed, which mean arithmetic 1, one ensemble
+    #: per stream: the default here, so that such files read back as written.
+    coding: Coding = LEGACY_CODING
     unknown_ignorable: dict[int, bytes] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -409,6 +417,7 @@ class Header:
                 or self.model_name
                 or self.environment
                 or self.lanes != 1
+                or self.coding != LEGACY_CODING
             ):
                 raise ValueError("a header without a model has no model parameters")
             return
@@ -453,6 +462,8 @@ class Header:
             put(Tag.ENSEMBLE, pack_ensemble(self.ensemble))
         if self.lanes > 1:
             put(Tag.LANES, pack_varint(self.lanes) + pack_varint(self.min_stream))
+        if self.coding != LEGACY_CODING:
+            put(Tag.CODING, pack_varint(self.coding.arith) + bytes([int(self.coding.shared)]))
         if self.content_size is not None:
             put(Tag.CONTENT_SIZE, pack_varint(self.content_size))
         if self.model_name:
@@ -522,7 +533,9 @@ class Header:
         if flags & HeaderFlag.NO_MODEL:
             extra = [Tag(t).name for t in fields if t in _REQUIRED and t != Tag.FRAME_SIZE]
             extra += [
-                Tag(t).name for t in (Tag.ENSEMBLE, Tag.LANES, Tag.MODEL_NAME, Tag.ENVIRONMENT) if t in fields
+                Tag(t).name
+                for t in (Tag.ENSEMBLE, Tag.LANES, Tag.CODING, Tag.MODEL_NAME, Tag.ENVIRONMENT)
+                if t in fields
             ]
             if extra:
                 raise FormatError(f"corrupt file header: {', '.join(extra)} in a file without a model")
@@ -555,6 +568,7 @@ class Header:
         if not 0 < temperature < float("inf"):
             raise FormatError(f"corrupt file header: temperature {temperature}")
         lanes, min_stream = _lanes_from(fields[Tag.LANES]) if Tag.LANES in fields else (1, 0)
+        coding = _coding_from(fields[Tag.CODING]) if Tag.CODING in fields else LEGACY_CODING
         try:
             name = fields.get(Tag.MODEL_NAME, b"").decode()
             env = fields.get(Tag.ENVIRONMENT, b"").decode()
@@ -574,12 +588,32 @@ class Header:
                 zstd_stream=zstd_stream,
                 lanes=lanes,
                 min_stream=min_stream,
+                coding=coding,
                 unknown_ignorable={t: v for t, v in fields.items() if t not in Tag._value2member_map_},
             )
         except (ValueError, UnicodeDecodeError) as exc:
             if isinstance(exc, FormatError):
                 raise
             raise FormatError(f"corrupt file header: {exc}") from None
+
+
+def _coding_from(value: bytes) -> Coding:
+    cur = _Cursor(io.BytesIO(value), "header parameter CODING")
+    try:
+        arith, shared = cur.varint(), cur.u8()
+    except TruncatedError:
+        raise FormatError("corrupt file header: CODING cut short") from None
+    if len(cur.seen) != len(value):
+        raise FormatError("corrupt file header: trailing bytes in CODING")
+    if arith not in ARITHMETICS:
+        known = ", ".join(map(str, ARITHMETICS))
+        raise UnsupportedVersionError(f"file uses arithmetic {arith}; this nacrith knows arithmetics {known}")
+    if shared > 1:
+        raise FormatError(f"corrupt file header: CODING sharing flag {shared}")
+    coding = Coding(arith, bool(shared))
+    if coding == LEGACY_CODING:  # written by leaving the tag out: a header has one spelling
+        raise FormatError("corrupt file header: CODING of files without it")
+    return coding
 
 
 def _lanes_from(value: bytes) -> tuple[int, int]:

@@ -14,16 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict
 
-from nacrith.engine import (
-    FrameStats,
-    LanesPredictor,
-    Predictor,
-    Progress,
-    decode_frame,
-    decode_lanes,
-    encode_frame,
-    encode_lanes,
-)
+from nacrith.engine import FrameStats, Predictor, Progress, decode_streams, encode_streams
 from nacrith.errors import FormatError, ModelMismatchError, NacrithWarning
 from nacrith.format import (
     ESCAPE_SYMBOLS,
@@ -35,6 +26,7 @@ from nacrith.format import (
     unpack_streams,
 )
 from nacrith.settings import (
+    Coding,
     EnsembleSettings,
     check_batch,
     check_frame_size,
@@ -65,10 +57,12 @@ __all__ = [
 ]
 
 #: Lanes (streams per neural frame at most) and the fewest symbols per stream,
-#: by default: every stream starts cold, so streams are kept long enough that
-#: the cost stays near 1% (docs/measurements.md, "Lanes").
+#: by default. The streams share one ensemble, so what a stream start still
+#: costs is the model's empty window: about 25 bytes a stream on alice29.txt,
+#: where 4 streams of 10,500 tokens cost 0.38% against one (docs/measurements.md,
+#: "Lanes"). Streams of at least 10,240 tokens keep it under 0.5%.
 DEFAULT_LANES = 16
-DEFAULT_MIN_STREAM = 16384
+DEFAULT_MIN_STREAM = 10240
 #: Every escape costs at least 24 bits: a frame with this many escapes per
 #: byte of the best classical encoding cannot win, so the model is not run.
 ESCAPE_BYTES = 3
@@ -86,15 +80,12 @@ class CodecModel(Protocol):
     #: The token new files start each frame from.
     start_token: int
 
-    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> Predictor:
-        """The model's predictor: a window of ``context`` tokens sliding by ``slide``,
-        each frame starting from ``start_token``, fed at most ``batch`` tokens at a time."""
-        ...
-
-    def lanes_predictor(
-        self, lanes: int, context: int, slide: int, start_token: int, batch: int = 1
-    ) -> LanesPredictor:
-        """A predictor of ``lanes`` streams evaluated together, each as ``predictor``'s."""
+    def predictor(
+        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1
+    ) -> Predictor:
+        """The model's predictor of ``lanes`` streams evaluated together, each a
+        window of ``context`` tokens sliding by ``slide``, starting from
+        ``start_token``, fed at most ``batch`` tokens at a time."""
         ...
 
 
@@ -122,6 +113,8 @@ class CompressOptions:
     #: symbols, so short frames get fewer streams (format.stream_bounds).
     lanes: int = DEFAULT_LANES
     min_stream: int = DEFAULT_MIN_STREAM
+    #: The arithmetic, and whether the streams of a frame share one ensemble.
+    coding: Coding = field(default_factory=Coding)
 
     def __post_init__(self) -> None:
         check_window(self.context, self.slide)
@@ -156,6 +149,7 @@ class OptionChanges(TypedDict, total=False):
     zstd_fallback: bool
     lanes: int
     min_stream: int
+    coding: Coding
 
 
 def resolve_options(options: CompressOptions | None, changes: OptionChanges) -> CompressOptions:
@@ -254,26 +248,24 @@ def encode_chunk(
         frame_progress = progress_for(len(symbols)) if progress_for is not None else None
         inject_fault(chunk)  # tests only: the model's process dies here, as llama.cpp can
         bounds = options.streams(len(symbols))
-        if len(bounds) == 2:
-            predictor = paced(  # tests only: a frame that takes as long as a test needs
-                model.predictor(options.context, options.slide, model.start_token, options.batch), chunk
-            )
-            payload, stats = encode_frame(
-                predictor, symbols, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
-            )
-        else:
-            lanes = paced(
-                model.lanes_predictor(
-                    len(bounds) - 1, options.context, options.slide, model.start_token, options.batch
-                ),
-                chunk,
-            )
-            streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
-            payloads, stats = encode_lanes(
-                lanes, streams, ESCAPE_SYMBOLS, options.temperature, frame_progress, options.ensemble
-            )
-            payload = pack_streams(payloads)
-            stats.payload_bytes = len(payload)
+        predictor = paced(  # tests only: a frame that takes as long as a test needs
+            model.predictor(
+                options.context, options.slide, model.start_token, options.batch, len(bounds) - 1
+            ),
+            chunk,
+        )
+        streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
+        payloads, stats = encode_streams(
+            predictor,
+            streams,
+            ESCAPE_SYMBOLS,
+            options.temperature,
+            options.ensemble,
+            options.coding,
+            frame_progress,
+        )
+        payload = pack_streams(payloads) if len(payloads) > 1 else payloads[0]
+        stats.payload_bytes = len(payload)
         if len(payload) < len(best):
             best_type, best, symbols_count = FrameType.NEURAL, payload, len(symbols)
     return CodedFrame(best_type, best, symbols_count, stats)
@@ -289,22 +281,22 @@ def decode_neural(
         )
     batch = llm_batch(header.ensemble)
     bounds = header.streams(symbols)
-    if len(bounds) == 2:
-        predictor = paced(model.predictor(header.context, header.slide, header.start_token, batch), None)
-        decoded = decode_frame(
-            predictor, payload, symbols, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
-        )
-        data = model.symbols.decode(decoded)
-    else:
-        parts = unpack_streams(payload, len(bounds) - 1)
-        lanes = paced(
-            model.lanes_predictor(len(parts), header.context, header.slide, header.start_token, batch), None
-        )
-        counts = [b - a for a, b in itertools.pairwise(bounds)]
-        streams = decode_lanes(
-            lanes, parts, counts, ESCAPE_SYMBOLS, header.temperature, progress, header.ensemble
-        )
-        data = b"".join(model.symbols.decode(stream) for stream in streams)
+    parts = unpack_streams(payload, len(bounds) - 1) if len(bounds) > 2 else [payload]
+    predictor = paced(
+        model.predictor(header.context, header.slide, header.start_token, batch, len(parts)), None
+    )
+    counts = [b - a for a, b in itertools.pairwise(bounds)]
+    streams = decode_streams(
+        predictor,
+        parts,
+        counts,
+        ESCAPE_SYMBOLS,
+        header.temperature,
+        header.ensemble,
+        header.coding,
+        progress,
+    )
+    data = b"".join(model.symbols.decode(stream) for stream in streams)
     inject_fault(data)  # tests only: the model's process dies here, as llama.cpp can
     return data
 

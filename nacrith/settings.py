@@ -14,12 +14,15 @@ import struct
 from dataclasses import dataclass, field, fields, replace
 
 __all__ = [
+    "ARITHMETICS",
     "ENSEMBLE_LAYOUT",
+    "LEGACY_CODING",
     "MAX_CONTEXT",
     "MAX_FRAME_SIZE",
     "MAX_LANES",
     "MIN_CONTEXT",
     "SWITCHES",
+    "Coding",
     "EnsembleSettings",
     "check_batch",
     "check_frame_size",
@@ -43,6 +46,32 @@ MAX_LANES = 256
 ENSEMBLE_LAYOUT = 2
 #: The ensemble's parts, in the order of their switch bits in the header.
 SWITCHES = ("ngram", "match", "bias", "skip", "apm")
+
+
+#: The arithmetics a neural frame's probabilities can be computed in: 1, the
+#: double-precision path of the first files (csrc/cdf.h); 2, float written to
+#: vectorise with the same bits at any SIMD width (csrc/vec.h).
+ARITHMETICS = (1, 2)
+
+
+@dataclass(frozen=True)
+class Coding:
+    """How the streams of a neural frame are coded, besides the model and the
+    ensemble's settings (docs/format.md, CODING)."""
+
+    #: The arithmetic of the CDF and the ensemble's dense work (ARITHMETICS).
+    arith: int = 2
+    #: The streams of a frame share one ensemble, which learns from all of them
+    #: (each keeps its own contexts); else each stream has its own.
+    shared: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arith not in ARITHMETICS:
+            raise ValueError(f"arithmetic must be one of {ARITHMETICS}, not {self.arith}")
+
+
+#: What a file without a CODING parameter was coded with.
+LEGACY_CODING = Coding(arith=1, shared=False)
 
 
 def float32(value: float) -> float:

@@ -55,7 +55,7 @@ P = TypeVar("P")
 
 
 def paced(predictor: P, data: bytes | None) -> P:
-    """The predictor, slowed to $NACRITH_TEST_PACE seconds per feed when
+    """The predictor, slowed to $NACRITH_TEST_PACE seconds per evaluation when
     encoding data that holds PACE_MARKER, or when decoding (data None) with
     $NACRITH_TEST_PACE_DECODING set."""
     seconds = os.environ.get(PACE_ENV)
@@ -66,7 +66,7 @@ def paced(predictor: P, data: bytes | None) -> P:
 
 
 class _Paced:
-    """Delegates to a predictor (engine.Predictor or LanesPredictor), sleeping before each feed."""
+    """Delegates to an engine.Predictor, sleeping before each evaluation."""
 
     def __init__(self, predictor: Any, seconds: float) -> None:
         self._predictor = predictor
@@ -75,10 +75,6 @@ class _Paced:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._predictor, name)
 
-    def advance(self, token: int) -> None:
+    def evaluate(self, n_tokens: int) -> int:
         time.sleep(self._seconds)
-        self._predictor.advance(token)
-
-    def feed(self, *args: Any, **kwargs: Any) -> None:
-        time.sleep(self._seconds)
-        self._predictor.feed(*args, **kwargs)
+        return int(self._predictor.evaluate(n_tokens))

@@ -185,6 +185,7 @@ def compress_stream(
         zstd_stream=options.segment,
         lanes=options.lanes,
         min_stream=options.min_stream if options.lanes > 1 else 0,
+        coding=options.coding,
     )
     if options.segment:
         return _compress_segmented(src, dst, header, model, options, progress, workers)

@@ -3,7 +3,8 @@
 The coder drives the C side through one call per symbol (nacrith/mixer.py);
 these wrappers reach each part alone, so tests can check it against plain
 Python: the n-gram model (csrc/ngram.c), the match model (csrc/match.c) and
-the bias head (csrc/bias.c).
+the bias head (csrc/bias.c), and the whole ensemble one symbol at a time
+(csrc/mix.c).
 
 A cheap model names a few candidate tokens with probabilities and leaves the
 rest of the mass (``escape``) to the base distribution (the language model),
@@ -19,11 +20,13 @@ from typing import Any
 import numpy as np
 
 from nacrith._native import check, ffi, lib
+from nacrith.coder import Decoder, Encoder, scores_pointer
+from nacrith.mixer import ensemble_params
 from nacrith.models.match import match_params
 from nacrith.models.ngram import ngram_params
-from nacrith.settings import EnsembleSettings
+from nacrith.settings import EnsembleSettings, check_temperature
 
-__all__ = ["BiasHead", "MatchModel", "NgramModel", "SparsePrediction", "softmax"]
+__all__ = ["BiasHead", "Ensemble", "MatchModel", "NgramModel", "SparsePrediction", "softmax"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,60 @@ class BiasHead:
         base_c, logits_c = ffi.from_buffer("double[]", base), ffi.from_buffer("float[]", logits)
         status = lib.nc_bias_update(self._c, base_c, logits_c, 1.0 / temperature, token)
         check(status, "updating the bias head")
+
+
+class Ensemble:
+    """The ensemble of ``lanes`` streams (csrc/mix.h), one symbol per call, in
+    arithmetic 1 or 2; ``set_lane`` chooses the stream the next call codes."""
+
+    def __init__(
+        self,
+        settings: EnsembleSettings,
+        n_vocab: int,
+        n_extra: int,
+        temperature: float,
+        arith: int = 1,
+        lanes: int = 1,
+    ) -> None:
+        check_temperature(temperature)
+        raw = lib.nc_ens_new_lanes(
+            ensemble_params(settings), n_vocab, n_extra, 1.0 / temperature, lanes, arith
+        )
+        if raw == ffi.NULL:
+            raise MemoryError("cannot allocate the ensemble (settings out of range or out of memory)")
+        self._c = ffi.gc(raw, lib.nc_ens_free)
+        self._sym = ffi.new("uint32_t *")
+        self._freq = ffi.new("uint32_t *")
+        self._prob = ffi.new("double *")
+
+    def set_lane(self, lane: int) -> None:
+        check(lib.nc_ens_set_lane(self._c, lane), "choosing a lane")
+
+    def needs_llm(self) -> bool:
+        return bool(lib.nc_ens_needs_llm(self._c))
+
+    def encode(self, encoder: Encoder, logits: object | None, symbol: int) -> tuple[int, float]:
+        """Code ``symbol``; returns (its frequency, its unquantised probability).
+        ``logits`` must be given exactly when ``needs_llm()``."""
+        status = lib.nc_ens_encode(
+            self._c,
+            encoder.c_encoder,
+            scores_pointer(logits) if logits is not None else ffi.NULL,
+            symbol,
+            self._freq,
+            self._prob,
+        )
+        check(status, "encoding a symbol")
+        return self._freq[0], self._prob[0]
+
+    def decode(self, decoder: Decoder, logits: object | None) -> tuple[int, int]:
+        """Decode one symbol; returns (symbol, frequency)."""
+        status = lib.nc_ens_decode(
+            self._c,
+            decoder.c_decoder,
+            scores_pointer(logits) if logits is not None else ffi.NULL,
+            self._sym,
+            self._freq,
+        )
+        check(status, "decoding a symbol")
+        return int(self._sym[0]), int(self._freq[0])

@@ -16,9 +16,9 @@ after it go.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import itertools
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -37,87 +37,64 @@ _PAIRS = [
 _BUCKETS = 64
 
 
-class _Window:
-    """One stream's tokens as llama.cpp's KV cache would hold them."""
-
-    def __init__(self, model: StubModel, context: int, slide: int, start_token: int) -> None:
-        self._model = model
-        self.context = context
-        self.slide = slide
-        self.tokens = [start_token]
-
-    def feed(self, tokens: Sequence[int]) -> None:
-        for token in tokens:
-            if len(self.tokens) == self.context:
-                del self.tokens[1 : 1 + self.slide]
-            self.tokens.append(token)
-
-    def scores(self) -> np.ndarray:
-        bucket = (sum(self.tokens) * 31 + len(self.tokens)) % _BUCKETS
-        return self._model.last_table[self.tokens[-1]] + self._model.window_table[bucket]
+def _scores(model: StubModel, window: list[int]) -> np.ndarray:
+    """The logits after a window of tokens (start token first), as llama.cpp's KV cache would hold it."""
+    bucket = (sum(window) * 31 + len(window)) % _BUCKETS
+    return model.last_table[window[-1]] + model.window_table[bucket]
 
 
 class StubPredictor:
-    """engine.Predictor over a _Window."""
+    """engine.Predictor over one window per lane, reading the batch the engine
+    writes as llama.cpp would: every sequence's window starts empty; a token at
+    a position past the window's end is an error, so a missing slide fails."""
 
-    def __init__(self, model: StubModel, context: int, slide: int, start_token: int, batch: int) -> None:
+    def __init__(
+        self, model: StubModel, lanes: int, context: int, slide: int, start_token: int, batch: int
+    ) -> None:
         self._model = model
         self.n_vocab = model.symbols.n_vocab
-        self.context, self.slide, self.start_token, self.batch = context, slide, start_token, batch
-        self._window: _Window | None = None
-        self._scores: np.ndarray | None = None
+        self.lanes, self.context, self.slide, self.start_token, self.batch = (
+            lanes,
+            context,
+            slide,
+            start_token,
+            batch,
+        )
+        size = lanes * batch
+        self._token = (ctypes.c_int32 * size)()
+        self._pos = (ctypes.c_int32 * size)()
+        self._n_seq_id = (ctypes.c_int32 * size)()
+        self._seq_cells = [(ctypes.c_int32 * 1)() for _ in range(size)]
+        self._seq_id = (ctypes.POINTER(ctypes.c_int32) * size)(
+            *(ctypes.cast(cell, ctypes.POINTER(ctypes.c_int32)) for cell in self._seq_cells)
+        )
+        self._logits = (ctypes.c_int8 * size)()
+        self._windows: list[list[int]] = [[] for _ in range(lanes)]
+        self._outputs = np.zeros((size, self.n_vocab), dtype=np.float32)
 
-    def reset(self) -> None:
-        self._window = _Window(self._model, self.context, self.slide, self.start_token)
-        self._scores = self._window.scores()
+    def batch_arrays(self) -> tuple[int, int, int, int, int]:
+        return tuple(  # type: ignore[return-value]
+            ctypes.addressof(a) for a in (self._token, self._pos, self._n_seq_id, self._seq_id, self._logits)
+        )
 
-    def scores(self) -> np.ndarray:
-        if self._scores is None:
-            raise RuntimeError("no logits: reset() or feed(..., logits=True) must come first")
-        return self._scores
+    def clear(self) -> None:
+        self._windows = [[] for _ in range(self.lanes)]
 
-    def advance(self, token: int) -> None:
-        self.feed((token,))
+    def slide_lane(self, lane: int) -> None:
+        del self._windows[lane][1 : 1 + self.slide]
 
-    def feed(self, tokens: Sequence[int], logits: bool = True) -> None:
-        if not 0 < len(tokens) <= self.batch:
-            raise ValueError(f"feed takes 1..{self.batch} tokens, not {len(tokens)}")
-        assert self._window is not None
-        self._window.feed(tokens)
-        self._scores = self._window.scores() if logits else None
-
-
-class StubLanes:
-    """engine.LanesPredictor: one _Window per lane."""
-
-    def __init__(self, model: StubModel, lanes: int, context: int, slide: int, start_token: int) -> None:
-        self._model = model
-        self.n_vocab = model.symbols.n_vocab
-        self.lanes, self.context, self.slide, self.start_token = lanes, context, slide, start_token
-        self._windows: list[_Window] = []
-        self._scores: list[np.ndarray | None] = []
-
-    def reset(self, count: int) -> None:
-        if not 0 < count <= self.lanes:
-            raise ValueError(f"reset takes 1..{self.lanes} lanes, not {count}")
-        self._windows = [
-            _Window(self._model, self.context, self.slide, self.start_token) for _ in range(count)
-        ]
-        self._scores = [w.scores() for w in self._windows]
-
-    def scores(self, lane: int) -> np.ndarray:
-        scores = self._scores[lane]
-        if scores is None:
-            raise RuntimeError(f"no logits for lane {lane}")
-        return scores
-
-    def feed(self, requests: Sequence[tuple[int, Sequence[int], bool]]) -> None:
-        lanes = [lane for lane, _, _ in requests]
-        if lanes != sorted(set(lanes)):
-            raise ValueError("requests must name each lane once, in increasing order")
-        for lane, tokens, logits in requests:
-            self._windows[lane].feed(tokens)
-            self._scores[lane] = self._windows[lane].scores() if logits else None
+    def evaluate(self, n_tokens: int) -> int:
+        rows = 0
+        for i in range(n_tokens):
+            lane = self._seq_cells[i][0]
+            window = self._windows[lane]
+            if self._pos[i] != len(window) or len(window) >= self.context:
+                raise RuntimeError(f"lane {lane}: position {self._pos[i]} with {len(window)} cells")
+            window.append(self._token[i])
+            if self._logits[i]:
+                self._outputs[rows] = _scores(self._model, window)
+                rows += 1
+        return int(self._outputs.ctypes.data)
 
 
 class StubModel:
@@ -166,10 +143,7 @@ class StubModel:
                 raise ValueError(f"no token for byte {text[i]:#x}")
         return out
 
-    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> StubPredictor:
-        return StubPredictor(self, context, slide, start_token, batch)
-
-    def lanes_predictor(
-        self, lanes: int, context: int, slide: int, start_token: int, batch: int = 1
-    ) -> StubLanes:
-        return StubLanes(self, lanes, context, slide, start_token)
+    def predictor(
+        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1
+    ) -> StubPredictor:
+        return StubPredictor(self, lanes, context, slide, start_token, batch)

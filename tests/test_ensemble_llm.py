@@ -4,16 +4,17 @@ model's context whole."""
 
 from __future__ import annotations
 
+import ctypes
 import io
 
 import pytest
 from ensemble_cases import all_switch_combinations, combination_id
 from tiny_model import tiny_text
 
-from nacrith.engine import encode_frame
+from nacrith.engine import encode_streams
 from nacrith.format import ESCAPE_SYMBOLS, FrameType, Header
 from nacrith.reader import read_info
-from nacrith.settings import EnsembleSettings
+from nacrith.settings import Coding, EnsembleSettings
 
 pytestmark = pytest.mark.llm
 
@@ -67,27 +68,26 @@ def test_skip_codes_repeats_without_the_model_and_decodes(codec):
 
 
 class RecordingPredictor:
-    """The real predictor, with a log of every batch it is fed."""
+    """The real predictor, with a log of every batch it evaluates (lane 0's tokens)."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.n_vocab = inner.n_vocab
+        size = inner.lanes * inner.batch
+        token = inner.batch_arrays()[0]
+        self._token = (ctypes.c_int32 * size).from_address(token)
         self.batches: list[list[int]] = []
-        self.resets = 0
+        self.clears = 0
 
-    def reset(self) -> None:
-        self.resets += 1
-        self.inner.reset()
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
 
-    def scores(self):
-        return self.inner.scores()
+    def clear(self) -> None:
+        self.clears += 1
+        self.inner.clear()
 
-    def advance(self, token: int) -> None:
-        self.feed([token])
-
-    def feed(self, tokens, logits: bool = True) -> None:
-        self.batches.append(list(tokens))
-        self.inner.feed(tokens, logits)
+    def evaluate(self, n_tokens: int) -> int:
+        self.batches.append(list(self._token[:n_tokens]))
+        return self.inner.evaluate(n_tokens)
 
 
 def test_skipped_tokens_reach_the_model_once_in_batches(model):
@@ -99,8 +99,9 @@ def test_skipped_tokens_reach_the_model_once_in_batches(model):
         skip_warmup=0, skip_min_len=6, skip_confidence=0.6, skip_batch=8, skip_agree=0.5
     )
     predictor = RecordingPredictor(model.predictor(512, 64, model.start_token, batch=8))
-    _, stats = encode_frame(predictor, symbols, ESCAPE_SYMBOLS, 1.0, ensemble=settings)
+    _, stats = encode_streams(predictor, [symbols], ESCAPE_SYMBOLS, 1.0, settings, Coding())
     assert stats.skipped > 50
-    assert predictor.resets == 1
-    assert [t for batch in predictor.batches for t in batch] == symbols[:-1]
+    assert predictor.clears == 1
+    assert predictor.batches[0] == [model.start_token]
+    assert [t for batch in predictor.batches[1:] for t in batch] == symbols[:-1]
     assert max(len(b) for b in predictor.batches) == 8

@@ -7,6 +7,7 @@ silently wrong header) would be a bug.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import zlib
@@ -37,7 +38,7 @@ from nacrith.format import (
     unpack_ensemble,
     zstd_stream_bound,
 )
-from nacrith.settings import MAX_CONTEXT, MAX_FRAME_SIZE, MIN_CONTEXT, EnsembleSettings
+from nacrith.settings import LEGACY_CODING, MAX_CONTEXT, MAX_FRAME_SIZE, MIN_CONTEXT, Coding, EnsembleSettings
 
 # --- helpers ------------------------------------------------------------------
 
@@ -767,3 +768,52 @@ def test_trailer_lists_stream_frames():
     stream = io.BytesIO(trailer.pack())
     assert FrameHeader.read_type(stream) == FrameType.END
     assert Trailer.read_after_type(stream) == trailer
+
+
+# --- CODING ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coding", [Coding(), Coding(2, False), Coding(1, True)])
+def test_coding_round_trip(coding):
+    header = make_header(coding=coding)
+    packed = header.pack()
+    assert param(Tag.CODING, pack_varint(coding.arith) + bytes([coding.shared])) in packed
+    assert read_header(packed).coding == coding
+
+
+def test_files_without_coding_are_arithmetic_1_with_an_ensemble_per_stream():
+    header = read_header(raw_header(params_of(required_params())))
+    assert header.coding == LEGACY_CODING == Coding(arith=1, shared=False)
+    # Written by leaving the tag (4 bytes) out.
+    assert len(make_header(coding=LEGACY_CODING).pack()) == len(make_header(coding=Coding()).pack()) - 4
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (b"", FormatError, "CODING cut short"),
+        (b"\x02", FormatError, "CODING cut short"),
+        (b"\x02\x01\x00", FormatError, "trailing bytes in CODING"),
+        (b"\x02\x02", FormatError, "sharing flag 2"),
+        (b"\x01\x00", FormatError, "CODING of files without it"),  # one spelling: the tag left out
+        (b"\x03\x01", UnsupportedVersionError, "arithmetic 3"),
+        (b"\x00\x01", UnsupportedVersionError, "arithmetic 0"),
+    ],
+)
+def test_coding_values_that_are_refused(value, error, message):
+    params = params_of(required_params(CODING=value))
+    with pytest.raises(error, match=message):
+        read_header(raw_header(params))
+
+
+def test_coding_is_refused_without_a_model():
+    params = param(Tag.FRAME_SIZE, pack_varint(100)) + param(Tag.CODING, b"\x02\x01")
+    with pytest.raises(FormatError, match="CODING in a file without a model"):
+        read_header(raw_header(params, required=HeaderFlag.NO_MODEL))
+    with pytest.raises(ValueError, match="no model parameters"):
+        dataclasses.replace(Header.without_model(100), coding=Coding())
+
+
+def test_coding_must_be_understood():
+    """Bit 7 clear: a reader that predates arithmetic 2 refuses such a file rather than misreading it."""
+    assert not Tag.CODING & 0x80

@@ -23,9 +23,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from golden.regen import compress_options
 
 from nacrith.errors import ChecksumError, NacrithWarning
-from nacrith.format import Environment, FrameType, Header, ensemble_of_layout
+from nacrith.format import Environment, FrameType, Header
 from nacrith.models import runtime
 from nacrith.reader import read_info
 
@@ -80,12 +81,7 @@ def test_encoder_still_writes_golden_bytes(real_codec, name):
     kernels of the machine that wrote the file, and is informational.
     """
     data = (PINNED / f"{name}.bin").read_bytes()
-    # Cases without "segment" are those first made before segmentation, by the
-    # fixed-size frame writer; cases without "lanes", before lanes, with one stream per frame.
-    options = {"segment": False, "lanes": 1, **PINNED_CASES[name]}
-    # The ensemble: the settings that differ from the layout's defaults (layout 1 unless named).
-    if isinstance(options.get("ensemble"), dict):
-        options["ensemble"] = ensemble_of_layout(**{"layout": 1, **options["ensemble"]})
+    options = compress_options(PINNED_CASES[name])
     out = io.BytesIO()
     summary = real_codec.compress_stream(io.BytesIO(data), out, content_size=len(data), **options)
     assert split_header(out.getvalue()) == split_header((PINNED / f"{name}.nc").read_bytes())

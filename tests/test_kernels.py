@@ -8,7 +8,6 @@ single-token decodes worked; the batch tests below would have failed there.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import math
@@ -23,6 +22,7 @@ import pytest
 from nacrith.crash import run_in_child
 from nacrith.format import Environment
 from nacrith.models import runtime
+from nacrith.models.feeder import Feeder
 from nacrith.models.llm import LanguageModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,21 +104,19 @@ def _logit_digests(threads: int) -> dict[str, str]:
     tokens = model.symbols.encode(TEXT)
     out = {}
     for size in (2, 8, 32):
-        p = model.predictor(256, 64, model.start_token, batch=32)
+        p = Feeder(model.predictor(256, 64, model.start_token, batch=32))
         p.reset()
         digest = hashlib.sha256()
         for i in range(0, 96, size):
-            p.feed(tokens[i : i + size], True)
-            row = ctypes.string_at(p.scores(), 4 * p.n_vocab)
+            p.feed([(0, tokens[i : i + size], True)])
+            row = p.scores().tobytes()
             assert all(math.isfinite(x) for x in struct.unpack(f"{p.n_vocab}f", row))
             digest.update(row)
         out[f"batch {size}"] = digest.hexdigest()
-    lanes = model.lanes_predictor(4, 256, 64, model.start_token)
+    lanes = Feeder(model.predictor(256, 64, model.start_token, lanes=4))
     lanes.reset(4)  # one decode of 4 tokens, one per sequence
     lanes.feed([(k, tokens[k : k + 1], True) for k in range(4)])
-    out["4 lanes"] = hashlib.sha256(
-        b"".join(ctypes.string_at(lanes.scores(k), 4 * lanes.n_vocab) for k in range(4))
-    ).hexdigest()
+    out["4 lanes"] = hashlib.sha256(b"".join(lanes.scores(k).tobytes() for k in range(4))).hexdigest()
     model.close()
     return out
 

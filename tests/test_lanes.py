@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from tiny_model import tiny_text
 
 import nacrith
+from nacrith.engine import decode_streams, encode_streams
 from nacrith.errors import (
     ChecksumError,
     FormatError,
@@ -36,6 +37,7 @@ from nacrith.errors import (
     WorkerError,
 )
 from nacrith.format import (
+    ESCAPE_SYMBOLS,
     FrameHeader,
     FrameType,
     Header,
@@ -50,6 +52,7 @@ from nacrith.frames import CompressOptions, encode_chunk
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import WorkerPlan, Workers, plan_workers
 from nacrith.reader import decompress_stream
+from nacrith.settings import LEGACY_CODING, Coding, EnsembleSettings, llm_batch
 from nacrith.writer import compress_stream
 
 #: A small window, so that tests slide it often and stay fast.
@@ -166,8 +169,9 @@ def test_lanes_parameter_must_be_understood():
     assert Header.read(io.BytesIO(rewrite_lanes(pack_varint(4) + pack_varint(8)))).lanes == 4
     # What a reader that does not know a tag of this kind does, shown with the next free tag.
     packed = rewrite_lanes(pack_varint(4) + pack_varint(8))
-    body = packed[:-4].replace(bytes([Tag.LANES, 2, 4, 8]), bytes([Tag.LANES + 1, 2, 4, 8]))
-    with pytest.raises(UnsupportedVersionError, match="0x0c"):
+    unknown = max(t for t in Tag if not t & 0x80) + 1
+    body = packed[:-4].replace(bytes([Tag.LANES, 2, 4, 8]), bytes([unknown, 2, 4, 8]))
+    with pytest.raises(UnsupportedVersionError, match=f"{unknown:#04x}"):
         Header.read(io.BytesIO(body + struct.pack("<I", zlib.crc32(body))))
 
 
@@ -204,6 +208,39 @@ def test_files_of_any_lane_count_decode(codec, lanes):
     assert header.lanes == lanes
     assert len(header.streams(fh.symbols)) - 1 == lanes
     assert codec.decompress(blob) == data
+
+
+@pytest.mark.llm
+@pytest.mark.parametrize("coding", [LEGACY_CODING, Coding(2, False), Coding(2, True)], ids=str)
+def test_every_coding_decodes_in_lanes(codec, coding):
+    data = prose(1200, seed=3)
+    blob = codec.compress(data, lanes=4, min_stream=16, coding=coding, **SMALL)
+    assert Header.read(io.BytesIO(blob)).coding == coding
+    assert codec.decompress(blob) == data
+
+
+def test_streams_that_share_the_ensemble_learn_from_each_other(stub_codec):
+    """Each stream repeats what the others say: one ensemble for the frame
+    learns a phrase once for all of them (and its match model follows
+    another stream's history); an ensemble per stream learns it four times."""
+    rng = random.Random(4)
+    words = [b"alpha", b"beta", b"gamma", b"delta", b"epsilon", b"zeta", b"theta", b"kappa"]
+    phrase = b" ".join(rng.choice(words) for _ in range(60)) + b".\n"
+    model = stub_codec.model
+    symbols = model.symbols.encode(phrase * 4)
+    bounds = stream_bounds(len(symbols), 4, 16)
+    streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
+    ensemble = EnsembleSettings()
+    sizes = {}
+    for shared in (False, True):
+        coding = Coding(2, shared)
+        predictor = model.predictor(256, 64, model.start_token, llm_batch(ensemble), 4)
+        payloads, _ = encode_streams(predictor, streams, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+        counts = [len(s) for s in streams]
+        back = decode_streams(predictor, payloads, counts, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+        assert back == streams
+        sizes[shared] = sum(map(len, payloads))
+    assert sizes[True] < 0.7 * sizes[False], sizes
 
 
 @pytest.mark.llm

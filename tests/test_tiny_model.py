@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import io
-from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from tiny_model import tiny_text
 
 from nacrith.errors import NacrithError
 from nacrith.format import FrameType
+from nacrith.models.feeder import Feeder
 from nacrith.reader import read_info
 
 #: English for the stub model, whose bigrams come from English (tests/stub_model.py).
@@ -25,14 +25,11 @@ STUB_TEXT = b" ".join(
 
 
 def next_token_distribution(model, tokens: list[int]) -> np.ndarray:
-    predictor = model.predictor(256, 64, model.start_token)
-    predictor.reset()
+    feeder = Feeder(model.predictor(256, 64, model.start_token))
+    feeder.reset()
     for token in tokens:
-        predictor.advance(token)
-    scores = predictor.scores()
-    if not isinstance(scores, np.ndarray):
-        scores = np.ctypeslib.as_array((ctypes.c_float * model.symbols.n_vocab).from_address(scores))
-    logits = scores.astype(np.float64)
+        feeder.advance(token)
+    logits = feeder.scores().astype(np.float64)
     p = np.exp(logits - logits.max())
     return p / p.sum()
 
@@ -57,24 +54,29 @@ def test_the_next_token_depends_on_more_than_the_last_one(which, request):
 
 
 class ContextBlind:
-    """A predictor with a context bug: it forgets everything but the token fed last."""
+    """A predictor with a context bug: every evaluation forgets all it read before."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
-        self.n_vocab = inner.n_vocab
+        size = inner.lanes * inner.batch
+        _, pos, _, seq_id, _ = inner.batch_arrays()
+        self._pos = (ctypes.c_int32 * size).from_address(pos)
+        self._seq_id = (ctypes.POINTER(ctypes.c_int32) * size).from_address(seq_id)
 
-    def reset(self) -> None:
-        self.inner.reset()
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
 
-    def scores(self):
-        return self.inner.scores()
+    def slide_lane(self, lane: int) -> None:
+        pass  # nothing is kept to slide
 
-    def advance(self, token: int) -> None:
-        self.feed((token,))
-
-    def feed(self, tokens: Sequence[int], logits: bool = True) -> None:
-        self.inner.reset()
-        self.inner.feed(tokens[-1:], logits)
+    def evaluate(self, n_tokens: int) -> int:
+        self.inner.clear()
+        seen: dict[int, int] = {}
+        for i in range(n_tokens):
+            lane = self._seq_id[i][0]
+            self._pos[i] = seen.get(lane, 0)
+            seen[lane] = self._pos[i] + 1
+        return self.inner.evaluate(n_tokens)
 
 
 class WrongSlide:

@@ -20,7 +20,6 @@ import ctypes
 import importlib.util
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from nacrith.tokens import SymbolCodec, byte_level_decoder
 
 __all__ = [
     "DEFAULT_MODEL_FILE",
-    "LanesPredictor",
     "LanguageModel",
     "LlamaPredictor",
     "bundled_model_path",
@@ -185,7 +183,6 @@ class LanguageModel:
         #: Default first token of every frame; files record the one they used.
         self.start_token = vocab.start
         self._predictor: LlamaPredictor | None = None
-        self._lanes: LanesPredictor | None = None
 
     def _tokenize(self, text: bytes) -> list[int]:
         llama_cpp = self._llama_cpp
@@ -204,34 +201,21 @@ class LanguageModel:
             raise ValueError(f"start token {start_token} is not in the vocabulary")
         check_batch(batch, slide)
 
-    def predictor(self, context: int, slide: int, start_token: int, batch: int = 1) -> LlamaPredictor:
+    def predictor(
+        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1
+    ) -> LlamaPredictor:
+        """A predictor of ``lanes`` sequences (kept for the next call with the same shape)."""
         self._check_window(context, slide, start_token, batch)
-        p = self._predictor
-        if p is None or p.context != context or p.batch != batch:
-            if p is not None:
-                p.close()
-            # The KV cache size is part of what llama.cpp computes over, so the
-            # decoder asks for the same size as the encoder did (llama.cpp may pad
-            # it, identically on both sides).
-            p = self._predictor = LlamaPredictor(self, context, slide, batch)
-        p.slide = slide
-        p.start_token = start_token
-        return p
-
-    def lanes_predictor(
-        self, lanes: int, context: int, slide: int, start_token: int, batch: int = 1
-    ) -> LanesPredictor:
-        """A predictor of ``lanes`` streams in one context (kept for the next call with the same shape)."""
-        self._check_window(context, slide, start_token, batch)
-        if lanes < 2:
-            raise ValueError(f"a lanes predictor has 2 lanes or more, not {lanes}")
         check_lanes(lanes, 1)
-        p = self._lanes
+        p = self._predictor
         if p is None or (p.lanes, p.context, p.batch) != (lanes, context, batch):
             if p is not None:
                 p.close()
-            self._lanes = None  # free the old KV cache before the new one is allocated
-            p = self._lanes = LanesPredictor(self, lanes, context, slide, batch)
+            self._predictor = None  # free the old KV cache before the new one is allocated
+            # The KV cache size is part of what llama.cpp computes over, so the
+            # decoder asks for the same size as the encoder did (llama.cpp may pad
+            # it, identically on both sides).
+            p = self._predictor = LlamaPredictor(self, lanes, context, slide, batch)
         p.slide = slide
         p.start_token = start_token
         return p
@@ -240,9 +224,6 @@ class LanguageModel:
         if self._predictor is not None:
             self._predictor.close()
             self._predictor = None
-        if self._lanes is not None:
-            self._lanes.close()
-            self._lanes = None
         if self._model:
             self._llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -311,90 +292,13 @@ def _decode(llama_cpp: Any, ctx: Any, batch: Any, governor: ThreadGovernor) -> i
 
 
 class LlamaPredictor:
-    """Next-token logits for one sequence, one token per llama_decode call, or
-    ``batch`` tokens at a time when catching up on tokens the ensemble coded
-    without the model (``feed``). The batch size is part of the context's
-    setup (n_batch, n_ubatch), so encoder and decoder use the same one."""
-
-    def __init__(self, model: LanguageModel, context: int, slide: int, batch: int = 1) -> None:
-        llama_cpp = model._llama_cpp
-        self._llama_cpp = llama_cpp
-        self.n_vocab = model.symbols.n_vocab
-        self.context = context
-        self.slide = slide
-        self.batch = batch
-        self.start_token = model.start_token
-        self._ctx = _new_context(model, 1, context, batch)
-        self._governor = _governed(model, self._ctx)
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._batch = llama_cpp.llama_batch_init(batch, 0, 1)
-        for i in range(batch):
-            self._batch.n_seq_id[i] = 1
-            self._batch.seq_id[i][0] = 0
-        self._pos = 0
-        self._scores: int | None = None
-
-    def reset(self) -> None:
-        self._llama_cpp.llama_memory_clear(self._memory, True)
-        self._pos = 0
-        self._decode((self.start_token,))
-
-    def scores(self) -> int:
-        if self._scores is None:
-            raise RuntimeError("no logits: reset() or feed(..., logits=True) must come first")
-        return self._scores
-
-    def advance(self, token: int) -> None:
-        self.feed((token,))
-
-    def feed(self, tokens: Sequence[int], logits: bool = True) -> None:
-        """Append up to ``batch`` tokens in one llama_decode; with ``logits``,
-        scores() then predicts the token after the last of them."""
-        n = len(tokens)
-        if not 0 < n <= self.batch:
-            raise ValueError(f"feed takes 1..{self.batch} tokens, not {n}")
-        while self._pos + n > self.context:
-            _slide(self._llama_cpp, self._memory, 0, self.slide)
-            self._pos -= self.slide
-        self._decode(tokens, logits)
-
-    def _decode(self, tokens: Sequence[int], logits: bool = True) -> None:
-        llama_cpp = self._llama_cpp
-        batch = self._batch
-        n = len(tokens)
-        batch.n_tokens = n
-        for i, token in enumerate(tokens):
-            batch.token[i] = token
-            batch.pos[i] = self._pos + i
-            batch.logits[i] = 0
-        batch.logits[n - 1] = 1 if logits else 0
-        status = _decode(llama_cpp, self._ctx, batch, self._governor)
-        if status != 0:
-            raise ModelError(f"llama_decode failed with status {status} at position {self._pos}")
-        self._pos += n
-        if logits:
-            ptr = llama_cpp.llama_get_logits_ith(self._ctx, n - 1)
-            self._scores = ctypes.cast(ptr, ctypes.c_void_p).value
-        else:
-            self._scores = None  # no logits were asked for: scores() must not hand out stale ones
-
-    def close(self) -> None:
-        if self._ctx:
-            self._llama_cpp.llama_batch_free(self._batch)
-            self._llama_cpp.llama_free(self._ctx)
-            self._ctx = None
-
-
-class LanesPredictor:
-    """Next-token logits for several streams ("lanes") in one llama.cpp
-    context, each its own sequence with its own window of ``context`` cells.
-
-    ``feed`` takes what every lane needs this step and evaluates it in one
-    llama_decode, lanes in order: one token per lane, or a lane's catch-up
-    batch of at most ``batch`` tokens. Encoder and decoder make the same
-    calls, so the batches are the same on both sides. Each lane's logits are
-    copied out after the call, as the next call overwrites llama.cpp's.
-    """
+    """engine.Predictor: ``lanes`` sequences in one llama.cpp context, each a
+    window of ``context`` cells, evaluated together in one llama_decode per
+    step. The engine writes each batch into this predictor's llama_batch
+    (lanes * batch tokens; ``batch`` tokens per sequence at most, when a
+    stream catches up on tokens the ensemble coded without the model). The
+    batch size is part of the context's setup (n_batch, n_ubatch), so encoder
+    and decoder use the same one."""
 
     def __init__(self, model: LanguageModel, lanes: int, context: int, slide: int, batch: int = 1) -> None:
         llama_cpp = model._llama_cpp
@@ -409,67 +313,30 @@ class LanesPredictor:
         self._governor = _governed(model, self._ctx)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(lanes * batch, 0, 1)
-        self._rows = (ctypes.c_float * (lanes * self.n_vocab))()
-        self._row_bytes = self.n_vocab * ctypes.sizeof(ctypes.c_float)
-        self._base = ctypes.addressof(self._rows)
-        self._pos = [0] * lanes
-        self._valid = [False] * lanes
 
-    def reset(self, count: int) -> None:
-        """Clear every lane and start lanes 0 … count - 1 from the start token, in one call."""
-        if not 0 < count <= self.lanes:
-            raise ValueError(f"reset takes 1..{self.lanes} lanes, not {count}")
+    def batch_arrays(self) -> tuple[int, int, int, int, int]:
+        b = self._batch
+        return tuple(  # type: ignore[return-value]  # five addresses
+            ctypes.cast(array, ctypes.c_void_p).value or 0
+            for array in (b.token, b.pos, b.n_seq_id, b.seq_id, b.logits)
+        )
+
+    def clear(self) -> None:
         self._llama_cpp.llama_memory_clear(self._memory, True)
-        self._pos = [0] * self.lanes
-        self._valid = [False] * self.lanes
-        self.feed([(lane, (self.start_token,), True) for lane in range(count)])
 
-    def scores(self, lane: int) -> int:
-        if not self._valid[lane]:
-            raise RuntimeError(f"no logits for lane {lane}: its last feed asked for none")
-        return self._base + lane * self._row_bytes
+    def slide_lane(self, lane: int) -> None:
+        _slide(self._llama_cpp, self._memory, lane, self.slide)
 
-    def feed(self, requests: Sequence[tuple[int, Sequence[int], bool]]) -> None:
-        """One llama_decode of (lane, tokens, logits) requests, lanes in
-        increasing order; a lane with ``logits`` then predicts the token
-        after its last one."""
-        llama_cpp = self._llama_cpp
-        batch = self._batch
-        n = 0
-        last = -1
-        for lane, tokens, _ in requests:
-            count = len(tokens)
-            if lane <= last or not 0 <= lane < self.lanes or not 0 < count <= self.batch:
-                raise ValueError(f"bad feed request: lane {lane}, {count} tokens")
-            last = lane
-            while self._pos[lane] + count > self.context:
-                _slide(llama_cpp, self._memory, lane, self.slide)
-                self._pos[lane] -= self.slide
-            for i, token in enumerate(tokens):
-                batch.token[n] = token
-                batch.pos[n] = self._pos[lane] + i
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = lane
-                batch.logits[n] = 0
-                n += 1
-            self._pos[lane] += count
-        batch.n_tokens = n
-        ends = []
-        index = 0
-        for lane, tokens, logits in requests:
-            index += len(tokens)
-            if logits:
-                batch.logits[index - 1] = 1
-                ends.append((lane, index - 1))
-            self._valid[lane] = bool(logits)
-        status = _decode(llama_cpp, self._ctx, batch, self._governor)
+    def evaluate(self, n_tokens: int) -> int:
+        if not 0 < n_tokens <= self.lanes * self.batch:
+            raise ValueError(f"a batch of {n_tokens} tokens does not fit {self.lanes} x {self.batch}")
+        self._batch.n_tokens = n_tokens
+        status = _decode(self._llama_cpp, self._ctx, self._batch, self._governor)
         if status != 0:
             raise ModelError(
-                f"llama_decode of {n} tokens in {len(requests)} lanes failed with status {status}"
+                f"llama_decode of {n_tokens} tokens in {self.lanes} lanes failed with status {status}"
             )
-        for lane, i in ends:
-            ptr = llama_cpp.llama_get_logits_ith(self._ctx, i)
-            ctypes.memmove(self._base + lane * self._row_bytes, ptr, self._row_bytes)
+        return ctypes.cast(self._llama_cpp.llama_get_logits(self._ctx), ctypes.c_void_p).value or 0
 
     def close(self) -> None:
         if self._ctx:

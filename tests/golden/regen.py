@@ -22,6 +22,7 @@ from pathlib import Path
 from nacrith.api import Codec
 from nacrith.format import FORMAT_VERSION, ensemble_of_layout
 from nacrith.models.llm import LanguageModel
+from nacrith.settings import LEGACY_CODING, Coding
 
 HERE = Path(__file__).parent / f"v{FORMAT_VERSION}-avx2"
 
@@ -33,6 +34,36 @@ def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
         **segmented_cases(),
         **lanes_cases(),
         **batch_cases(),
+        **coding_cases(),
+    }
+
+
+def coding_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Header parameter CODING: arithmetic 2 (csrc/vec.h), and streams that share
+    one ensemble. The cases above have no "coding": arithmetic 1, an ensemble per stream."""
+    text = (
+        b"Arithmetic two computes the softmax in float, sixteen partial sums at a time, so that "
+        b"a compiler may use any vector width and still produce the same frequencies. The lanes "
+        b"of a frame share one ensemble, which learns from every stream in a fixed order.\n"
+    )
+    log = b"".join(f"12:00:{i:02d} INFO served /api/items in {i % 7 + 3} ms\n".encode() for i in range(24))
+    coding = {"arith": 2, "shared": True}
+    small = {"context": 64, "slide": 16, "coding": coding}
+    skip = {"layout": 2, "skip_min_len": 8, "skip_confidence": 0.6, "skip_warmup": 0}
+    return {
+        "arith2_llm_only": (text + b"\x04 <|endoftext|>\n", {"ensemble": None, "coding": coding}),
+        "arith2_ensemble": (text * 2, {"ensemble": {"layout": 2}, "coding": coding}),
+        # 4 streams sharing one ensemble, one stream with an escape.
+        "shared_lanes": (
+            text + b"\x04" + text,
+            {**small, "ensemble": {"layout": 2}, "lanes": 4, "min_stream": 8},
+        ),
+        # The same with the skip's catch-up batches across window slides.
+        "shared_lanes_skip": (
+            log * 2,
+            {"context": 32, "slide": 8, "ensemble": skip, "lanes": 4, "min_stream": 16, "coding": coding},
+        ),
+        "arith2_lanes_llm_only": (text, {**small, "ensemble": None, "lanes": 3, "min_stream": 6}),
     }
 
 
@@ -157,10 +188,17 @@ def ensemble_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
 
 
 def compress_options(options: dict[str, object]) -> dict[str, object]:
-    """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings)."""
+    """cases.json options as CompressOptions fields (the ensemble as EnsembleSettings).
+
+    Cases without "segment" were made before segmentation, by the fixed-size
+    frame writer; without "lanes", before lanes, with one stream per frame;
+    without "coding", before the CODING parameter."""
     out = {"segment": False, "lanes": 1, **options}
+    # The ensemble: the settings that differ from the layout's defaults (layout 1 unless named).
     if isinstance(out.get("ensemble"), dict):
         out["ensemble"] = ensemble_of_layout(**{"layout": 1, **out["ensemble"]})
+    coding = out.get("coding")
+    out["coding"] = Coding(**coding) if isinstance(coding, dict) else LEGACY_CODING
     return out
 
 
