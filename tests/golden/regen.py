@@ -192,8 +192,10 @@ def compress_options(options: dict[str, object]) -> dict[str, object]:
 
     Cases without "segment" were made before segmentation, by the fixed-size
     frame writer; without "lanes", before lanes, with one stream per frame;
-    without "coding", before the CODING parameter."""
-    out = {"segment": False, "lanes": 1, **options}
+    without "coding", before the CODING parameter; without "min_stream", when
+    its default was 16,384."""
+    # Cases without "min_stream" were made when its default was 16,384 tokens.
+    out = {"segment": False, "lanes": 1, "min_stream": 16384, **options}
     # The ensemble: the settings that differ from the layout's defaults (layout 1 unless named).
     if isinstance(out.get("ensemble"), dict):
         out["ensemble"] = ensemble_of_layout(**{"layout": 1, **out["ensemble"]})
