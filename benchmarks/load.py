@@ -2,7 +2,7 @@
 
     python benchmarks/load.py [--requests 200] [--concurrency 8] [--url URL] [--api-key KEY]
                               [--workers 2] [--threads N] [--backend local|ray] [--seed 1]
-                              [--text-max 4096] [--json OUT]
+                              [--text-max 4096] [--messages M.jsonl [--dict D.ncd]] [--json OUT]
 
 Without --url it starts `nacrith serve` on a free 127.0.0.1 port (with
 --workers, --threads and --backend; ray starts a Ray of its own) and stops it
@@ -11,7 +11,11 @@ requests: POST /compress, then POST /decompress of the answer, whose bytes
 must be the input's. Inputs are drawn with --seed: slices of English text
 (alice29.txt, lcet10.txt, plrabn12.txt of the Canterbury corpus, 64 B to --text-max),
 of a spreadsheet (kennedy.xls, 256 B to 64 KiB), and random bytes (256 B to
-64 KiB), a third each.
+64 KiB), a third each. With --messages, the inputs are instead the messages of
+a message set (one JSON string per line), in order; with --dict as well, the
+server is started with that dictionary and every /compress asks for it, which
+measures what a request costs beyond coding its own tokens (run once with and
+once without --dict, one worker, one request at a time).
 
 Prints requests/s, latency percentiles per endpoint, errors by kind and
 round-trip mismatches; exits 1 unless both of the last are 0.
@@ -35,7 +39,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from nacrith.corpora import locate
+from nacrith.corpora import locate, read_messages
 from nacrith.errors import CorpusError
 from nacrith.server.client import Client, ServiceError
 
@@ -105,11 +109,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The name a dictionary given with --dict has in the server started here.
+DICT_NAME = "messages"
+
+
+def messages(path: str, count: int) -> list[tuple[str, bytes]]:
+    """The first ``count`` messages of a message set, as inputs."""
+    return [("message", m) for m in read_messages(path, count)]
+
+
 @contextlib.contextmanager
-def local_server(workers: int, threads: int | None, backend: str = "local") -> Iterator[str]:
+def local_server(
+    workers: int, threads: int | None, backend: str = "local", dictionary: str | None = None
+) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "nacrith", "serve", "--port", str(port), "--workers", str(workers)]
     command += ["--backend", backend]
+    if dictionary:
+        command += ["--dict", f"{DICT_NAME}={dictionary}"]
     if threads:
         command += ["--threads", str(threads)]
     env = {k: v for k, v in os.environ.items() if k != "NACRITH_API_KEY"}
@@ -130,10 +147,18 @@ def local_server(workers: int, threads: int | None, backend: str = "local") -> I
 
 
 def run(
-    url: str, api_key: str | None, requests: int, concurrency: int, seed: int, text_max: int = 4096
+    url: str,
+    api_key: str | None,
+    requests: int,
+    concurrency: int,
+    seed: int,
+    text_max: int = 4096,
+    work: list[tuple[str, bytes]] | None = None,
+    dictionary: str | None = None,
 ) -> Report:
     client = Client(url, api_key, timeout=3600)
-    work = inputs(requests // 2, seed, text_max)
+    work = inputs(requests // 2, seed, text_max) if work is None else work
+    params = {"dict": dictionary} if dictionary else {}
     report = Report(url, 2 * len(work), concurrency)
     timings: list[Timing] = []
     lock = threading.Lock()
@@ -156,7 +181,7 @@ def run(
 
     def round_trip(item: tuple[str, bytes]) -> None:
         _, data = item
-        blob = timed("compress", client.compress, data)
+        blob = timed("compress", lambda d: client.compress(d, **params), data)
         if blob is None:
             return
         back = timed("decompress", client.decompress, blob)
@@ -214,18 +239,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("local", "ray"), default="local", help="that server's backend")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--text-max", type=int, default=4096, help="longest text input, in bytes")
+    parser.add_argument("--messages", metavar="M.jsonl", help="round trips of these messages instead")
+    parser.add_argument("--dict", metavar="D.ncd", help="with --messages: compress them with this dictionary")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     args = parser.parse_args(argv)
+    if args.dict and not args.messages:
+        parser.error("--dict goes with --messages")
     if args.requests < 2 or args.concurrency < 1 or args.text_max < 2:
         parser.error("--requests and --text-max must be at least 2, --concurrency at least 1")
     try:
-        inputs(1, args.seed)  # the corpus files are there and whole, before any server starts
+        # The inputs are there and whole, before any server starts.
+        work = messages(args.messages, args.requests // 2) if args.messages else None
+        if work is None:
+            inputs(1, args.seed)
     except CorpusError as exc:
         print(f"load: {exc}", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(local_server(args.workers, args.threads, args.backend))
-        report = run(url, args.api_key, args.requests, args.concurrency, args.seed, args.text_max)
+        url = args.url or stack.enter_context(
+            local_server(args.workers, args.threads, args.backend, args.dict)
+        )
+        name = DICT_NAME if args.dict else None
+        report = run(url, args.api_key, args.requests, args.concurrency, args.seed, args.text_max, work, name)
     print_report(report)
     if args.json:
         with open(args.json, "w") as f:

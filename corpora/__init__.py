@@ -7,6 +7,11 @@ Corpus files are never part of the project; they are found, in order, in
 root), and the user cache directory that ``fetch`` fills. Each directory holds
 one subdirectory per corpus, named as the manifest's ``directory``.
 
+A ``.jsonl`` file is a message set: one JSON string per line, each a message
+measured as a file of its own (``read_messages``). A corpus with
+``train.jsonl`` and ``test.jsonl`` is measured on the test split; the train
+split is for what is built before measuring (dictionaries).
+
 Installed as ``nacrith.corpora``.
 """
 
@@ -29,10 +34,23 @@ from pathlib import Path
 from nacrith.errors import CorpusError
 from nacrith.files import file_sha256
 
-__all__ = ["Corpus", "CorpusFile", "cache_dir", "fetch", "load_manifest", "locate", "search_dirs"]
+__all__ = [
+    "Corpus",
+    "CorpusFile",
+    "cache_dir",
+    "fetch",
+    "is_message_set",
+    "load_manifest",
+    "locate",
+    "read_messages",
+    "search_dirs",
+]
 
 ENV = "NACRITH_CORPORA"
 DOWNLOAD_TIMEOUT = 60
+#: A message set: one JSON string per line, each line a message of its own
+#: (an entry of a log, a request body), measured as a file of its own.
+MESSAGES_SUFFIX = ".jsonl"
 
 
 @dataclass(frozen=True)
@@ -105,7 +123,7 @@ def search_dirs() -> list[Path]:
 def _how_to_get(c: Corpus) -> str:
     names = ", ".join(f.name for f in c.files)
     place = f"{cache_dir() / c.directory}/ (or DIR/{c.directory}/ with DIR in ${ENV})"
-    if c.source:
+    if c.source and c.archive:  # a download; a source without an archive only says where the data came from
         fetch = f"run 'nacrith corpora fetch {c.name}'"
         return f"{fetch}, or download {c.source}, unpack it and put {names} in {place}"
     return f"put {names} in {place}"
@@ -128,6 +146,32 @@ def locate(corpus_name: str, file_name: str) -> Path:
             f"{file_name} found but its checksum does not match the manifest: {', '.join(mismatched)}"
         )
     raise CorpusError(f"{c.name}/{file_name} not found; {_how_to_get(c)}")
+
+
+def is_message_set(path: str | Path) -> bool:
+    return Path(path).suffix == MESSAGES_SUFFIX
+
+
+def read_messages(path: str | Path, limit: int | None = None) -> list[bytes]:
+    """The first ``limit`` messages (default all) of a message set, each the
+    UTF-8 bytes of one line's JSON string."""
+    messages: list[bytes] = []
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if limit is not None and len(messages) >= limit:
+                break
+            if not line.strip():
+                continue  # a blank line holds no message (an editor's last newline)
+            try:
+                text = json.loads(line)
+                if not isinstance(text, str):
+                    raise ValueError(f"a JSON {type(text).__name__}, not a string")
+                messages.append(text.encode("utf-8"))
+            except ValueError as exc:  # bad JSON, bad UTF-8, a lone surrogate ("\\ud800")
+                raise CorpusError(
+                    f"{path}, line {number}: not a message (one JSON string per line): {exc}"
+                ) from None
+    return messages
 
 
 def _download(url: str) -> bytes:

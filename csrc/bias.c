@@ -199,3 +199,15 @@ int nc_bias_update(nc_bias *b, const double *base, const float *logits, double i
     }
     return NC_OK;
 }
+
+uint32_t nc_bias_regions(nc_bias *b, nc_region *out, uint32_t max, uint32_t n) {
+    n = nc_region_add(out, max, n, b->b, b->n * sizeof *b->b);
+    n = nc_region_add(out, max, n, b->g2, b->n * sizeof *b->g2);
+    n = nc_region_add(out, max, n, &b->scale, sizeof b->scale);
+    n = nc_region_add(out, max, n, &b->scale_g2, sizeof b->scale_g2);
+    n = nc_region_add(out, max, n, b->b2, b->n * sizeof *b->b2);
+    n = nc_region_add(out, max, n, b->g22, b->n * sizeof *b->g22);
+    n = nc_region_add(out, max, n, &b->scale2, sizeof b->scale2);
+    n = nc_region_add(out, max, n, &b->scale2_g2, sizeof b->scale2_g2);
+    return n;
+}

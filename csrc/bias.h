@@ -23,6 +23,7 @@
 
 #include <stdint.h>
 
+#include "region.h"
 #include "status.h"
 
 typedef struct nc_bias nc_bias;
@@ -32,6 +33,8 @@ typedef struct nc_bias nc_bias;
 nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr);
 void nc_bias_free(nc_bias *b);
 void nc_bias_reset(nc_bias *b);
+/* The head's values, scales and gradient sums, appended to out from index n; the new count. */
+uint32_t nc_bias_regions(nc_bias *b, nc_region *out, uint32_t max, uint32_t n);
 const double *nc_bias_values(const nc_bias *b);
 double nc_bias_scale(const nc_bias *b);
 /* base[i] = softmax(logits * inv_temp * scale + bias)[i] over n entries; bias may be

@@ -152,6 +152,12 @@ int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym
 nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp,
                          uint32_t n_lanes, uint32_t arith);
 int nc_ens_set_lane(nc_ens *e, uint32_t lane);
+typedef struct {
+    void *ptr;
+    size_t size;
+} nc_region;
+uint32_t nc_ens_regions(nc_ens *e, nc_region *out, uint32_t max);
+int nc_ens_observe(nc_ens *e, const uint32_t *tokens, uint32_t n);
 
 int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
                             float *w, uint32_t *freq, int64_t prob_of, double *prob_out);
@@ -175,6 +181,8 @@ typedef struct {
     uint32_t batch;
     uint32_t context, slide;
     int32_t start_token;
+    uint32_t primed;
+    int32_t first_token;
 } nc_lanes_config;
 typedef struct {
     uint64_t symbols, escapes, skipped;
@@ -194,6 +202,7 @@ int nc_lanes_payload(const nc_lanes *ln, uint32_t lane, const uint8_t **data_out
 int nc_lanes_check_end(const nc_lanes *ln);
 const uint32_t *nc_lanes_symbols(const nc_lanes *ln);
 void nc_lanes_get_stats(const nc_lanes *ln, nc_lanes_stats *out);
+nc_ens *nc_lanes_ensemble(nc_lanes *ln);
 
 #define NC_ENS_NGRAM ...
 #define NC_ENS_MATCH ...

@@ -44,6 +44,8 @@ nc_lanes *nc_lanes_new(const nc_lanes_config *config) {
     if (!c->n_vocab || (uint64_t)c->n_vocab + c->n_extra > NC_MAX_SYMBOLS) return NULL;
     if (!(c->inv_temp > 0.0) || c->inv_temp == INFINITY) return NULL;
     if (c->batch < 1 || c->slide < c->batch || c->context < c->slide + 2 || c->start_token < 0) return NULL;
+    /* A primed window leaves a cell for the first token; it slides as any other once full. */
+    if (c->primed && (c->primed + 1 > c->context || c->first_token < 0)) return NULL;
     nc_lanes *ln = calloc(1, sizeof *ln);
     if (!ln) return NULL;
     ln->c = *c;
@@ -131,14 +133,14 @@ static int begin(nc_lanes *ln, const nc_batch *b, uint32_t *n_tokens_out) {
     if (!b || !b->token || !b->pos || !b->n_seq_id || !b->seq_id || !b->logits || !n_tokens_out) return NC_ERR_ARG;
     ln->b = *b;
     if (ln->shared) nc_ens_reset(ln->shared);
-    const uint32_t start = (uint32_t)ln->c.start_token;
+    const uint32_t start = (uint32_t)(ln->c.primed ? ln->c.first_token : ln->c.start_token);
     const uint32_t *starts[NC_MATCH_MAX_LANES];
     for (uint32_t k = 0; k < ln->c.n_lanes; k++) {
         lane *l = &ln->lanes[k];
         if (l->ens) nc_ens_reset(l->ens);
         l->n_pending = 0;
         l->needs = 1;
-        l->pos = 0;
+        l->pos = ln->c.primed;
         ln->feed_lane[k] = k;
         ln->feed_logits[k] = 1;
         starts[k] = &start;
@@ -312,4 +314,10 @@ const uint32_t *nc_lanes_symbols(const nc_lanes *ln) { return ln ? ln->sym : NUL
 
 void nc_lanes_get_stats(const nc_lanes *ln, nc_lanes_stats *out) {
     if (ln && out) *out = ln->stats;
+}
+
+nc_ens *nc_lanes_ensemble(nc_lanes *ln) {
+    if (!ln) return NULL;
+    if (ln->shared) return ln->shared;
+    return ln->c.n_lanes == 1 ? ln->lanes[0].ens : NULL;
 }

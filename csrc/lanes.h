@@ -45,6 +45,13 @@ typedef struct {
     uint32_t batch;       /* tokens one stream feeds the model at once, <= slide */
     uint32_t context, slide; /* each stream's window, in cells, start token included */
     int32_t start_token;
+    /* A primed window (a dictionary's): every stream's window already holds
+     * `primed` cells (the start token and the priming text but its last token,
+     * evaluated by the caller), and the first plan feeds first_token at that
+     * position (primed < context). 0: the window is empty and the first plan
+     * feeds start_token. */
+    uint32_t primed;
+    int32_t first_token;
 } nc_lanes_config;
 
 typedef struct {
@@ -78,5 +85,8 @@ int nc_lanes_payload(const nc_lanes *ln, uint32_t lane, const uint8_t **data_out
 int nc_lanes_check_end(const nc_lanes *ln);
 const uint32_t *nc_lanes_symbols(const nc_lanes *ln);
 void nc_lanes_get_stats(const nc_lanes *ln, nc_lanes_stats *out);
+/* The ensemble of a frame of one stream, or the shared one; NULL if none (a
+ * dictionary's state is loaded into it after begin, before the first step). */
+nc_ens *nc_lanes_ensemble(nc_lanes *ln);
 
 #endif

@@ -177,3 +177,15 @@ int nc_match_update(nc_match *m, uint32_t token) {
     }
     return NC_OK;
 }
+
+uint32_t nc_match_regions(nc_match *m, nc_region *out, uint32_t max, uint32_t n) {
+    n = nc_region_add(out, max, n, m->table, (m->table_mask + 1) * sizeof *m->table);
+    n = nc_region_add(out, max, n, m->hit, sizeof m->hit);
+    n = nc_region_add(out, max, n, m->events, sizeof m->events);
+    for (uint32_t l = 0; l < m->n_lanes; l++) {
+        stream *s = &m->lanes[l];
+        n = nc_region_add(out, max, n, s->hist, (m->hist_mask + 1) * sizeof *s->hist);
+        n = nc_region_add(out, max, n, &s->n, sizeof s->n);
+    }
+    return n;
+}

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "region.h"
 #include "sparse.h"
 #include "status.h"
 
@@ -40,6 +41,9 @@ nc_match *nc_match_new_lanes(const nc_match_params *params, uint32_t n_lanes);
 int nc_match_set_lane(nc_match *m, uint32_t lane);
 void nc_match_free(nc_match *m);
 void nc_match_reset(nc_match *m);
+/* The index, the hit rates and every stream's history (not its current match),
+ * appended to out from index n; the new count. */
+uint32_t nc_match_regions(nc_match *m, nc_region *out, uint32_t max, uint32_t n);
 /* The predicted token with the learned hit rate of the current length bucket,
  * the rest of the mass escaping to the base distribution; nothing when no match. */
 void nc_match_predict(nc_match *m, nc_sparse *out);

@@ -605,3 +605,37 @@ int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym
     else update2(e, *sym_out);
     return NC_OK;
 }
+
+uint32_t nc_ens_regions(nc_ens *e, nc_region *out, uint32_t max) {
+    uint32_t n = 0;
+    if (e->ng) n = nc_ngram_regions(e->ng, out, max, n);
+    if (e->mt) n = nc_match_regions(e->mt, out, max, n);
+    if (e->bias) n = nc_bias_regions(e->bias, out, max, n);
+    n = nc_region_add(out, max, n, e->v, (size_t)e->n_sets * e->n_experts * sizeof *e->v);
+    n = nc_region_add(out, max, n, e->apm, (size_t)e->n_apm * APM_POINTS * sizeof *e->apm);
+    if (e->uni) n = nc_region_add(out, max, n, e->uni, e->n_vocab * sizeof *e->uni);
+    n = nc_region_add(out, max, n, &e->tokens, sizeof e->tokens);
+    return n;
+}
+
+int nc_ens_observe(nc_ens *e, const uint32_t *tokens, uint32_t n) {
+    if (!e || (n && !tokens)) return NC_ERR_ARG;
+    nc_ngram_context empty;
+    memset(&empty, 0, sizeof empty);
+    if (e->ng) nc_ngram_swap_context(e->ng, &empty);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t t = tokens[i];
+        if (t >= e->n_vocab) continue;
+        if (e->ng) nc_ngram_update(e->ng, t);
+        if (e->mt) nc_match_update(e->mt, t);
+        if (e->uni) e->uni[t]++;
+        e->tokens++;
+    }
+    if (e->ng) {
+        memset(&empty, 0, sizeof empty);
+        nc_ngram_swap_context(e->ng, &empty);
+    }
+    e->skip_next = 0;
+    e->experts_ready = 0;
+    return NC_OK;
+}

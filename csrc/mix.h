@@ -94,5 +94,19 @@ int nc_ens_needs_llm(const nc_ens *e);
 int nc_ens_encode(nc_ens *e, nc_encoder *enc, const float *logits, uint32_t sym, uint32_t *freq_out,
                   double *prob_out);
 int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym_out, uint32_t *freq_out);
+/* What the ensemble has learned, as memory regions in a fixed order: the n-gram
+ * counts, the match index, hit rates and histories, the bias head, the mixer's
+ * weights, the APM, the fallback counts and the tokens seen. Not what belongs
+ * to a stream's place in its text (n-gram contexts, current matches, skip
+ * decisions), which start afresh. A dictionary saves these bytes after
+ * training and loads them into a reset ensemble of the same settings, vocabulary,
+ * arithmetic and lanes (nacrith/dictionary.py). Writes at most max regions to
+ * out; returns how many there are. */
+uint32_t nc_ens_regions(nc_ens *e, nc_region *out, uint32_t max);
+/* Count a sample's tokens in the n-gram, match and fallback models without
+ * coding them: statistics a dictionary gathers from samples it has no time to
+ * code with the language model. The sample starts from an empty n-gram context,
+ * which stays empty after it; escapes (>= n_vocab) are skipped, as in coding. */
+int nc_ens_observe(nc_ens *e, const uint32_t *tokens, uint32_t n);
 
 #endif

@@ -212,3 +212,13 @@ void nc_ngram_swap_context(nc_ngram *ng, nc_ngram_context *c) {
     ng->found = 0;
     ng->predicted = 0;
 }
+
+uint32_t nc_ngram_regions(nc_ngram *ng, nc_region *out, uint32_t max, uint32_t n) {
+    size_t slots = (size_t)ng->mask + 1, cells = slots * ng->p.candidates;
+    for (uint32_t k = 0; k < ng->n_orders; k++) {
+        n = nc_region_add(out, max, n, ng->t[k].check, slots * sizeof *ng->t[k].check);
+        n = nc_region_add(out, max, n, ng->t[k].count, cells * sizeof *ng->t[k].count);
+        n = nc_region_add(out, max, n, ng->t[k].tok, cells * sizeof *ng->t[k].tok);
+    }
+    return n;
+}

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "region.h"
 #include "sparse.h"
 #include "status.h"
 
@@ -49,5 +50,7 @@ int nc_ngram_update(nc_ngram *ng, uint32_t token);
 /* Exchange the model's current context with *c; the counts stay. The next
  * update predicts afresh. */
 void nc_ngram_swap_context(nc_ngram *ng, nc_ngram_context *c);
+/* The counts (not the context), appended to out from index n; the new count. */
+uint32_t nc_ngram_regions(nc_ngram *ng, nc_region *out, uint32_t max, uint32_t n);
 
 #endif

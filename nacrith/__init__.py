@@ -9,9 +9,11 @@ b'Hello, world!'
 __version__ = "0.1.0"
 
 from nacrith.api import Codec, compress, compress_file, decompress, decompress_file, info
+from nacrith.dictionary import Dictionary
 from nacrith.errors import (
     ChecksumError,
     CoderError,
+    DictionaryError,
     FormatError,
     InputChangedError,
     JobCancelled,
@@ -30,6 +32,8 @@ __all__ = [
     "Codec",
     "CoderError",
     "CompressOptions",
+    "Dictionary",
+    "DictionaryError",
     "FormatError",
     "InputChangedError",
     "JobCancelled",

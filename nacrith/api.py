@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, Unpack
 
+from nacrith.dictionary import Dictionary, find_dictionary
 from nacrith.files import atomic_output
 from nacrith.format import Header
 from nacrith.frames import (
@@ -50,9 +51,13 @@ class Codec:
         *,
         workers: int | None = None,
         gpus: Sequence[str] = (),
+        dict: Dictionary | PathLike | None = None,  # zstd's name for it
     ) -> None:
         self.model_arg = model
         self.threads = threads
+        #: Compress with this dictionary (dictionary.py), and decompress files made
+        #: with it; files made with another are found by fingerprint (find_dictionary).
+        self.dictionary = dict if dict is None or isinstance(dict, Dictionary) else Dictionary.read(dict)
         self._model: LanguageModel | None = None
         self.plans = plan_workers(workers, gpus, threads) if (workers or 1) > 1 or gpus else []
         self._workers: Workers | None = None
@@ -76,9 +81,9 @@ class Codec:
         self.close()
 
     @classmethod
-    def from_model(cls, model: LanguageModel) -> Codec:
+    def from_model(cls, model: LanguageModel, dict: Dictionary | PathLike | None = None) -> Codec:
         """A Codec over an already loaded model."""
-        codec = cls(model.path, model.threads)
+        codec = cls(model.path, model.threads, dict=dict)
         codec._model = model
         return codec
 
@@ -107,6 +112,12 @@ class Codec:
     ) -> Summary:
         """Compress src into dst frame by frame, with ``options`` (default:
         CompressOptions()) and any of its fields changed by keyword."""
+        if (
+            self.dictionary is not None
+            and "dictionary" not in changes
+            and (options is None or not options.dictionary)
+        ):
+            changes = {**changes, "dictionary": self.dictionary}
         return compress_stream(
             src,
             dst,
@@ -121,7 +132,10 @@ class Codec:
         self, src: BinaryIO, dst: BinaryIO, *, progress: StreamProgress | None = None
     ) -> int:
         """Decompress src into dst; returns the number of bytes written."""
-        return decompress_stream(src, dst, self._model_for, progress, self.workers)
+        return decompress_stream(src, dst, self._model_for, progress, self.workers, self._dictionary_for)
+
+    def _dictionary_for(self, fingerprint: bytes) -> Dictionary:
+        return find_dictionary(fingerprint, [self.dictionary] if self.dictionary is not None else [])
 
     def compress(
         self, data: bytes, options: CompressOptions | None = None, **changes: Unpack[OptionChanges]

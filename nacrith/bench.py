@@ -4,6 +4,10 @@ Every compressor, ours included, runs on the same bytes in the same run, in a
 child process of its own (so peak RSS is its own), and must give back the
 input exactly: a run that does not verify is reported as a failure, never as
 a number.
+
+An input is a file, or a message set (a ``.jsonl`` file, see
+nacrith.corpora): then every message is compressed as a file of its own, as
+a service compresses requests, and the sizes of those files are summed.
 """
 
 from __future__ import annotations
@@ -32,12 +36,33 @@ import numpy as np
 import zstandard
 
 from nacrith import __version__
-from nacrith.corpora import corpus, load_manifest, locate
+from nacrith.corpora import (
+    MESSAGES_SUFFIX,
+    Corpus,
+    CorpusFile,
+    corpus,
+    is_message_set,
+    load_manifest,
+    locate,
+    read_messages,
+)
 from nacrith.crash import run_in_child
+from nacrith.dictionary import Dictionary
 from nacrith.errors import CorpusError, WorkerError
+from nacrith.frames import CompressOptions, ProgressInfo
+from nacrith.progress import ProgressLine
 from nacrith.settings import EnsembleSettings
 
-__all__ = ["BenchInput", "Result", "builtin_peers", "entropies", "resolve_inputs", "run_bench"]
+__all__ = [
+    "BenchInput",
+    "Result",
+    "builtin_peers",
+    "default_peers",
+    "dictionary_peer",
+    "entropies",
+    "resolve_inputs",
+    "run_bench",
+]
 
 NACRITH = "nacrith"
 SCHEMA = "nacrith-bench/1"
@@ -49,16 +74,32 @@ class BenchInput:
 
     label: str
     path: str
-    size: int  # bytes benchmarked (a prefix when limited)
+    size: int  # bytes benchmarked (a prefix when limited); of a message set, its messages' bytes
     full_size: int
+    #: Of a message set: how many of its messages are benchmarked (the first
+    #: ones), each compressed as a file of its own. None: the input is one file.
+    messages: int | None = None
+    #: Of a message set: its train split, on which peers are built before
+    #: measuring (zstd's dictionaries); None when it has none.
+    train: str | None = None
 
     @property
     def is_prefix(self) -> bool:
         return self.size < self.full_size
 
     def read(self) -> bytes:
+        """All the bytes benchmarked (of a message set, its messages end to end)."""
+        if self.messages is not None:
+            return b"".join(self.units())
         with open(self.path, "rb") as f:
             return f.read(self.size)
+
+    def units(self) -> list[bytes]:
+        """What is compressed, each as a file of its own: the messages of a
+        message set, else the whole input."""
+        if self.messages is None:
+            return [self.read()]
+        return read_messages(self.path, self.messages)
 
 
 @dataclass
@@ -81,6 +122,12 @@ class Result:
     segments: dict[str, int] | None = None
     segment_bytes: dict[str, int] | None = None
     zstd_only: bool | None = None
+    #: Of a message set: each message's compressed size, in order (their sum is
+    #: ``compressed``), and how many of them nacrith wrote as zstd alone.
+    sizes: list[int] | None = None
+    messages_zstd_only: int | None = None
+    #: Bytes of the dictionary the compressor was given (not counted in ``compressed``).
+    dictionary_bytes: int | None = None
     verified: bool = False
     error: str | None = None
 
@@ -112,17 +159,46 @@ def _prefix_label(label: str, size: int, full: int) -> str:
     return label if size >= full else f"{label} (first {size:,} bytes)"
 
 
+#: The splits of a message set's corpus: dictionaries are built on the train
+#: split, and only the test split is measured.
+TRAIN_SPLIT, TEST_SPLIT = f"train{MESSAGES_SUFFIX}", f"test{MESSAGES_SUFFIX}"
+
+
+def _measured(c: Corpus) -> list[CorpusFile]:
+    """The files of a corpus that are benchmarked: the test split of one that has splits."""
+    names = {f.name for f in c.files}
+    return [c.file(TEST_SPLIT)] if {TRAIN_SPLIT, TEST_SPLIT} <= names else list(c.files)
+
+
+def _message_input(label: str, path: Path, limit: int | None, train: Path | None) -> BenchInput:
+    """A message set; ``limit`` counts messages (the first ones), not bytes."""
+    messages = read_messages(path)
+    if not messages:
+        raise CorpusError(f"{path}: no messages (one JSON string per line)")
+    count = min(len(messages), limit or len(messages))
+    if count < len(messages):
+        label = f"{label} (first {count:,} of {len(messages):,} messages)"
+    size, full = sum(map(len, messages[:count])), sum(map(len, messages))
+    return BenchInput(label, str(path), size, full, count, None if train is None else str(train))
+
+
 def resolve_inputs(specs: Sequence[str], limit: int | None) -> list[BenchInput]:
-    """Corpus names ("canterbury"), corpus files ("canterbury/alice29.txt") or paths."""
+    """Corpus names ("canterbury"), corpus files ("canterbury/alice29.txt") or
+    paths. ``limit`` keeps the first bytes of a file, the first messages of a
+    message set."""
     inputs = []
     manifest = load_manifest()
     for spec in specs:
         name, _, file_name = spec.partition("/")
         if name in manifest and not Path(spec).exists():
             c = corpus(name)
-            wanted = [c.file(file_name)] if file_name else list(c.files)
-            for f in wanted:
+            for f in [c.file(file_name)] if file_name else _measured(c):
                 path = locate(c.name, f.name)
+                if is_message_set(f.name):
+                    has_train = f.name != TRAIN_SPLIT and TRAIN_SPLIT in {g.name for g in c.files}
+                    train = locate(c.name, TRAIN_SPLIT) if has_train else None
+                    inputs.append(_message_input(f"{c.name}/{f.name}", path, limit, train))
+                    continue
                 # The enwik8 prefix slice is not enwik8: say so in every label.
                 base = "enwik8 prefix" if c.name == "enwik8-prefix" else f.name
                 size = min(f.size, limit or f.size)
@@ -131,6 +207,13 @@ def resolve_inputs(specs: Sequence[str], limit: int | None) -> list[BenchInput]:
             path = Path(spec)
             if not path.is_file():
                 raise CorpusError(f"{spec}: not a corpus name ({', '.join(manifest)}) nor a file")
+            if is_message_set(path):
+                # Named as a corpus's message set is ("changelogs/test.jsonl"), however it was given;
+                # its train split is the train.jsonl beside it, unless it is that file.
+                sibling = path.with_name(TRAIN_SPLIT)
+                train = sibling if sibling.is_file() and not sibling.samefile(path) else None
+                inputs.append(_message_input(f"{path.resolve().parent.name}/{path.name}", path, limit, train))
+                continue
             full = path.stat().st_size
             size = min(full, limit or full)
             inputs.append(BenchInput(_prefix_label(path.name, size, full), str(path), size, full))
@@ -167,19 +250,18 @@ PeerCodec = tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
 
 
 def builtin_peers() -> dict[str, PeerCodec]:
-    """The classical peers available in this Python, named as their command lines."""
+    """The classical peers available in this Python, named as their command lines.
+    zstd's contexts are made once and reused, as a program compressing many
+    messages keeps them: making one per call would be most of the time on a
+    message of a few hundred bytes."""
+    zstd19, zstd22 = zstandard.ZstdCompressor(level=19), zstandard.ZstdCompressor(level=22)
+    unzstd = zstandard.ZstdDecompressor()
     peers: dict[str, PeerCodec] = {
         "gzip -9": (lambda d: gzip.compress(d, 9, mtime=0), gzip.decompress),
         "bzip2 -9": (lambda d: bz2.compress(d, 9), bz2.decompress),
         "xz -9e": (lambda d: lzma.compress(d, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
-        "zstd -19": (
-            lambda d: zstandard.ZstdCompressor(level=19).compress(d),
-            lambda b: zstandard.ZstdDecompressor().decompress(b),
-        ),
-        "zstd -22": (
-            lambda d: zstandard.ZstdCompressor(level=22).compress(d),
-            lambda b: zstandard.ZstdDecompressor().decompress(b),
-        ),
+        "zstd -19": (zstd19.compress, unzstd.decompress),
+        "zstd -22": (zstd22.compress, unzstd.decompress),
     }
     try:
         import brotli
@@ -190,26 +272,80 @@ def builtin_peers() -> dict[str, PeerCodec]:
     return peers
 
 
+#: zstd -19 with a dictionary trained on the message set's train split, by the
+#: dictionary's size: 110K is zstd's default (--maxdict), 16K a small one. The
+#: dictionary's own bytes are not counted, as zstd users do not count them (it
+#: is shipped once, not with every message): hence its size in the label.
+DICTIONARY_PEERS = {"zstd -19 +dict 110K": 112_640, "zstd -19 +dict 16K": 16_384}
+
+#: The peers of a run not given --peers. For files, the classical compressors
+#: at their strongest; for message sets, what small messages are compressed
+#: with in practice, zstd alone and with a dictionary, and xz -9e.
+FILE_PEERS = ("gzip -9", "bzip2 -9", "xz -9e", "zstd -22", "brotli -q 11")
+MESSAGE_PEERS = ("zstd -19", "zstd -19 +dict 16K", "zstd -19 +dict 110K", "xz -9e")
+
+
+def default_peers(inputs: Sequence[BenchInput]) -> list[str]:
+    """FILE_PEERS for files, MESSAGE_PEERS for message sets; the dictionary
+    peers only when every input has a train split to build one on."""
+    peers = [*(FILE_PEERS if any(i.messages is None for i in inputs) else ())]
+    peers += MESSAGE_PEERS if any(i.messages is not None for i in inputs) else ()
+    if not all(i.train for i in inputs):
+        peers = [p for p in peers if p not in DICTIONARY_PEERS]
+    return list(dict.fromkeys(peers))
+
+
+def dictionary_peer(dictionary: zstandard.ZstdCompressionDict) -> PeerCodec:
+    """zstd -19 with a dictionary; one compressor and decompressor for all
+    messages, as a deployment keeps them."""
+    compressor = zstandard.ZstdCompressor(level=19, dict_data=dictionary)
+    decompressor = zstandard.ZstdDecompressor(dict_data=dictionary)
+    return compressor.compress, decompressor.decompress
+
+
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _record_sizes(result: Result, inp: BenchInput, blobs: list[bytes]) -> None:
+    """The compressed size of an input: of a message set, the sum of its messages' files."""
+    result.compressed = sum(map(len, blobs))
+    if inp.messages is not None:
+        result.sizes = [len(b) for b in blobs]
+
+
+def _verify(result: Result, inp: BenchInput, units: list[bytes], back: list[bytes]) -> None:
+    """Verified only when every unit (every message) came back exactly."""
+    wrong = [k for k, (a, b) in enumerate(zip(units, back, strict=True)) if a != b]
+    result.verified = not wrong
+    if wrong:
+        which = f"message {wrong[0] + 1} of {len(units)}: " if inp.messages is not None else ""
+        result.error = f"{which}round trip differs from the input"
 
 
 def _run_builtin(inp: BenchInput, name: str) -> Result:
     """In a child process: one peer on one input."""
     result = Result(inp.label, name, inp.size)
-    data = inp.read()
-    compress, decompress = builtin_peers()[name]
+    units = inp.units()
     try:
+        if name in DICTIONARY_PEERS:
+            if inp.train is None:
+                raise CorpusError(f"needs a message set with a train split ({TRAIN_SPLIT} beside it)")
+            # Trained before the clock starts: a dictionary is built once, not per message.
+            dictionary = zstandard.train_dictionary(DICTIONARY_PEERS[name], read_messages(inp.train))
+            # Smaller than asked when the train split is small: the report says so.
+            result.dictionary_bytes = len(dictionary.as_bytes())
+            compress, decompress = dictionary_peer(dictionary)
+        else:
+            compress, decompress = builtin_peers()[name]
         start = time.perf_counter()
-        blob = compress(data)
+        blobs = [compress(u) for u in units]
         result.compress_s = time.perf_counter() - start
-        result.compressed = len(blob)
+        _record_sizes(result, inp, blobs)
         start = time.perf_counter()
-        back = decompress(blob)
+        back = [decompress(b) for b in blobs]
         result.decompress_s = time.perf_counter() - start
-        result.verified = back == data
-        if not result.verified:
-            result.error = "round trip differs from the input"
+        _verify(result, inp, units, back)
     except Exception as exc:  # a peer's failure is reported, whatever it is
         result.error = f"{type(exc).__name__}: {exc}"
     result.peak_rss_mib = _rss_mib()
@@ -251,6 +387,30 @@ def named_variants(names: Sequence[str] = ABLATION) -> dict[str, EnsembleSetting
     return {variant_label(n): catalogue[n] for n in dict.fromkeys(names)}
 
 
+class _Progress:
+    """One progress line over the units of an input: each unit's own progress,
+    offset by the units before it."""
+
+    def __init__(self, line: ProgressLine | None) -> None:
+        self.line = line
+        self.base = self.last = ProgressInfo(0, 0, 0.0)
+
+    def update(self, info: ProgressInfo) -> None:
+        b = self.base
+        self.last = ProgressInfo(
+            b.bytes_done + info.bytes_done, b.symbols + info.symbols, b.coded_bits + info.coded_bits
+        )
+        if self.line:
+            self.line.update(self.last)
+
+    def unit_done(self, size: int) -> None:
+        self.base = ProgressInfo(self.base.bytes_done + size, self.last.symbols, self.last.coded_bits)
+
+    def close(self) -> None:
+        if self.line:
+            self.line.close()
+
+
 def _run_nacrith(
     inp: BenchInput,
     name: str,
@@ -258,49 +418,77 @@ def _run_nacrith(
     threads: int | None,
     show_progress: bool,
     ensemble: EnsembleSettings | None = None,
+    options: CompressOptions | None = None,
 ) -> Result:
-    """In a child process: our codec on one input, with a progress line on a terminal."""
+    """In a child process: our codec on one input, with a progress line on a
+    terminal. ``ensemble`` is the variant's; ``options``, the compress options
+    every variant shares (default CompressOptions()): where a setting that is
+    not an ensemble's, such as a dictionary to prime the model with, comes in.
+
+    The model is loaded once, before the clock starts, and serves every
+    message of a message set: each message is a file of its own, so the model
+    starts from an empty window on each, but is not loaded again."""
     import io
 
     from nacrith.api import Codec
-    from nacrith.progress import ProgressLine
 
     result = Result(inp.label, name, inp.size)
-    data = inp.read()
+    units = inp.units()
     try:
-        codec = Codec(model, threads)
+        # The round trips below need the dictionary, if the options have one.
+        codec = Codec(model, threads, dict=options.dictionary if options is not None else None)
         codec.model  # load before timing  # noqa: B018
-        progress = ProgressLine(f"{inp.label} compress", inp.size) if show_progress else None
-        out = io.BytesIO()
+        progress = _Progress(ProgressLine(f"{inp.label} compress", inp.size) if show_progress else None)
+        blobs: list[bytes] = []
+        model_symbols = symbols = skipped = zstd_only = 0
+        segments: dict[str, int] = {}
+        segment_bytes: dict[str, int] = {}
         start = time.perf_counter()
-        summary = codec.compress_stream(
-            io.BytesIO(data),
-            out,
-            content_size=len(data),
-            progress=progress.update if progress else None,
-            ensemble=ensemble,
-        )
+        for unit in units:
+            out = io.BytesIO()
+            summary = codec.compress_stream(
+                io.BytesIO(unit),
+                out,
+                options,
+                content_size=len(unit),
+                progress=progress.update if show_progress else None,
+                ensemble=ensemble,
+            )
+            blobs.append(out.getvalue())
+            progress.unit_done(len(unit))
+            model_symbols += summary.model_symbols
+            symbols += summary.stats.symbols
+            skipped += summary.stats.skipped
+            zstd_only += summary.zstd_only
+            for kind, n in summary.segments.items():
+                segments[kind] = segments.get(kind, 0) + n
+            for kind, n in summary.segment_bytes.items():
+                segment_bytes[kind] = segment_bytes.get(kind, 0) + n
         result.compress_s = time.perf_counter() - start
-        if progress:
-            progress.close()
-        blob = out.getvalue()
-        result.compressed = len(blob)
+        progress.close()
+        _record_sizes(result, inp, blobs)
         # None, not 0: the model did no work to measure.
-        result.compress_tokens = summary.model_symbols or None
-        result.tokens = summary.stats.symbols or None
-        result.skipped_tokens = summary.stats.skipped if summary.stats.symbols else None
-        result.segments, result.segment_bytes = summary.segments, summary.segment_bytes
-        result.zstd_only = summary.zstd_only
-        progress = ProgressLine(f"{inp.label} decompress", inp.size) if show_progress else None
-        restored = io.BytesIO()
+        result.compress_tokens = model_symbols or None
+        result.tokens = symbols or None
+        result.skipped_tokens = skipped if symbols else None
+        result.segments, result.segment_bytes = segments, segment_bytes
+        if inp.messages is None:
+            result.zstd_only = bool(zstd_only)
+        else:
+            result.messages_zstd_only = zstd_only
+        progress = _Progress(ProgressLine(f"{inp.label} decompress", inp.size) if show_progress else None)
+        back = []
         start = time.perf_counter()
-        codec.decompress_stream(io.BytesIO(blob), restored, progress=progress.update if progress else None)
+        for unit, blob in zip(units, blobs, strict=True):
+            restored = io.BytesIO()
+            codec.decompress_stream(
+                io.BytesIO(blob), restored, progress=progress.update if show_progress else None
+            )
+            back.append(restored.getvalue())
+            progress.unit_done(len(unit))
         result.decompress_s = time.perf_counter() - start
-        if progress:
-            progress.close()
-        result.verified = restored.getvalue() == data
-        if not result.verified:
-            result.error = "round trip differs from the input"
+        progress.close()
+        _verify(result, inp, units, back)
     except Exception as exc:  # reported in the table, never dropped
         result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     result.peak_rss_mib = _rss_mib()
@@ -392,7 +580,11 @@ class BenchReport:
         try:
             inputs, entropy = [], {}
             for i in doc["inputs"]:
-                inputs.append(BenchInput(i["label"], i["path"], i["size"], i["full_size"]))
+                inputs.append(
+                    BenchInput(
+                        i["label"], i["path"], i["size"], i["full_size"], i.get("messages"), i.get("train")
+                    )
+                )
                 entropy[i["label"]] = {k: i[k] for k in ("H0", "H1", "H2")}
             fields = {f.name for f in dataclasses.fields(Result)}
             results = [Result(**{k: v for k, v in r.items() if k in fields}) for r in doc["results"]]
@@ -406,7 +598,12 @@ class BenchReport:
             "schema": SCHEMA,
             **self.meta,
             "inputs": [
-                {**dataclasses.asdict(i), "is_prefix": i.is_prefix, **self.entropy[i.label]}
+                {
+                    **dataclasses.asdict(i),
+                    "is_prefix": i.is_prefix,
+                    **({"mean_message_bytes": i.size / i.messages} if i.messages else {}),
+                    **self.entropy[i.label],
+                }
                 for i in self.inputs
             ],
             "compressors": self.compressors,
@@ -425,10 +622,19 @@ def run_bench(
     show_progress: bool = False,
     log: Callable[[str], None] = lambda line: None,
     variants: dict[str, EnsembleSettings | None] | None = None,
+    options: CompressOptions | None = None,
+    dictionary: Dictionary | None = None,
 ) -> BenchReport:
     """Run every compressor on every input. ``variants`` names the nacrith
-    settings to run (default: nacrith with its default ensemble)."""
+    settings to run (default: nacrith with its default ensemble); ``options``,
+    the compress options they share (default CompressOptions()). With a
+    ``dictionary``, nacrith also runs with it ("nacrith +dict"), which brings
+    its own ensemble."""
     variants = ({NACRITH: EnsembleSettings()} if variants is None else variants) if with_nacrith else {}
+    with_dict = {}
+    if dictionary is not None and with_nacrith:
+        base = options or CompressOptions()
+        with_dict[f"{NACRITH} +dict"] = dataclasses.replace(base, dictionary=dictionary)
     meta: dict[str, Any] = {
         "nacrith_version": __version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -445,9 +651,9 @@ def run_bench(
 
         path = resolve_model_path(model)
         meta["model"] = {"name": path.name, "sha256": file_sha256(path).hex()}
-    available = builtin_peers()
+    available = [*builtin_peers(), *DICTIONARY_PEERS]
     unknown = [p for p in peers if p not in available]
-    compressors = list(variants) + [p for p in peers if p in available] + list(external)
+    compressors = list(variants) + list(with_dict) + [p for p in peers if p in available] + list(external)
     results: list[Result] = []
     entropy = {}
     for inp in inputs:
@@ -456,8 +662,12 @@ def run_bench(
             log(f"{inp.label}: {comp}")
             if comp in variants:
                 results.append(
-                    _in_child(_run_nacrith, inp, comp, model, threads, show_progress, variants[comp])
+                    _in_child(_run_nacrith, inp, comp, model, threads, show_progress, variants[comp], options)
                 )
+            elif comp in with_dict:
+                primed = with_dict[comp]
+                run = (model, threads, show_progress, primed.ensemble, primed)
+                results.append(_in_child(_run_nacrith, inp, comp, *run))
             elif comp in external:
                 results.append(_run_external(comp, *external[comp], inp))
             else:
@@ -560,6 +770,7 @@ def markdown(report: BenchReport) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     segmented = [r for r in report.results if r.segments is not None]
+    messages = {i.label: i.messages for i in report.inputs if i.messages}
     if segmented:
         lines += [
             "",
@@ -569,15 +780,32 @@ def markdown(report: BenchReport) -> str:
         ]
         for r in segmented:
             seg, nbytes = r.segments or {}, r.segment_bytes or {}
+            if r.input in messages:
+                written = f"{r.messages_zstd_only or 0} of {messages[r.input]:,} zstd alone"
+            else:
+                written = "zstd alone" if r.zstd_only else "segments"
             lines.append(
                 f"| {r.input} | {r.compressor} | {seg.get('text', 0)} | {nbytes.get('text', 0):,} | "
-                f"{seg.get('binary', 0)} | {nbytes.get('binary', 0):,} | "
-                f"{'zstd alone' if r.zstd_only else 'segments'} |"
+                f"{seg.get('binary', 0)} | {nbytes.get('binary', 0):,} | {written} |"
             )
     bpb_note = (
         "bpb = 8 * compressed bytes / original bytes, container included; the model file is not counted"
     )
-    return "\n".join(lines) + f"\n\n{bpb_note} ({_model_names(report.meta)}).\n"
+    notes = [f"{bpb_note} ({_model_names(report.meta)})."]
+    for inp in report.inputs:
+        if inp.messages:
+            dictionaries = ", ".join(
+                f"{r.compressor} {r.dictionary_bytes:,} bytes"
+                for r in report.results
+                if r.input == inp.label and r.dictionary_bytes is not None
+            )
+            uncounted = f" (not counted: the dictionaries, {dictionaries})" if dictionaries else ""
+            notes.append(
+                f"{inp.label}: {inp.messages:,} messages of {inp.size / inp.messages:,.1f} bytes on average, "
+                f"each compressed as a file of its own; its compressed bytes are the sum of those files"
+                f"{uncounted}."
+            )
+    return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
 
 
 def _model_names(meta: dict) -> str:

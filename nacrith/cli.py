@@ -21,10 +21,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeAlias
 from nacrith import __version__
 from nacrith.api import Codec
 from nacrith.crash import install_guard
+from nacrith.dictbuild import DEFAULT_LIMIT, DEFAULT_TOKENS
+from nacrith.dictionary import DICTS_ENV, Dictionary
 from nacrith.errors import NacrithError, one_line
 from nacrith.files import atomic_output
-from nacrith.format import FORMAT_VERSION, Environment, Header
+from nacrith.format import FORMAT_VERSION, Environment, FrameType, Header
 from nacrith.frames import CompressOptions
+from nacrith.models.llm import LanguageModel
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 from nacrith.reader import read_info
 from nacrith.server.settings import DEFAULT_MAX_BODY, JOBS_PER_WORKER
@@ -101,11 +104,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model, workers = _model_options(), _worker_options()
     reads, writes = _input_options(), _output_options()
-    _add_compress(sub, [reads, model, workers, writes])
-    sub.add_parser("decompress", parents=[reads, model, workers, writes], help="decompress FILE.nc to FILE")
-    sub.add_parser("test", parents=[reads, model, workers], help="decompress and verify FILE, write nothing")
+    dictionary = _dict_options()
+    _add_compress(sub, [reads, model, workers, writes, dictionary])
+    sub.add_parser(
+        "decompress", parents=[reads, model, workers, writes, dictionary], help="decompress FILE.nc to FILE"
+    )
+    sub.add_parser(
+        "test", parents=[reads, model, workers, dictionary], help="decompress and verify FILE, write nothing"
+    )
+    _add_dict(sub, [model])
     info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
     info.add_argument("file", metavar="FILE")
+    info.add_argument(
+        "--model",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a model to look for the file's model among, besides $NACRITH_MODEL and the bundled one",
+    )
     _add_bench(sub, [model])
     _add_serve(sub, [model, workers])
     corp = sub.add_parser("corpora", help="list or fetch benchmark corpora")
@@ -153,6 +169,50 @@ def _worker_options() -> argparse.ArgumentParser:
         "a file made on a GPU decodes only on a GPU of the same build",
     )
     return options
+
+
+def _dict_options() -> argparse.ArgumentParser:
+    """--dict: compress, decompress and test."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
+        "--dict",
+        metavar="FILE",
+        help="a dictionary (nacrith dict build) to compress with; decompress finds a file's dictionary "
+        f"by its fingerprint in ${DICTS_ENV} and ~/.cache/nacrith/dicts when it is not given",
+    )
+    return options
+
+
+def _add_dict(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser("dict", help="build a dictionary that primes the model for a domain")
+    actions = d.add_subparsers(dest="dict_command", required=True, metavar="ACTION")
+    b = actions.add_parser(
+        "build",
+        parents=parents,
+        help="build NAME.ncd from sample files (a .jsonl file: one JSON string per line, each a sample)",
+    )
+    b.add_argument("samples", nargs="+", metavar="SAMPLES", help="sample files, or .jsonl files of samples")
+    b.add_argument("-o", "--output", required=True, metavar="NAME.ncd", help="the dictionary file to write")
+    b.add_argument("-f", "--force", action="store_true", help="overwrite an existing dictionary")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    b.add_argument(
+        "--tokens",
+        type=_positive_int,
+        default=DEFAULT_TOKENS,
+        metavar="N",
+        help="most tokens of priming text (default %(default)s)",
+    )
+    b.add_argument(
+        "--limit",
+        type=_size,
+        default=DEFAULT_LIMIT,
+        metavar="BYTES",
+        help="bytes of samples the ensemble trains on, which bounds the time (default 32K; about "
+        "100 bytes a second on 2 cores)",
+    )
+    b.add_argument(
+        "--llm-only", action="store_true", help="a priming text only: files made with it use no ensemble"
+    )
 
 
 def _input_options() -> argparse.ArgumentParser:
@@ -232,6 +292,8 @@ def _add_compress(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> N
 
 
 def _add_bench(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None:
+    from nacrith import bench  # for its default peers, named in the help
+
     b = sub.add_parser(
         "bench",
         parents=parents,
@@ -240,20 +302,30 @@ def _add_bench(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None
         "print Markdown tables (a run that does not verify is a failure, never a number).",
     )
     b.add_argument(
+        "--dict",
+        metavar="FILE",
+        help='also run nacrith with this dictionary (nacrith dict build), as "nacrith +dict"',
+    )
+    b.add_argument(
         "--corpus",
         action="append",
         metavar="NAME|NAME/FILE|PATH",
-        help="canterbury (default), canterbury-large, enwik8, enwik8-prefix, one file of a corpus "
-        "(canterbury/alice29.txt), or any file; repeatable",
+        help="canterbury (default), canterbury-large, enwik8, enwik8-prefix, changelogs, one file of a "
+        "corpus (canterbury/alice29.txt), or any file; a .jsonl file is a message set, one JSON string "
+        "per line, each message compressed as a file of its own; repeatable",
     )
     b.add_argument(
-        "--limit", type=_size, metavar="BYTES", help="benchmark only the first BYTES of each input"
+        "--limit",
+        type=_size,
+        metavar="N",
+        help="benchmark only the first N bytes of each file, the first N messages of each message set",
     )
     b.add_argument(
         "--peers",
-        default="gzip -9,bzip2 -9,xz -9e,zstd -22,brotli -q 11",
         metavar="LIST",
-        help="comma-separated built-in peers, or 'none' (default: %(default)s)",
+        help="comma-separated built-in peers, or 'none' (default: for files "
+        f"{','.join(bench.FILE_PEERS)}; for message sets {','.join(bench.MESSAGE_PEERS)}, "
+        "the dictionaries trained on the set's train split)",
     )
     b.add_argument(
         "--peer", action="append", default=[], metavar="NAME='CMD {in} {out}'", help="external compressor"
@@ -314,6 +386,14 @@ def _add_serve(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None
     )
     srv.add_argument(
         "--spool-dir", metavar="DIR", help="where uploads and results are spooled (default: $TMPDIR)"
+    )
+    srv.add_argument(
+        "--dict",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="a dictionary (nacrith dict build) for POST /compress?dict=NAME; /decompress finds a "
+        "file's by its fingerprint; repeatable",
     )
     ray_opts = srv.add_argument_group(
         "Ray Serve (--backend ray; needs pip install 'nacrith[ray]')",
@@ -443,6 +523,8 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
 
 def cmd_compress(args: argparse.Namespace) -> int:
     ensemble = ensemble_from_args(args.llm_only, args.off, args.settings)
+    if args.dict and (args.llm_only or args.off or args.settings):
+        raise UsageError("a dictionary brings its own ensemble: --dict takes no ensemble options")
     try:
         options = CompressOptions(
             context=args.context,
@@ -486,7 +568,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def _codec(args: argparse.Namespace) -> Codec:
     try:
-        return Codec(args.model, args.threads, workers=args.workers, gpus=args.gpus)
+        return Codec(args.model, args.threads, workers=args.workers, gpus=args.gpus, dict=args.dict)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -530,15 +612,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         fi = read_info(f)
     h, t = fi.header, fi.trailer
     bpb = 8 * fi.file_size / t.content_size if t.content_size else 0.0
-    rows = [("file", args.file), ("format", f"version {FORMAT_VERSION}")]
-    if h.model_sha256 is None:
+    layout = "compact, one frame" if h.single != FrameType.END else "frames and an index"
+    rows = [("file", args.file), ("format", f"version {h.version} ({layout})")]
+    if h.model_id is None:
         rows.append(("model", "none (no neural frames: zstd and stored only)"))
     else:
         rows += [
-            ("model", f"{h.model_name or '(unnamed)'}"),
-            ("model sha256", h.model_sha256.hex()),
-            ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
-            ("context", f"{h.context} tokens, slides by {h.slide}, starts from token {h.start_token}"),
+            *_model_rows(h, args.model),
+            ("context", f"{h.context} tokens, slides by {h.slide}, starts from {_start_text(h)}"),
             ("temperature", f"{h.temperature:g}"),
             (
                 "lanes",
@@ -553,17 +634,42 @@ def cmd_info(args: argparse.Namespace) -> int:
     rows += [
         ("original", f"{t.content_size} bytes"),
         ("compressed", f"{fi.file_size} bytes ({bpb:.3f} bpb)"),
+        ("container", f"{fi.file_size - sum(e.payload_size for e in t.entries)} bytes besides the payloads"),
         ("frames", str(len(t.entries))),
     ]
     out = [f"{k:<14}{v}" for k, v in rows]
     out.append(f"  {'#':>4}  {'type':<12}{'original':>12}{'payload':>12}{'bpb':>8}")
     for i, e in enumerate(t.entries, 1):
-        out.append(
-            f"  {i:>4}  {e.type.name.lower():<12}{e.raw_size:>12}{e.payload_size:>12}"
-            f"{8 * e.payload_size / e.raw_size:>8.3f}"
-        )
+        bits = f"{8 * e.payload_size / e.raw_size:>8.3f}" if e.raw_size else f"{'-':>8}"
+        out.append(f"  {i:>4}  {e.type.name.lower():<12}{e.raw_size:>12}{e.payload_size:>12}{bits}")
     print("\n".join(out))
     return EXIT_OK
+
+
+def _model_rows(h: Header, extra: list[str]) -> list[tuple[str, str]]:
+    """The file's model: as version 1 records it, or (version 2, a fingerprint
+    only) as found among the models this machine knows."""
+    assert h.model_id is not None
+    if h.version == 1:
+        return [
+            ("model", h.model_name or "(unnamed)"),
+            ("model sha256", h.model_id.hex()),
+            ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
+        ]
+    from nacrith.models.registry import find_model
+
+    if h.dict_id is not None:
+        return [("model", f"the one dictionary {h.dict_id.hex()} was built for")]
+    found = find_model(h.model_id, extra)
+    if found is None:
+        return [
+            ("model", f"not found here (fingerprint {h.model_id.hex()}); name it with --model PATH"),
+        ]
+    return [("model", found.path.name), ("model sha256", found.sha256.hex())]
+
+
+def _start_text(h: Header) -> str:
+    return "the model's start token" if h.start_token is None else f"token {h.start_token}"
 
 
 def _coding_text(h: Header) -> str:
@@ -606,6 +712,16 @@ def _environment_text(text: str) -> str:
     return f"llama-cpp-python {env.version}, {env.backend} backend, {kernels}, system info {env.system}"
 
 
+def _named_dicts(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UsageError(f"--dict takes NAME=PATH, not {item!r}")
+        out.append((name, path))
+    return out
+
+
 def _named_commands(items: list[str], flag: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -642,17 +758,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report = bench.merge_reports([bench.read_json(Path(p)) for p in args.merge])
         return _bench_output(report, args)
     variants = _bench_variants(args)
-    peers = [] if args.peers.strip() == "none" else [p.strip() for p in args.peers.split(",") if p.strip()]
     compress_cmds = _named_commands(args.peer, "--peer")
     decompress_cmds = _named_commands(args.peer_decompress, "--peer-decompress")
     if stray := set(decompress_cmds) - set(compress_cmds):
         raise UsageError(f"--peer-decompress for unknown peer(s): {', '.join(sorted(stray))}")
     external = {name: (cmd, decompress_cmds.get(name)) for name, cmd in compress_cmds.items()}
+    inputs = bench.resolve_inputs(args.corpus or ["canterbury"], args.limit)
+    if args.peers is None:  # the defaults depend on the inputs: files or message sets
+        peers = bench.default_peers(inputs)
+    elif args.peers.strip() == "none":
+        peers = []
+    else:
+        peers = [p.strip() for p in args.peers.split(",") if p.strip()]
     on_path = bench.external_on_path()
     for name in [p for p in peers if p in on_path]:
         external.setdefault(name, on_path[name])
         peers.remove(name)
-    inputs = bench.resolve_inputs(args.corpus or ["canterbury"], args.limit)
     interactive = not args.quiet and sys.stderr.isatty()
     report = bench.run_bench(
         inputs,
@@ -662,6 +783,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         threads=args.threads,
         with_nacrith=not args.no_nacrith,
         variants=variants,
+        dictionary=Dictionary.read(args.dict) if args.dict else None,
         show_progress=interactive,
         log=(lambda line: print(f"nacrith: bench {line}", file=sys.stderr))
         if not args.quiet
@@ -718,6 +840,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_body=args.max_body,
             queue=args.queue,
             spool_dir=args.spool_dir,
+            dicts=tuple(_named_dicts(args.dict)),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -761,8 +884,51 @@ def _serve_on_ray(args: argparse.Namespace, settings: ServerSettings) -> int:
     return EXIT_OK
 
 
+def cmd_dict(args: argparse.Namespace) -> int:
+    from nacrith.dictbuild import BuildReport, build_dictionary, read_samples  # the model's side, on demand
+
+    samples = read_samples(args.samples)
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise UsageError(f"{output} exists; -f overwrites it")
+    options = CompressOptions(ensemble=None) if args.llm_only else CompressOptions()
+    show = not args.quiet and sys.stderr.isatty()
+    total = min(args.limit, sum(len(s) for s in samples))
+
+    def progress(r: BuildReport) -> None:
+        if show:
+            print(
+                f"\rnacrith: trained on {r.trained_samples} samples, {r.trained_bytes}/{total} bytes, "
+                f"{r.trained_tokens / max(r.seconds, 1e-9):.0f} tok/s",
+                end="",
+                file=sys.stderr,
+            )
+
+    with LanguageModel(args.model, args.threads) as model:
+        dictionary, report = build_dictionary(model, samples, options, args.tokens, args.limit, progress)
+    with atomic_output(output, overwrite=args.force) as out:
+        out.write(dictionary.pack())
+    if show:
+        print(file=sys.stderr)
+    trained = (
+        f", ensemble trained on {report.trained_samples} samples ({report.trained_bytes} bytes, "
+        f"{report.coded_bits / max(report.trained_bytes, 1):.3f} bpb as they were coded) "
+        f"and {report.counted_samples} more counted"
+        if report.trained_samples
+        else ""
+    )
+    _say(
+        args,
+        f"{output}: dictionary {dictionary.fingerprint.hex()} of {report.samples} samples: "
+        f"{report.priming_tokens} tokens of priming text{trained}, {output.stat().st_size} bytes, "
+        f"{human_duration(report.seconds)}",
+    )
+    return EXIT_OK
+
+
 COMMANDS = {
     "compress": cmd_compress,
+    "dict": cmd_dict,
     "decompress": cmd_decompress,
     "test": cmd_test,
     "info": cmd_info,
@@ -784,7 +950,7 @@ def _show_warning(
 
 
 #: Commands that run the model in this process (unless --workers moves it out).
-_MODEL_COMMANDS = ("compress", "decompress", "test")
+_MODEL_COMMANDS = ("compress", "decompress", "test", "dict")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,8 @@ as one or more streams ("lanes") in lockstep; a single stream is a run with
 one lane. Encoder and decoder run the same steps in the same order, which is
 what makes decoding possible:
 
-    the model reads every stream's start token
+    the model reads every stream's start token (with a dictionary: its
+    priming text, and the ensemble starts from what the dictionary learned)
     repeat until every stream is coded:
         one C call (csrc/lanes.h): for every unfinished stream, in order,
             CDF <- the model's scores (+ escape symbols at frequency 1),
@@ -40,6 +41,8 @@ from nacrith.settings import Coding, EnsembleSettings, check_temperature, llm_ba
 __all__ = [
     "FrameStats",
     "Predictor",
+    "Primer",
+    "count_samples",
     "decode_streams",
     "encode_streams",
 ]
@@ -75,10 +78,69 @@ class Predictor(Protocol):
     def slide_lane(self, lane: int) -> None:
         """Drop ``slide`` cells of the lane's window after its start token."""
 
+    def prime(self, tokens: Sequence[int], lanes: int) -> None:
+        """Fill the first ``lanes`` windows (just cleared) with ``tokens``, the
+        start token first, as a dictionary's frames start (predictors made with
+        ``primed``)."""
+
     def evaluate(self, n_tokens: int) -> int:
         """Evaluate the first n_tokens of the batch; the address of the outputs:
         n_vocab floats per token that asked for logits, in batch order."""
         ...
+
+
+@dataclass(frozen=True)
+class Primer:
+    """What a dictionary (nacrith/dictionary.py) gives a frame before its first
+    symbol: a priming text the model's windows start with, and the ensemble's
+    learned state (nc_ens_regions' bytes), or None to start it afresh."""
+
+    tokens: tuple[int, ...]
+    state: bytes | None = None
+
+
+def count_samples(
+    n_vocab: int,
+    n_extra: int,
+    ensemble: EnsembleSettings,
+    coding: Coding,
+    samples: Sequence[Sequence[int]],
+    state: bytes | None = None,
+) -> bytes:
+    """The learned state (Primer.state) of an ensemble of one stream that has
+    counted these token sequences in its n-gram, match and fallback models,
+    without coding them (nc_ens_observe), starting from ``state`` or afresh:
+    what a dictionary learns from samples it has no time to code."""
+    raw = lib.nc_ens_new_lanes(ensemble_params(ensemble), n_vocab, n_extra, 1.0, 1, coding.arith)
+    if raw == ffi.NULL:
+        raise MemoryError("cannot allocate an ensemble (settings out of range or out of memory)")
+    ens = ffi.gc(raw, lib.nc_ens_free)
+    lib.nc_ens_reset(ens)
+    regions = _ensemble_regions(ens)
+    if state is not None:
+        _load_regions(regions, state)
+    for tokens in samples:
+        array = np.asarray(tokens, dtype=np.uint32)
+        check(lib.nc_ens_observe(ens, ffi.from_buffer("uint32_t[]", array), len(array)), "counting a sample")
+    return b"".join(ffi.buffer(ptr, size)[:] for ptr, size in regions)
+
+
+def _ensemble_regions(ensemble: object) -> list[tuple[object, int]]:
+    """Where an ensemble's learned state lies (nc_ens_regions)."""
+    count = lib.nc_ens_regions(ensemble, ffi.NULL, 0)
+    regions = ffi.new("nc_region[]", count)
+    lib.nc_ens_regions(ensemble, regions, count)
+    return [(regions[i].ptr, regions[i].size) for i in range(count)]
+
+
+def _load_regions(regions: list[tuple[object, int]], state: bytes) -> None:
+    view = memoryview(state)
+    if sum(size for _, size in regions) != len(view):
+        raise ValueError("the dictionary's learned state does not fit this ensemble")
+    offset = 0
+    for ptr, size in regions:
+        ffi.memmove(ptr, view[offset : offset + size], size)
+        offset += size
 
 
 @dataclass
@@ -115,6 +177,7 @@ class _Run:
         temperature: float,
         ensemble: EnsembleSettings | None,
         coding: Coding,
+        primer: Primer | None = None,
     ) -> None:
         check_temperature(temperature)
         if not 1 <= n_lanes <= predictor.lanes:
@@ -139,6 +202,12 @@ class _Run:
         config.context = predictor.context
         config.slide = predictor.slide
         config.start_token = predictor.start_token
+        self.primer = primer if primer is not None and primer.tokens else None
+        if self.primer is not None:
+            # The window holds the start token and the priming text; its last
+            # token is the first the model reads in lockstep, for the first symbol's logits.
+            config.primed = len(self.primer.tokens)
+            config.first_token = self.primer.tokens[-1]
         raw = lib.nc_lanes_new(config)
         if raw == ffi.NULL:
             raise MemoryError(
@@ -157,6 +226,27 @@ class _Run:
         self._n_slides = ffi.new("uint32_t *")
         self._done = ffi.new("int *")
         self._stats = ffi.new("nc_lanes_stats *")
+
+    def start(self) -> None:
+        """The predictor's windows empty, or primed; called before begin_*."""
+        self.predictor.clear()
+        if self.primer is not None:
+            self.predictor.prime((self.predictor.start_token, *self.primer.tokens[:-1]), self.n_lanes)
+
+    def _regions(self) -> list[tuple[object, int]]:
+        ensemble = lib.nc_lanes_ensemble(self._c)
+        if ensemble == ffi.NULL:
+            raise ValueError("a learned state needs an ensemble shared by the frame's streams")
+        return _ensemble_regions(ensemble)
+
+    def load_state(self) -> None:
+        """The primer's learned state into the ensemble (after begin_*, which reset it)."""
+        if self.primer is not None and self.primer.state is not None:
+            _load_regions(self._regions(), self.primer.state)
+
+    def learned_state(self) -> bytes:
+        """What the ensemble has learned so far, as Primer.state holds it."""
+        return b"".join(ffi.buffer(ptr, size)[:] for ptr, size in self._regions())
 
     def run(self, progress: Progress | None, encoding: bool) -> FrameStats:
         """Evaluate and step until every stream is coded (after begin_*)."""
@@ -198,15 +288,19 @@ def encode_streams(
     ensemble: EnsembleSettings | None,
     coding: Coding,
     progress: Progress | None = None,
+    primer: Primer | None = None,
+    learned: Callable[[bytes], None] | None = None,
 ) -> tuple[list[bytes], FrameStats]:
-    """Code streams of symbols (token ids < n_vocab, escapes above) in lockstep, each into its own payload."""
-    run = _Run(predictor, len(streams), n_extra, temperature, ensemble, coding)
+    """Code streams of symbols (token ids < n_vocab, escapes above) in lockstep,
+    each into its own payload; from a dictionary's primer, if any. ``learned``
+    is given the ensemble's learned state at the end (building a dictionary)."""
+    run = _Run(predictor, len(streams), n_extra, temperature, ensemble, coding, primer)
     bounds = np.cumsum([0, *(len(s) for s in streams)], dtype=np.uint64)
     symbols = np.fromiter((sym for s in streams for sym in s), dtype=np.int64, count=int(bounds[-1]))
     if symbols.size and (symbols.min() < 0 or symbols.max() >= predictor.n_vocab + n_extra):
         raise ValueError("a symbol is outside the alphabet")
     symbols = symbols.astype(np.uint32)
-    predictor.clear()
+    run.start()
     check(
         lib.nc_lanes_begin_encode(
             run._c,
@@ -217,7 +311,10 @@ def encode_streams(
         ),
         "starting to encode",
     )
+    run.load_state()
     stats = run.run(progress, encoding=True)
+    if learned is not None:
+        learned(run.learned_state())
     check(lib.nc_lanes_finish(run._c), "finishing the coder")
     data, size = ffi.new("uint8_t **"), ffi.new("size_t *")
     payloads = []
@@ -237,21 +334,23 @@ def decode_streams(
     ensemble: EnsembleSettings | None,
     coding: Coding,
     progress: Progress | None = None,
+    primer: Primer | None = None,
 ) -> list[list[int]]:
-    """The streams encode_streams coded: counts[k] symbols from payloads[k].
-    Raises CoderError on corrupt data."""
+    """The streams encode_streams coded: counts[k] symbols from payloads[k],
+    from the same primer. Raises CoderError on corrupt data."""
     if len(payloads) != len(counts):
         raise ValueError("one count per payload")
-    run = _Run(predictor, len(payloads), n_extra, temperature, ensemble, coding)
+    run = _Run(predictor, len(payloads), n_extra, temperature, ensemble, coding, primer)
     keep = [ffi.from_buffer("uint8_t[]", p) if p else ffi.new("uint8_t[]", 1) for p in payloads]
     pointers = ffi.new("uint8_t *[]", keep)
     lens = ffi.new("size_t[]", [len(p) for p in payloads])
     counts_c = ffi.new("uint64_t[]", list(counts))
-    predictor.clear()
+    run.start()
     check(
         lib.nc_lanes_begin_decode(run._c, pointers, lens, counts_c, run.batch, run.n_tokens),
         "starting to decode",
     )
+    run.load_state()
     run.run(progress, encoding=False)
     try:
         check(lib.nc_lanes_check_end(run._c), "checking the end of the payloads")

@@ -46,6 +46,10 @@ class ModelMismatchError(ModelError):
     """The file was made with a different model than the one loaded."""
 
 
+class DictionaryError(NacrithError):
+    """A dictionary is missing, damaged, or not the one a file or model needs."""
+
+
 class CoderError(NacrithError):
     """The arithmetic coder reported a broken precondition or corrupt coded data."""
 

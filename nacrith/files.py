@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +33,19 @@ def file_sha256(path: str | os.PathLike[str]) -> bytes:
     return _SHA_CACHE[key]
 
 
+def _create_beside(target: Path) -> tuple[int, Path]:
+    """A new temporary file beside target, with the mode open() gives a new file
+    (0666 less the umask), not mkstemp's owner-only one: the output is a new file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = (target.parent or Path(".")) / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {target}")
+
+
 @contextlib.contextmanager
 def atomic_output(
     path: str | os.PathLike[str],
@@ -49,8 +62,7 @@ def atomic_output(
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists (use -f to overwrite)")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    tmp = Path(tmp_name)
+    fd, tmp = _create_beside(target)
     # A crash below Python (llama.cpp dying from a signal) skips the except
     # clause; the CLI's crash guard removes the temporary file then.
     with remove_on_crash(tmp):

@@ -1,4 +1,8 @@
-"""Format v1: constants and the header, frame and trailer structures.
+"""The file format: constants and the header, frame and trailer structures.
+
+Version 2, the compact layout, is what writers write; version 1 files are
+read forever (and written only on request, by the tests of their golden
+files).
 
 docs/format.md specifies every byte; this module packs, unpacks and
 validates them. It imports nothing but ``errors`` and ``settings`` (whose
@@ -33,7 +37,11 @@ from nacrith.settings import (
 
 MAGIC = b"\x89NCR"
 FOOTER_MAGIC = b"NCIX"
-FORMAT_VERSION = 1
+#: The version writers write; readers read every one of VERSIONS.
+FORMAT_VERSION = 2
+VERSIONS = (1, 2)
+#: Version 2 names the model by the first bytes of its SHA-256.
+MODEL_ID_SIZE = 8
 
 #: A header larger than this is not ours; bounds what a reader allocates.
 MAX_PARAMS_SIZE = 1 << 16
@@ -95,6 +103,47 @@ class HeaderFlag(enum.IntFlag):
     #: ZSTD_STREAM frames may appear.
     ZSTD_STREAM = 0x02
 
+
+class Descriptor(enum.IntFlag):
+    """Version 2's descriptor byte. Bits 0-2 (``SINGLE_MASK``) are the type of
+    the file's one frame, or 0 for a body of frames and an index as in version 1."""
+
+    SINGLE_MASK = 0x07
+    #: Model_Id follows: neural frames may appear.
+    MODEL = 0x08
+    #: A block of settings that differ from version 2's defaults follows.
+    SETTINGS = 0x10
+    #: ZSTD_STREAM frames may appear (a body of frames only).
+    ZSTD_STREAM = 0x20
+    #: Dict_Id follows Model_Id: neural frames start from that dictionary.
+    DICT = 0x40
+
+
+#: Bits of the descriptor a version-2 reader does not know: a file setting one
+#: needs a newer reader.
+_DESCRIPTOR_UNKNOWN = 0x80
+#: Version 2 names a dictionary by the first bytes of the SHA-256 of its file.
+DICT_ID_SIZE = 4
+
+#: Version 2's defaults, written by leaving the setting out. Frozen like an
+#: ensemble layout: they never change once files exist, whatever ``nacrith
+#: compress`` comes to use (it then writes the setting).
+V2_CONTEXT = 2048
+V2_SLIDE = 512
+V2_TEMPERATURE = 1.0
+V2_FRAME_SIZE = 1 << 20
+#: A file without a model is zstd's: large frames (writer.ZSTD_ONLY_FRAME_SIZE).
+V2_FRAME_SIZE_NO_MODEL = 1 << 25
+#: The ENSEMBLE value of layout 2, every part on, no override.
+V2_ENSEMBLE = b"\x02\x1f"
+#: The ENSEMBLE value of the language model alone (no layout 0 exists).
+V2_NO_ENSEMBLE = b"\x00"
+V2_LANES = (16, 10240)
+#: A dictionary's frames are one stream: its learned state is one ensemble's.
+V2_LANES_DICT = (1, 0)
+V2_CODING = Coding(arith=2, shared=True)
+#: The pinned build profile's environment (README, Quick start).
+V2_ENVIRONMENT = "0.3.36 cpu 2ce1275d avx2"
 
 #: The backends an ENVIRONMENT string names (models/runtime.py environment_record).
 BACKENDS = ("cpu", "gpu")
@@ -363,17 +412,23 @@ def ensemble_of_layout(layout: int, **changes: Any) -> EnsembleSettings:
 class Header:
     """Everything the decoder needs, plus informational fields.
 
-    A file without a model (``model_sha256`` None, made by ``without_model``)
+    A file without a model (``model_id`` None, made by ``without_model``)
     holds only stored and zstd frames; its model parameters are all zero.
+
+    In version 1, ``model_id`` is the model's SHA-256; in version 2, its first
+    MODEL_ID_SIZE bytes, or b"" in a file made with a dictionary, whose file
+    names the model; ``vocab_size`` and ``start_token`` are None when
+    they are the model's own (its vocabulary, the start token that
+    docs/format.md's rule picks), which a reader takes from the model.
     """
 
-    model_sha256: bytes | None
-    vocab_size: int
+    model_id: bytes | None
+    vocab_size: int | None
     context: int
     slide: int
     temperature: float
     frame_size: int
-    start_token: int
+    start_token: int | None
     escapes: int = ESCAPE_SYMBOLS
     content_size: int | None = None
     model_name: str = ""
@@ -390,26 +445,60 @@ class Header:
     #: files written before it existed, which mean arithmetic 1, one ensemble
     #: per stream: the default here, so that such files read back as written.
     coding: Coding = LEGACY_CODING
+    version: int = 1
+    #: Version 2: the dictionary the neural frames start from (DICT_ID_SIZE
+    #: bytes of its fingerprint), or None.
+    dict_id: bytes | None = None
+    #: Version 2: the type of the file's one frame, which follows the header
+    #: without a frame header or index (``SingleFrame``); END: frames and an index.
+    single: FrameType = FrameType.END
     unknown_ignorable: dict[int, bytes] = field(default_factory=dict, compare=False)
 
     @classmethod
     def without_model(
-        cls, frame_size: int, content_size: int | None = None, zstd_stream: bool = True
+        cls, frame_size: int, content_size: int | None = None, zstd_stream: bool = True, version: int = 1
     ) -> Header:
-        return cls(None, 0, 0, 0, 0.0, frame_size, 0, content_size=content_size, zstd_stream=zstd_stream)
+        return cls(
+            None,
+            0,
+            0,
+            0,
+            0.0,
+            frame_size,
+            0,
+            content_size=content_size,
+            zstd_stream=zstd_stream,
+            version=version,
+        )
 
     @property
     def flags(self) -> HeaderFlag:
         flags = HeaderFlag(0)
-        if self.model_sha256 is None:
+        if self.model_id is None:
             flags |= HeaderFlag.NO_MODEL
         if self.zstd_stream:
             flags |= HeaderFlag.ZSTD_STREAM
         return flags
 
     def __post_init__(self) -> None:
+        if self.version not in VERSIONS:
+            raise ValueError(f"format version {self.version} is unknown")
         check_frame_size(self.frame_size)
-        if self.model_sha256 is None:
+        if self.single != FrameType.END:
+            if self.version == 1:
+                raise ValueError("a file of one frame without an index is version 2's")
+            if self.single == FrameType.NEURAL and self.model_id is None:
+                raise ValueError("a neural frame needs a model")
+            if self.content_size is not None:
+                raise ValueError("a file of one frame says its size in the frame, not in the header")
+        if self.dict_id is not None:
+            if self.version == 1 or self.model_id is None or len(self.dict_id) != DICT_ID_SIZE:
+                raise ValueError(
+                    f"a dictionary is named by {DICT_ID_SIZE} bytes, in a version-2 file with a model"
+                )
+            if self.lanes != 1:
+                raise ValueError("a dictionary's frames are one stream")
+        if self.model_id is None:
             model = (self.vocab_size, self.context, self.slide, self.temperature, self.start_token)
             if (
                 any(model)
@@ -421,15 +510,20 @@ class Header:
             ):
                 raise ValueError("a header without a model has no model parameters")
             return
-        if len(self.model_sha256) != 32:
-            raise ValueError("model_sha256 must be 32 bytes")
+        size = 32 if self.version == 1 else 0 if self.dict_id is not None else MODEL_ID_SIZE
+        if len(self.model_id) != size:
+            raise ValueError(f"this version-{self.version} header names its model by {size} bytes")
+        if self.version == 1 and (self.vocab_size is None or self.start_token is None):
+            raise ValueError("a version-1 header spells the vocabulary size and the start token")
         check_window(self.context, self.slide)
-        if not 0 <= self.start_token < self.vocab_size:
+        if self.start_token is not None and not (
+            0 <= self.start_token < (self.vocab_size if self.vocab_size is not None else 1 << 23)
+        ):
             raise ValueError("start token outside the vocabulary")
         if not 0 < self.temperature <= _FLOAT32_MAX:
             raise ValueError(f"temperature must be a positive float32, not {self.temperature}")
         if self.escapes != ESCAPE_SYMBOLS:
-            raise ValueError(f"format v{FORMAT_VERSION} has {ESCAPE_SYMBOLS} escape symbols")
+            raise ValueError(f"the format has {ESCAPE_SYMBOLS} escape symbols")
         if self.ensemble is not None and self.ensemble.layout not in _LAYOUTS:
             raise ValueError(f"ensemble layout {self.ensemble.layout} is unknown")
         check_batch(llm_batch(self.ensemble), self.slide)
@@ -442,21 +536,30 @@ class Header:
         """Where a neural frame of n_symbols symbols is split into streams."""
         return stream_bounds(n_symbols, self.lanes, self.min_stream)
 
+    def uses_model(self, sha256: bytes) -> bool:
+        """Whether the model of this SHA-256 is the file's (with a dictionary,
+        which names the model, the dictionary checks it: dictionary.check_model)."""
+        return self.model_id is not None and sha256.startswith(self.model_id)
+
     def pack(self) -> bytes:
+        return self._pack_v1() if self.version == 1 else self._pack_v2()
+
+    def _pack_v1(self) -> bytes:
         params = bytearray()
 
         def put(tag: Tag, value: bytes) -> None:
             params.extend(bytes([tag]) + pack_varint(len(value)) + value)
 
-        if self.model_sha256 is not None:
-            put(Tag.MODEL_SHA256, self.model_sha256)
+        if self.model_id is not None:
+            assert self.vocab_size is not None  # __post_init__
+            put(Tag.MODEL_SHA256, self.model_id)
             put(Tag.VOCAB_SIZE, pack_varint(self.vocab_size))
             put(Tag.CONTEXT, pack_varint(self.context))
             put(Tag.SLIDE, pack_varint(self.slide))
             put(Tag.TEMPERATURE, struct.pack("<f", self.temperature))
             put(Tag.ESCAPES, pack_varint(self.escapes))
         put(Tag.FRAME_SIZE, pack_varint(self.frame_size))
-        if self.model_sha256 is not None:
+        if self.start_token is not None and self.model_id is not None:
             put(Tag.START_TOKEN, pack_varint(self.start_token))
         if self.ensemble is not None:
             put(Tag.ENSEMBLE, pack_ensemble(self.ensemble))
@@ -474,11 +577,72 @@ class Header:
             params.extend(bytes([tag]) + pack_varint(len(value)) + value)
         if len(params) > MAX_PARAMS_SIZE:
             raise ValueError(f"header parameters take {len(params)} bytes, more than {MAX_PARAMS_SIZE}")
-        body = MAGIC + bytes([FORMAT_VERSION, self.flags, 0]) + pack_varint(len(params)) + bytes(params)
+        body = MAGIC + bytes([1, self.flags, 0]) + pack_varint(len(params)) + bytes(params)
         return body + struct.pack("<I", zlib.crc32(body))
+
+    def _v2_settings(self) -> bytes:
+        """The settings that differ from version 2's defaults, in tag order."""
+        params = bytearray()
+
+        def put(tag: Tag, value: bytes) -> None:
+            params.extend(bytes([tag]) + pack_varint(len(value)) + value)
+
+        model = self.model_id is not None
+        if model and self.context != V2_CONTEXT:
+            put(Tag.CONTEXT, pack_varint(self.context))
+        if model and self.slide != V2_SLIDE:
+            put(Tag.SLIDE, pack_varint(self.slide))
+        if model and self.temperature != V2_TEMPERATURE:
+            put(Tag.TEMPERATURE, struct.pack("<f", self.temperature))
+        if self.frame_size != (V2_FRAME_SIZE if model else V2_FRAME_SIZE_NO_MODEL):
+            put(Tag.FRAME_SIZE, pack_varint(self.frame_size))
+        if self.single == FrameType.END and self.content_size is not None:
+            put(Tag.CONTENT_SIZE, pack_varint(self.content_size))
+        if model and self.start_token is not None:
+            put(Tag.START_TOKEN, pack_varint(self.start_token))
+        if model:
+            ensemble = V2_NO_ENSEMBLE if self.ensemble is None else pack_ensemble(self.ensemble)
+            if ensemble != V2_ENSEMBLE:
+                put(Tag.ENSEMBLE, ensemble)
+            if (self.lanes, self.min_stream) != (V2_LANES if self.dict_id is None else V2_LANES_DICT):
+                put(Tag.LANES, pack_varint(self.lanes) + pack_varint(self.min_stream))
+            if self.coding != V2_CODING:
+                put(Tag.CODING, pack_varint(self.coding.arith) + bytes([int(self.coding.shared)]))
+        if self.model_name:
+            put(Tag.MODEL_NAME, self.model_name.encode())
+        if model and self.environment != V2_ENVIRONMENT:
+            put(Tag.ENVIRONMENT, self.environment.encode())
+        for tag, value in sorted(self.unknown_ignorable.items()):
+            params.extend(bytes([tag]) + pack_varint(len(value)) + value)
+        if len(params) > MAX_PARAMS_SIZE:
+            raise ValueError(f"header settings take {len(params)} bytes, more than {MAX_PARAMS_SIZE}")
+        return bytes(params)
+
+    def _pack_v2(self) -> bytes:
+        settings = self._v2_settings()
+        descriptor = int(self.single)
+        if self.model_id is not None:
+            descriptor |= Descriptor.MODEL
+        if settings:
+            descriptor |= Descriptor.SETTINGS
+        if self.zstd_stream and self.single == FrameType.END:
+            descriptor |= Descriptor.ZSTD_STREAM
+        if self.dict_id is not None:
+            descriptor |= Descriptor.DICT
+        out = MAGIC + bytes([2, descriptor]) + (self.model_id or b"") + (self.dict_id or b"")
+        if settings:
+            out += pack_varint(len(settings)) + settings
+        if self.single == FrameType.END:  # a single frame's checksum covers the header instead
+            out += struct.pack("<I", zlib.crc32(out))
+        return out
 
     @classmethod
     def read(cls, stream: BinaryIO) -> Header:
+        return cls.read_bytes(stream)[0]
+
+    @classmethod
+    def read_bytes(cls, stream: BinaryIO) -> tuple[Header, bytes]:
+        """The header and its bytes as read, which a single frame's checksum covers."""
         magic = stream.read(len(MAGIC))
         if not magic:
             raise TruncatedError("input is empty: not a Nacrith file")
@@ -489,9 +653,12 @@ class Header:
         cur = _Cursor(stream, "file header")
         cur.seen += magic
         version = cur.u8()
-        if version != FORMAT_VERSION:
+        if version == 2:
+            return cls._read_v2(cur), bytes(cur.seen)
+        if version != 1:
             raise UnsupportedVersionError(
-                f"file uses format version {version}; this nacrith reads version {FORMAT_VERSION}"
+                f"file uses format version {version}; this nacrith reads versions "
+                + ", ".join(map(str, VERSIONS))
             )
         required_flags = cur.u8()
         cur.u8()  # optional flags: none defined, ignored by definition
@@ -504,27 +671,49 @@ class Header:
             raise FormatError(f"corrupt file header: parameter block of {size} bytes")
         params = cur.take(size)
         cur.check_crc()
-        return cls._from_params(params, HeaderFlag(required_flags))
+        return cls._from_params(params, HeaderFlag(required_flags)), bytes(cur.seen)
+
+    @classmethod
+    def _read_v2(cls, cur: _Cursor) -> Header:
+        descriptor = cur.u8()
+        if descriptor & _DESCRIPTOR_UNKNOWN:
+            raise UnsupportedVersionError(
+                f"file needs features this nacrith does not know (descriptor {descriptor:#04x})"
+            )
+        kind = descriptor & Descriptor.SINGLE_MASK
+        if kind not in (FrameType.END, *_DATA_FRAMES):
+            raise FormatError(f"corrupt file header: frame type {kind}")
+        single = FrameType(kind)
+        model = bool(descriptor & Descriptor.MODEL)
+        if descriptor & Descriptor.ZSTD_STREAM and single != FrameType.END:
+            raise FormatError("corrupt file header: the zstd stream flag in a file of one frame")
+        if single == FrameType.NEURAL and not model:
+            raise FormatError("corrupt file header: a neural frame in a file without a model")
+        if descriptor & Descriptor.DICT and not model:
+            raise FormatError("corrupt file header: a dictionary in a file without a model")
+        dict_id, model_id = None, None
+        if descriptor & Descriptor.DICT:  # the dictionary's file names the model
+            model_id, dict_id = b"", cur.take(DICT_ID_SIZE)
+        elif model:
+            model_id = cur.take(MODEL_ID_SIZE)
+        settings = b""
+        if descriptor & Descriptor.SETTINGS:
+            size = cur.varint()
+            if size > MAX_PARAMS_SIZE:
+                raise FormatError(f"corrupt file header: settings of {size} bytes")
+            if size == 0:
+                raise FormatError("corrupt file header: an empty settings block")  # one spelling
+            settings = cur.take(size)
+        if single == FrameType.END:
+            cur.check_crc()
+        fields = _parse_params(settings)
+        # A file whose one frame is a piece of the zstd stream needs no flag to say that it may appear.
+        zstd_stream = bool(descriptor & Descriptor.ZSTD_STREAM) or single == FrameType.ZSTD_STREAM
+        return _header_v2(fields, model_id, dict_id, single, zstd_stream)
 
     @classmethod
     def _from_params(cls, params: bytes, flags: HeaderFlag) -> Header:
-        cur = _Cursor(io.BytesIO(params), "file header")
-        fields: dict[int, bytes] = {}
-        while len(cur.seen) < len(params):
-            try:
-                tag = cur.u8()
-                length = cur.varint()
-                value = cur.take(length)
-            except TruncatedError:
-                # The checksum matched, so this is a malformed parameter list, not a short file.
-                raise FormatError("corrupt file header: a parameter runs past the parameter block") from None
-            if tag in fields:
-                raise FormatError(f"corrupt file header: parameter {tag:#04x} appears twice")
-            if tag not in Tag._value2member_map_ and not tag & _TAG_IGNORABLE:
-                raise UnsupportedVersionError(
-                    f"file needs header parameter {tag:#04x}, which this nacrith does not know"
-                )
-            fields[tag] = value
+        fields = _parse_params(params)
 
         def num(tag: Tag) -> int:
             return _varint_from(fields[tag], f"header parameter {tag.name}")
@@ -573,7 +762,7 @@ class Header:
             name = fields.get(Tag.MODEL_NAME, b"").decode()
             env = fields.get(Tag.ENVIRONMENT, b"").decode()
             return cls(
-                model_sha256=fields[Tag.MODEL_SHA256],
+                model_id=fields[Tag.MODEL_SHA256],
                 vocab_size=num(Tag.VOCAB_SIZE),
                 context=num(Tag.CONTEXT),
                 slide=num(Tag.SLIDE),
@@ -597,7 +786,141 @@ class Header:
             raise FormatError(f"corrupt file header: {exc}") from None
 
 
-def _coding_from(value: bytes) -> Coding:
+def _parse_params(params: bytes) -> dict[int, bytes]:
+    """Tag-length-value triples: each tag once; an unknown one only if ignorable."""
+    cur = _Cursor(io.BytesIO(params), "file header")
+    fields: dict[int, bytes] = {}
+    while len(cur.seen) < len(params):
+        try:
+            tag = cur.u8()
+            length = cur.varint()
+            value = cur.take(length)
+        except TruncatedError:
+            # The block's size was read, so this is a malformed parameter list, not a short file.
+            raise FormatError("corrupt file header: a parameter runs past the parameter block") from None
+        if tag in fields:
+            raise FormatError(f"corrupt file header: parameter {tag:#04x} appears twice")
+        if tag not in Tag._value2member_map_ and not tag & _TAG_IGNORABLE:
+            raise UnsupportedVersionError(
+                f"file needs header parameter {tag:#04x}, which this nacrith does not know"
+            )
+        fields[tag] = value
+    return fields
+
+
+#: Version 2 settings of a file with a model; those of a file without one.
+_V2_MODEL_TAGS = frozenset(
+    {
+        Tag.CONTEXT,
+        Tag.SLIDE,
+        Tag.TEMPERATURE,
+        Tag.FRAME_SIZE,
+        Tag.CONTENT_SIZE,
+        Tag.START_TOKEN,
+        Tag.ENSEMBLE,
+        Tag.LANES,
+        Tag.CODING,
+        Tag.MODEL_NAME,
+        Tag.ENVIRONMENT,
+    }
+)
+_V2_NO_MODEL_TAGS = frozenset({Tag.FRAME_SIZE, Tag.CONTENT_SIZE})
+
+
+def _header_v2(
+    fields: dict[int, bytes],
+    model_id: bytes | None,
+    dict_id: bytes | None,
+    single: FrameType,
+    zstd_stream: bool,
+) -> Header:
+    """A version-2 header from its settings: every setting absent takes its
+    default, and one at its default is corrupt (a header has one spelling)."""
+    allowed = _V2_MODEL_TAGS if model_id is not None else _V2_NO_MODEL_TAGS
+    if single != FrameType.END:
+        allowed = allowed - {Tag.CONTENT_SIZE}  # the frame says it
+    misplaced = [Tag(t).name for t in fields if t in Tag._value2member_map_ and t not in allowed]
+    if misplaced:
+        raise FormatError(f"corrupt file header: {', '.join(misplaced)} does not belong in this file")
+
+    def num(tag: Tag, default: int | None) -> int | None:
+        if tag not in fields:
+            return default
+        value = _varint_from(fields[tag], f"header parameter {tag.name}")
+        if value == default:
+            raise FormatError(f"corrupt file header: {tag.name} written at its default")
+        return value
+
+    def text(tag: Tag) -> str:
+        try:
+            return fields.get(tag, b"").decode()
+        except UnicodeDecodeError:
+            raise FormatError(f"corrupt file header: {tag.name} is not UTF-8") from None
+
+    unknown = {t: v for t, v in fields.items() if t not in Tag._value2member_map_}
+    name = text(Tag.MODEL_NAME)
+    frame_default = V2_FRAME_SIZE if model_id is not None else V2_FRAME_SIZE_NO_MODEL
+    frame_size = num(Tag.FRAME_SIZE, frame_default)
+    content_size = num(Tag.CONTENT_SIZE, None)
+    assert frame_size is not None
+    try:
+        if model_id is None:
+            header = Header.without_model(frame_size, content_size, zstd_stream, version=2)
+            return replace(header, single=single, model_name=name, unknown_ignorable=unknown)
+        temperature = V2_TEMPERATURE
+        if Tag.TEMPERATURE in fields:
+            if len(fields[Tag.TEMPERATURE]) != 4:
+                raise FormatError("corrupt file header: bad parameter length")
+            temperature = struct.unpack("<f", fields[Tag.TEMPERATURE])[0]
+            if not 0 < temperature < float("inf"):
+                raise FormatError(f"corrupt file header: temperature {temperature}")
+            if temperature == V2_TEMPERATURE:
+                raise FormatError("corrupt file header: TEMPERATURE written at its default")
+        ensemble: EnsembleSettings | None = ensemble_of_layout(2)
+        if Tag.ENSEMBLE in fields:
+            value = fields[Tag.ENSEMBLE]
+            if value == V2_ENSEMBLE:
+                raise FormatError("corrupt file header: ENSEMBLE written at its default")
+            ensemble = None if value == V2_NO_ENSEMBLE else unpack_ensemble(value)
+        lanes_default = V2_LANES if dict_id is None else V2_LANES_DICT
+        lanes, min_stream = (
+            _lanes_from(fields[Tag.LANES], default=lanes_default) if Tag.LANES in fields else lanes_default
+        )
+        coding = _coding_from(fields[Tag.CODING], default=V2_CODING) if Tag.CODING in fields else V2_CODING
+        environment = text(Tag.ENVIRONMENT) if Tag.ENVIRONMENT in fields else V2_ENVIRONMENT
+        if environment == V2_ENVIRONMENT and Tag.ENVIRONMENT in fields:
+            raise FormatError("corrupt file header: ENVIRONMENT written at its default")
+        context = num(Tag.CONTEXT, V2_CONTEXT)
+        slide = num(Tag.SLIDE, V2_SLIDE)
+        assert context is not None and slide is not None
+        return Header(
+            model_id=model_id,
+            vocab_size=None,
+            context=context,
+            slide=slide,
+            temperature=temperature,
+            frame_size=frame_size,
+            start_token=num(Tag.START_TOKEN, None),
+            content_size=content_size,
+            model_name=name,
+            environment=environment,
+            ensemble=ensemble,
+            zstd_stream=zstd_stream,
+            lanes=lanes,
+            min_stream=min_stream,
+            coding=coding,
+            version=2,
+            dict_id=dict_id,
+            single=single,
+            unknown_ignorable=unknown,
+        )
+    except ValueError as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"corrupt file header: {exc}") from None
+
+
+def _coding_from(value: bytes, default: Coding = LEGACY_CODING) -> Coding:
     cur = _Cursor(io.BytesIO(value), "header parameter CODING")
     try:
         arith, shared = cur.varint(), cur.u8()
@@ -611,12 +934,12 @@ def _coding_from(value: bytes) -> Coding:
     if shared > 1:
         raise FormatError(f"corrupt file header: CODING sharing flag {shared}")
     coding = Coding(arith, bool(shared))
-    if coding == LEGACY_CODING:  # written by leaving the tag out: a header has one spelling
-        raise FormatError("corrupt file header: CODING of files without it")
+    if coding == default:  # written by leaving the tag out: a header has one spelling
+        raise FormatError("corrupt file header: CODING written at its default")
     return coding
 
 
-def _lanes_from(value: bytes) -> tuple[int, int]:
+def _lanes_from(value: bytes, default: tuple[int, int] = (1, 0)) -> tuple[int, int]:
     cur = _Cursor(io.BytesIO(value), "header parameter LANES")
     try:
         lanes, min_stream = cur.varint(), cur.varint()
@@ -624,10 +947,13 @@ def _lanes_from(value: bytes) -> tuple[int, int]:
         raise FormatError("corrupt file header: LANES cut short") from None
     if len(cur.seen) != len(value):
         raise FormatError("corrupt file header: trailing bytes in LANES")
+    if (lanes, min_stream) == default:  # written by leaving the tag out: a header has one spelling
+        raise FormatError("corrupt file header: LANES written at its default")
     try:
-        if lanes < 2:  # one lane is written as no LANES parameter
+        if lanes < 1 or (lanes == 1 and min_stream != 0):  # one lane has no fewest symbols per stream
             raise ValueError
-        check_lanes(lanes, min_stream)
+        if lanes > 1:
+            check_lanes(lanes, min_stream)
     except ValueError:
         raise FormatError(f"corrupt file header: {lanes} lanes of at least {min_stream} symbols") from None
     return lanes, min_stream
@@ -735,6 +1061,76 @@ def payload_fits(ftype: FrameType, raw_size: int, payload_size: int) -> bool:
     if ftype == FrameType.ZSTD_STREAM:
         return 0 < payload_size <= zstd_stream_bound(raw_size)
     return 0 < payload_size < raw_size
+
+
+# --- a file of one frame (version 2) -----------------------------------------
+
+
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    parts = []
+    while n > 0:
+        data = stream.read(n)
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
+def pack_single(header: Header, raw: bytes, payload: bytes, symbols: int) -> bytes:
+    """A version-2 file of one frame: the header, Content_Size, Symbol_Count
+    (neural only), the payload, and the CRC32 of every byte before it followed
+    by the content, which covers the header too and tells a wrong model's
+    output from the content."""
+    ftype = header.single
+    if ftype == FrameType.END or header.version != 2:
+        raise ValueError("a file of one frame needs a version-2 header that names its type")
+    if not payload_fits(ftype, len(raw), len(payload)) and not (ftype == FrameType.STORED and not raw):
+        raise ValueError(f"a payload of {len(payload)} bytes for {len(raw)}")
+    out = header.pack() + pack_varint(len(raw))
+    if ftype == FrameType.NEURAL:
+        out += pack_varint(symbols)
+    out += payload
+    return out + struct.pack("<I", zlib.crc32(raw, zlib.crc32(out)))
+
+
+@dataclass(frozen=True)
+class SingleFrame:
+    """A version-2 file's one frame, as read: its sizes, payload, and the CRC32
+    its content must continue to give the stored checksum."""
+
+    header: FrameHeader
+    payload: bytes
+    crc_before: int
+    checksum: int
+
+    def matches(self, content: bytes) -> bool:
+        return zlib.crc32(content, self.crc_before) == self.checksum
+
+    @classmethod
+    def read(cls, stream: BinaryIO, header: Header, header_bytes: bytes) -> SingleFrame:
+        """The rest of the file, whose end is the end of the payload and checksum."""
+        ftype = header.single
+        cur = _Cursor(stream, "frame")
+        raw_size = cur.varint()
+        symbols = cur.varint() if ftype == FrameType.NEURAL else 0
+        if raw_size > header.frame_size or (raw_size == 0 and ftype != FrameType.STORED):
+            raise FormatError(f"corrupt file: {raw_size} bytes in a frame of at most {header.frame_size}")
+        if ftype == FrameType.NEURAL and not 0 < symbols <= raw_size:
+            raise FormatError(f"corrupt file: {symbols} symbols for {raw_size} bytes")
+        bound = raw_size if ftype == FrameType.STORED else zstd_stream_bound(raw_size)
+        rest = _read_up_to(stream, bound + 5)
+        if len(rest) > bound + 4:
+            raise FormatError("corrupt file: data after the end of its frame, or a wrong size")
+        payload, tail = rest[:-4], rest[-4:]
+        if len(rest) < 4 or (not payload_fits(ftype, raw_size, len(payload)) and raw_size):
+            if ftype == FrameType.STORED or len(rest) < 5:
+                raise TruncatedError("file is truncated: it ends inside its frame")
+            raise FormatError(f"corrupt file: a payload of {len(payload)} bytes for {raw_size}")
+        crc_before = zlib.crc32(header_bytes + bytes(cur.seen) + payload)
+        checksum = int(struct.unpack("<I", tail)[0])
+        fh = FrameHeader(ftype, raw_size, len(payload), symbols, 0)
+        return cls(fh, payload, crc_before, checksum)
 
 
 # --- trailer (index) --------------------------------------------------------

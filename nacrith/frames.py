@@ -14,13 +14,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypedDict
 
+from nacrith.dictionary import Dictionary
 from nacrith.engine import FrameStats, Predictor, Progress, decode_streams, encode_streams
 from nacrith.errors import FormatError, ModelMismatchError, NacrithWarning
 from nacrith.format import (
     ESCAPE_SYMBOLS,
+    FORMAT_VERSION,
+    VERSIONS,
     FrameType,
     Header,
     environment_backend,
+    pack_ensemble,
     pack_streams,
     stream_bounds,
     unpack_streams,
@@ -81,11 +85,12 @@ class CodecModel(Protocol):
     start_token: int
 
     def predictor(
-        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1
+        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1, primed: bool = False
     ) -> Predictor:
         """The model's predictor of ``lanes`` streams evaluated together, each a
         window of ``context`` tokens sliding by ``slide``, starting from
-        ``start_token``, fed at most ``batch`` tokens at a time."""
+        ``start_token``, fed at most ``batch`` tokens at a time; ``primed``:
+        able to start from a dictionary's priming text (Predictor.prime)."""
         ...
 
 
@@ -115,9 +120,26 @@ class CompressOptions:
     min_stream: int = DEFAULT_MIN_STREAM
     #: The arithmetic, and whether the streams of a frame share one ensemble.
     coding: Coding = field(default_factory=Coding)
+    #: The container's layout: 2, the compact one; 1 only to re-make the golden
+    #: files of version 1 (tests).
+    format_version: int = FORMAT_VERSION
+    #: Frames start from this dictionary's priming text and learned ensemble.
+    #: It brings its ensemble settings and arithmetic, which replace these
+    #: options' (its learned state is that ensemble's), and its frames are one
+    #: stream each (its state is one ensemble's), so ``lanes`` is 1.
+    dictionary: Dictionary | None = None
 
     def __post_init__(self) -> None:
+        if self.dictionary is not None:
+            if self.format_version != 2:
+                raise ValueError("dictionaries need format version 2")
+            object.__setattr__(self, "ensemble", self.dictionary.ensemble)
+            object.__setattr__(self, "coding", replace(self.coding, arith=self.dictionary.arith))
+            object.__setattr__(self, "lanes", 1)
         check_window(self.context, self.slide)
+        if self.dictionary is not None and len(self.dictionary.tokens) >= self.context:
+            size = len(self.dictionary.tokens)
+            raise ValueError(f"a priming text of {size} tokens does not fit a window of {self.context}")
         # The header stores float32; code with exactly the value the decoder will read.
         object.__setattr__(self, "temperature", encoder_temperature(self.temperature))
         check_frame_size(self.frame_size)
@@ -126,6 +148,8 @@ class CompressOptions:
             # A catch-up batch must fit in the room one slide makes in the window (check_batch).
             object.__setattr__(self, "ensemble", replace(self.ensemble, skip_batch=self.slide))
         check_batch(self.batch, self.slide)
+        if self.format_version not in VERSIONS:
+            raise ValueError(f"format version must be one of {VERSIONS}, not {self.format_version}")
 
     @property
     def batch(self) -> int:
@@ -150,6 +174,8 @@ class OptionChanges(TypedDict, total=False):
     lanes: int
     min_stream: int
     coding: Coding
+    format_version: int
+    dictionary: Dictionary | None
 
 
 def resolve_options(options: CompressOptions | None, changes: OptionChanges) -> CompressOptions:
@@ -248,9 +274,15 @@ def encode_chunk(
         frame_progress = progress_for(len(symbols)) if progress_for is not None else None
         inject_fault(chunk)  # tests only: the model's process dies here, as llama.cpp can
         bounds = options.streams(len(symbols))
+        primer = options.dictionary.primer() if options.dictionary is not None else None
         predictor = paced(  # tests only: a frame that takes as long as a test needs
             model.predictor(
-                options.context, options.slide, model.start_token, options.batch, len(bounds) - 1
+                options.context,
+                options.slide,
+                model.start_token,
+                options.batch,
+                len(bounds) - 1,
+                primed=primer is not None,
             ),
             chunk,
         )
@@ -263,6 +295,7 @@ def encode_chunk(
             options.ensemble,
             options.coding,
             frame_progress,
+            primer,
         )
         payload = pack_streams(payloads) if len(payloads) > 1 else payloads[0]
         stats.payload_bytes = len(payload)
@@ -272,9 +305,20 @@ def encode_chunk(
 
 
 def decode_neural(
-    header: Header, symbols: int, payload: bytes, model: CodecModel, progress: Progress | None
+    header: Header,
+    symbols: int,
+    payload: bytes,
+    model: CodecModel,
+    progress: Progress | None,
+    dictionary: Dictionary | None = None,
 ) -> bytes:
-    """The bytes of a neural frame of ``symbols`` symbols, decoded with a model already checked."""
+    """The bytes of a neural frame of ``symbols`` symbols, decoded with a model
+    already checked (and the header's dictionary, if it names one)."""
+    if (dictionary.fingerprint if dictionary is not None else None) != header.dict_id:
+        raise ValueError("decode_neural needs exactly the header's dictionary")
+    if dictionary is not None:
+        dictionary.check_model(model.sha256, model.symbols.n_vocab)
+        dictionary_fits(header, dictionary)
     if header.context > model.max_context:
         raise FormatError(
             f"file needs a context of {header.context} tokens, the model holds {model.max_context}"
@@ -282,8 +326,12 @@ def decode_neural(
     batch = llm_batch(header.ensemble)
     bounds = header.streams(symbols)
     parts = unpack_streams(payload, len(bounds) - 1) if len(bounds) > 2 else [payload]
+    primer = dictionary.primer() if dictionary is not None else None
     predictor = paced(
-        model.predictor(header.context, header.slide, header.start_token, batch, len(parts)), None
+        model.predictor(
+            header.context, header.slide, start_token(header, model), batch, len(parts), primer is not None
+        ),
+        None,
     )
     counts = [b - a for a, b in itertools.pairwise(bounds)]
     streams = decode_streams(
@@ -295,10 +343,32 @@ def decode_neural(
         header.ensemble,
         header.coding,
         progress,
+        primer,
     )
     data = b"".join(model.symbols.decode(stream) for stream in streams)
     inject_fault(data)  # tests only: the model's process dies here, as llama.cpp can
     return data
+
+
+def dictionary_fits(header: Header, dictionary: Dictionary) -> None:
+    """A file's settings are its dictionary's (it was made with them): else the
+    file is corrupt, or the dictionary is another with the same fingerprint."""
+    ensemble = header.ensemble
+    if ensemble is not None and dictionary.ensemble is not None:
+        # Compare as written: a layout's defaults read back in the layout they were written in.
+        same = pack_ensemble(ensemble) == pack_ensemble(dictionary.ensemble)
+    else:
+        same = ensemble is dictionary.ensemble
+    if len(dictionary.tokens) >= header.context:
+        raise FormatError("corrupt file: its window has no room for its dictionary's priming text")
+    if not same or header.coding.arith != dictionary.arith or header.lanes != 1:
+        named = header.dict_id.hex() if header.dict_id else ""
+        raise FormatError(f"corrupt file: its settings are not those of its dictionary {named}")
+
+
+def start_token(header: Header, model: CodecModel) -> int:
+    """The header's start token, or where it leaves it out (version 2), the model's."""
+    return model.start_token if header.start_token is None else header.start_token
 
 
 @dataclass(frozen=True)
@@ -319,15 +389,15 @@ class ModelIdentity:
 
 def check_model(header: Header, model: ModelIdentity) -> None:
     """Refuse a model that is not the one the file was made with; warn on a different build."""
-    if header.model_sha256 is None:
+    if header.model_id is None:
         return  # a file without a model decodes with any
-    if header.model_sha256 != model.sha256:
+    if not header.uses_model(model.sha256):
         named = f" ({header.model_name})" if header.model_name else ""
         raise ModelMismatchError(
-            f"file needs model sha256 {header.model_sha256.hex()[:16]}…{named}, "
-            f"loaded model is {model.sha256.hex()[:16]}… ({model.name})"
+            f"file needs model {header.model_id.hex()[:16]}{named}, "
+            f"loaded model is {model.sha256.hex()[:16]} ({model.name})"
         )
-    if header.vocab_size != model.n_vocab:
+    if header.vocab_size is not None and header.vocab_size != model.n_vocab:
         raise ModelMismatchError(
             f"file needs a vocabulary of {header.vocab_size} tokens, the model has {model.n_vocab}"
         )
@@ -360,7 +430,9 @@ class FrameWorkers(Protocol):
 
     def encode(self, chunk: bytes, options: CompressOptions) -> Future[CodedFrame]: ...
 
-    def decode(self, header: Header, symbols: int, payload: bytes) -> Future[bytes]: ...
+    def decode(
+        self, header: Header, symbols: int, payload: bytes, *, dictionary: Dictionary | None = None
+    ) -> Future[bytes]: ...
 
     @property
     def depth(self) -> int:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from nacrith.crash import death_text
+from nacrith.dictionary import Dictionary
 from nacrith.engine import Progress
 from nacrith.errors import JobCancelled, WorkerError
 from nacrith.format import Header
@@ -133,8 +134,10 @@ def _encode(chunk: bytes, options: CompressOptions, ticket: int = 0) -> CodedFra
     return encode_chunk(chunk, _loaded(), options, None if watch is None else lambda _n: watch)
 
 
-def _decode(header: Header, symbols: int, payload: bytes, ticket: int = 0) -> bytes:
-    return decode_neural(header, symbols, payload, _loaded(), _watch(ticket))
+def _decode(
+    header: Header, symbols: int, payload: bytes, ticket: int = 0, dictionary: Dictionary | None = None
+) -> bytes:
+    return decode_neural(header, symbols, payload, _loaded(), _watch(ticket), dictionary)
 
 
 # --- in the calling process -------------------------------------------------------
@@ -166,8 +169,17 @@ class FramePool(Protocol):
         """Code a frame's bytes as the job ``ticket``'s (0: no job)."""
         ...
 
-    def decode(self, header: Header, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
-        """Decode a neural frame as the job ``ticket``'s (0: no job)."""
+    def decode(
+        self,
+        header: Header,
+        symbols: int,
+        payload: bytes,
+        ticket: int = 0,
+        *,
+        dictionary: Dictionary | None = None,
+    ) -> Future[bytes]:
+        """Decode a neural frame as the job ``ticket``'s (0: no job), with the
+        header's dictionary if it names one."""
         ...
 
     def cancel(self, ticket: int) -> None:
@@ -261,8 +273,16 @@ class Workers:
     def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
         return self._submit(ticket, _encode, chunk, options, ticket)
 
-    def decode(self, header: Header, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
-        return self._submit(ticket, _decode, header, symbols, payload, ticket)
+    def decode(
+        self,
+        header: Header,
+        symbols: int,
+        payload: bytes,
+        ticket: int = 0,
+        *,
+        dictionary: Dictionary | None = None,
+    ) -> Future[bytes]:
+        return self._submit(ticket, _decode, header, symbols, payload, ticket, dictionary)
 
     def job(self) -> WorkerJob:
         """A view of the pool for one file, whose frames cancel() stops."""
@@ -364,9 +384,11 @@ class WorkerJob:
         self._refuse_if_cancelled()
         return self.pool.encode(chunk, options, self.ticket)
 
-    def decode(self, header: Header, symbols: int, payload: bytes) -> Future[bytes]:
+    def decode(
+        self, header: Header, symbols: int, payload: bytes, *, dictionary: Dictionary | None = None
+    ) -> Future[bytes]:
         self._refuse_if_cancelled()
-        return self.pool.decode(header, symbols, payload, self.ticket)
+        return self.pool.decode(header, symbols, payload, self.ticket, dictionary=dictionary)
 
     def cancel(self) -> None:
         self.cancelled = True

@@ -15,13 +15,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from nacrith.dictionary import Dictionary
 from nacrith.engine import Progress
-from nacrith.errors import ChecksumError, CoderError, FormatError
+from nacrith.errors import ChecksumError, CoderError, DictionaryError, FormatError
 from nacrith.format import (
     FrameHeader,
     FrameType,
     Header,
     IndexEntry,
+    SingleFrame,
     Trailer,
     environment_backend,
     read_exact,
@@ -61,7 +63,7 @@ def _decode_payload(
             if not header.zstd_stream:
                 raise FormatError("corrupt file: a zstd stream frame in a file without the stream flag")
             return done_future(stream.piece(payload, fh.raw_size))
-        if header.model_sha256 is None:
+        if header.model_id is None:
             raise FormatError("corrupt file: a neural frame in a file without a model")
         return neural(fh.symbols, payload, progress)
     except (FormatError, CoderError) as exc:
@@ -73,15 +75,17 @@ def iter_decoded_frames(
     load_model: Callable[[Header], CodecModel],
     progress: StreamProgress | None = None,
     workers: FrameWorkers | None = None,
+    load_dictionary: Callable[[bytes], Dictionary] | None = None,
 ) -> Iterator[bytes]:
     """Yield each frame's bytes after its checksum matched; check the trailer at the end.
 
     ``load_model`` is called (and should check the model) only when a neural
     frame needs it, so files of stored and zstd frames decode without a model.
     With ``workers``, neural frames are decoded there instead, several at a
-    time, and still handed out in file order.
+    time, and still handed out in file order. A file made with a dictionary
+    needs ``load_dictionary``, which finds it by its fingerprint.
     """
-    header = Header.read(src)
+    header, header_bytes = Header.read_bytes(src)
     digest = hashlib.sha256()
     entries: list[IndexEntry] = []
     stream = StreamReader()
@@ -92,31 +96,44 @@ def iter_decoded_frames(
 
     def neural(symbols: int, payload: bytes, frame_progress: Progress | None) -> Future[bytes]:
         nonlocal environment
+        dictionary = None
+        if header.dict_id is not None:
+            if load_dictionary is None:
+                raise DictionaryError(
+                    f"file needs dictionary {header.dict_id.hex()}: give it with --dict FILE"
+                )
+            dictionary = load_dictionary(header.dict_id)
         if workers is not None:
             if environment is None:
                 workers.check(header)
                 environment = workers.environment
-            return workers.decode(header, symbols, payload)
+            return workers.decode(header, symbols, payload, dictionary=dictionary)
         model = load_model(header)
         environment = model.environment
-        return done_future(decode_neural(header, symbols, payload, model, frame_progress))
+        return done_future(decode_neural(header, symbols, payload, model, frame_progress, dictionary))
 
-    def finished(fh: FrameHeader, future: Future[bytes]) -> bytes:
+    def finished(fh: FrameHeader, future: Future[bytes], single: SingleFrame | None = None) -> bytes:
         number = len(entries) + 1
+        backend = _backend_hint(header, environment)
+        # A file of one frame has no sizes to tell a cut from damage: say both.
+        damaged = " (the file is truncated or damaged)" if single is not None else ""
         try:
             data = future.result()
         except CoderError as exc:
-            raise ChecksumError(f"frame {number}: {exc}{_backend_hint(header, environment)}") from None
+            raise ChecksumError(f"frame {number}: {exc}{backend or damaged}") from None
         except FormatError as exc:
             if str(exc).startswith("corrupt"):  # the payload's own structure, not the file's
-                raise FormatError(f"frame {number}: {exc}") from None
+                raise FormatError(f"frame {number}: {exc}{damaged}") from None
             raise
-        if len(data) != fh.raw_size or zlib.crc32(data) != fh.raw_crc32:
-            hint = ""
+        matches = single.matches(data) if single is not None else zlib.crc32(data) == fh.raw_crc32
+        if len(data) != fh.raw_size or not matches:
+            hint = damaged
             if fh.type == FrameType.NEURAL:
-                hint = (
-                    _backend_hint(header, environment)
-                    or " (model or llama.cpp build differs from the encoder's?)"
+                other = "the model or llama.cpp build differs from the encoder's"
+                hint = backend or (
+                    f" (the file is truncated or damaged, or {other})"
+                    if single is not None
+                    else f" ({other}?)"
                 )
             raise ChecksumError(f"frame {number}: decoded bytes do not match the checksum{hint}")
         digest.update(data)
@@ -127,6 +144,12 @@ def iter_decoded_frames(
             progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
         return data
 
+    if header.single != FrameType.END:  # version 2's file of one frame: no frame header, no index
+        one = SingleFrame.read(src, header, header_bytes)
+        fh = one.header
+        on_one = frame_progress(progress, done, fh.raw_size, fh.symbols) if workers is None else None
+        yield finished(fh, _decode_payload(header, fh, one.payload, neural, on_one, stream), one)
+        return
     depth = workers.depth if workers is not None else 0
     while True:
         ftype = FrameHeader.read_type(src)
@@ -171,10 +194,11 @@ def decompress_stream(
     load_model: Callable[[Header], CodecModel],
     progress: StreamProgress | None = None,
     workers: FrameWorkers | None = None,
+    load_dictionary: Callable[[bytes], Dictionary] | None = None,
 ) -> int:
     """Decode src into dst; returns the number of bytes written."""
     total = 0
-    for data in iter_decoded_frames(src, load_model, progress, workers):
+    for data in iter_decoded_frames(src, load_model, progress, workers, load_dictionary):
         dst.write(data)
         total += len(data)
     return total
@@ -188,7 +212,13 @@ class FileInfo:
 
 
 def read_info(src: BinaryIO) -> FileInfo:
-    """Header and index of a seekable file, without decoding any frame."""
-    header = Header.read(src)
+    """Header and index of a seekable file, without decoding any frame. A file
+    of one frame has no index: its frame stands for it (with no content
+    digest, which such a file does not keep)."""
+    header, header_bytes = Header.read_bytes(src)
+    if header.single != FrameType.END:
+        one = SingleFrame.read(src, header, header_bytes).header
+        entry = IndexEntry(one.type, one.raw_size, one.payload_size)
+        return FileInfo(header, Trailer(one.raw_size, b"", (entry,)), src.seek(0, 2))
     trailer = Trailer.read_from_end(src)
     return FileInfo(header, trailer, src.seek(0, 2))

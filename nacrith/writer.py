@@ -15,11 +15,20 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import BinaryIO
 
 from nacrith.engine import FrameStats, Progress
 from nacrith.errors import InputChangedError
-from nacrith.format import FrameHeader, FrameType, Header, IndexEntry, Trailer
+from nacrith.format import (
+    MODEL_ID_SIZE,
+    FrameHeader,
+    FrameType,
+    Header,
+    IndexEntry,
+    Trailer,
+    pack_single,
+)
 from nacrith.frames import (
     CodecModel,
     CodedFrame,
@@ -60,33 +69,67 @@ def _read_up_to(stream: BinaryIO, n: int) -> bytes:
 
 
 class _FrameWriter:
-    """Writes a header, frames and the index to out, keeping the summary and the digest."""
+    """Writes a header, frames and the index to out, keeping the summary and the digest.
+
+    In version 2, the header and the first frame wait until a second frame
+    comes or the input ends: a file of one frame, the usual small file, is
+    written without frame header and index (format.pack_single). Memory holds
+    that one frame at most.
+    """
 
     def __init__(self, out: BinaryIO, header: Header) -> None:
         self.out = out
+        self.header = header
         self.summary = Summary()
         self.digest = hashlib.sha256()
         self.entries: list[IndexEntry] = []
-        self._write(header.pack())
+        #: Version 2's first frame, until it is known whether it is the only one.
+        self.held: tuple[FrameType, bytes, bytes, int] | None = None
+        self.started = header.version == 1
+        if self.started:
+            self._write(header.pack())
 
     def _write(self, data: bytes) -> None:
         self.out.write(data)
         self.summary.coded_bytes += len(data)
 
     def frame(self, ftype: FrameType, raw: bytes, payload: bytes, n_symbols: int = 0) -> None:
+        s = self.summary
+        s.raw_bytes += len(raw)
+        s.frames[ftype.name.lower()] = s.frames.get(ftype.name.lower(), 0) + 1
+        if not self.started:
+            if self.held is None:
+                self.held = (ftype, raw, payload, n_symbols)
+                return
+            self._start()
+        self._frame(ftype, raw, payload, n_symbols)
+
+    def _start(self) -> None:
+        """A second frame came: the header of a file of frames, then the first frame."""
+        self.started = True
+        self._write(self.header.pack())
+        if self.held is not None:
+            self._frame(*self.held)
+            self.held = None
+
+    def _frame(self, ftype: FrameType, raw: bytes, payload: bytes, n_symbols: int) -> None:
         self._write(FrameHeader(ftype, len(raw), len(payload), n_symbols, zlib.crc32(raw)).pack())
         self._write(payload)
         self.digest.update(raw)
         self.entries.append(IndexEntry(ftype, len(raw), len(payload)))
-        s = self.summary
-        s.raw_bytes += len(raw)
-        s.frames[ftype.name.lower()] = s.frames.get(ftype.name.lower(), 0) + 1
 
     def finish(self, content_size: int | None) -> Summary:
         if content_size is not None and content_size != self.summary.raw_bytes:
             raise InputChangedError(
                 f"input changed while reading: expected {content_size} bytes, read {self.summary.raw_bytes}"
             )
+        if not self.started:
+            ftype, raw, payload, n_symbols = self.held or (FrameType.STORED, b"", b"", 0)
+            header = replace(
+                self.header, single=ftype, zstd_stream=ftype == FrameType.ZSTD_STREAM, content_size=None
+            )
+            self._write(pack_single(header, raw, payload, n_symbols))
+            return self.summary
         self._write(Trailer(self.summary.raw_bytes, self.digest.digest()[:8], tuple(self.entries)).pack())
         return self.summary
 
@@ -99,8 +142,9 @@ class _ZstdOnly:
     file is a single frame, which is stored instead when zstd does not help.
     """
 
-    def __init__(self, spool: BinaryIO, frame_size: int, content_size: int | None) -> None:
+    def __init__(self, spool: BinaryIO, frame_size: int, content_size: int | None, version: int) -> None:
         self.spool = spool
+        self.version = version
         self.frame_size = frame_size
         self.content_size = content_size
         self.writer: _FrameWriter | None = None
@@ -123,7 +167,7 @@ class _ZstdOnly:
         piece = stream_piece(self.stream, raw)
         if self.writer is None:
             stored = last and len(piece) >= len(raw)  # a single frame zstd does not shrink
-            header = Header.without_model(self.frame_size, self.content_size, zstd_stream=not stored)
+            header = Header.without_model(self.frame_size, self.content_size, not stored, self.version)
             self.writer = _FrameWriter(self.spool, header)
             if stored:
                 self.writer.frame(FrameType.STORED, raw, raw)
@@ -134,7 +178,7 @@ class _ZstdOnly:
         if self.pending_size:
             self._frame(last=True)
         if self.writer is None:  # empty input
-            header = Header.without_model(self.frame_size, self.content_size, zstd_stream=False)
+            header = Header.without_model(self.frame_size, self.content_size, False, self.version)
             self.writer = _FrameWriter(self.spool, header)
         return self.writer.finish(self.content_size)
 
@@ -170,23 +214,9 @@ def compress_stream(
     and written in input order: the file is the same byte for byte. ``model``
     then serves only the tokenizer and the model's identity.
     """
-    header = Header(
-        model_sha256=model.sha256,
-        vocab_size=model.symbols.n_vocab,
-        context=options.context,
-        slide=options.slide,
-        temperature=options.temperature,
-        frame_size=options.frame_size,
-        start_token=model.start_token,
-        content_size=content_size,
-        model_name=model.name,
-        environment=workers.environment if workers is not None else model.environment,
-        ensemble=options.ensemble,
-        zstd_stream=options.segment,
-        lanes=options.lanes,
-        min_stream=options.min_stream if options.lanes > 1 else 0,
-        coding=options.coding,
-    )
+    header = _header(model, options, content_size, workers)
+    if options.dictionary is not None:
+        options.dictionary.check_model(model.sha256, model.symbols.n_vocab)
     if options.segment:
         return _compress_segmented(src, dst, header, model, options, progress, workers)
     writer = _FrameWriter(dst, header)
@@ -195,6 +225,38 @@ def compress_stream(
         frames.text(chunk)
     frames.finish()
     return writer.finish(content_size)
+
+
+def _header(
+    model: CodecModel, options: CompressOptions, content_size: int | None, workers: FrameWorkers | None
+) -> Header:
+    """The header of options.format_version: version 2 names the model by a
+    short fingerprint and leaves out what the model itself says (its
+    vocabulary, its start token) and its file name, which ``info`` finds
+    among the models it knows (models/registry.py)."""
+    v2 = options.format_version == 2
+    return Header(
+        # With a dictionary, its file names the model.
+        model_id=(b"" if options.dictionary is not None else model.sha256[:MODEL_ID_SIZE])
+        if v2
+        else model.sha256,
+        vocab_size=None if v2 else model.symbols.n_vocab,
+        context=options.context,
+        slide=options.slide,
+        temperature=options.temperature,
+        frame_size=options.frame_size,
+        start_token=None if v2 else model.start_token,
+        content_size=content_size,
+        model_name="" if v2 else model.name,
+        environment=workers.environment if workers is not None else model.environment,
+        ensemble=options.ensemble,
+        zstd_stream=options.segment,
+        lanes=options.lanes,
+        min_stream=options.min_stream if options.lanes > 1 else 0,
+        coding=options.coding,
+        version=options.format_version,
+        dict_id=options.dictionary.fingerprint if options.dictionary is not None else None,
+    )
 
 
 def _count_model(summary: Summary, ftype: FrameType, stats: FrameStats) -> None:
@@ -282,7 +344,10 @@ def _compress_segmented(
     with contextlib.ExitStack() as spools:
         out: BinaryIO = dst if direct else spools.enter_context(_spool())
         zstd_only = _ZstdOnly(
-            spools.enter_context(_spool()), max(ZSTD_ONLY_FRAME_SIZE, options.frame_size), header.content_size
+            spools.enter_context(_spool()),
+            max(ZSTD_ONLY_FRAME_SIZE, options.frame_size),
+            header.content_size,
+            header.version,
         )
         start = out.tell() if direct else 0
         summary = _write_segments(src, out, header, model, options, progress, workers, zstd_only)

@@ -35,6 +35,7 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
+from nacrith.dictionary import Dictionary
 from nacrith.errors import JobCancelled, NacrithError, WorkerError
 from nacrith.format import Header
 from nacrith.frames import (
@@ -106,8 +107,10 @@ class FrameCoder:
     def encode(self, chunk: bytes, options: CompressOptions) -> tuple[CodedFrame, str, bytes, str]:
         return encode_chunk(chunk, self.model, options), *self._stamp()
 
-    def decode(self, header: Header, symbols: int, payload: bytes) -> tuple[bytes, str, bytes, str]:
-        return decode_neural(header, symbols, payload, self.model, None), *self._stamp()
+    def decode(
+        self, header: Header, symbols: int, payload: bytes, dictionary: Dictionary | None = None
+    ) -> tuple[bytes, str, bytes, str]:
+        return decode_neural(header, symbols, payload, self.model, None, dictionary), *self._stamp()
 
     def _stamp(self) -> tuple[str, bytes, str]:
         """Who coded a frame, with what model and build: the pool refuses a
@@ -178,8 +181,16 @@ class RayPool:
     def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
         return self._track(self.handle.encode.remote(chunk, options), ticket)
 
-    def decode(self, header: Header, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
-        return self._track(self.handle.decode.remote(header, symbols, payload), ticket)
+    def decode(
+        self,
+        header: Header,
+        symbols: int,
+        payload: bytes,
+        ticket: int = 0,
+        *,
+        dictionary: Dictionary | None = None,
+    ) -> Future[bytes]:
+        return self._track(self.handle.decode.remote(header, symbols, payload, dictionary), ticket)
 
     def _track(self, response: DeploymentResponse, ticket: int) -> Future[Any]:
         future = self._threads.submit(self._result, response)

@@ -105,9 +105,26 @@ async def compress(
     frame_size: Annotated[
         int, Query(ge=1, le=MAX_FRAME_SIZE, description="most bytes per frame")
     ] = CompressOptions.frame_size,
+    dict: Annotated[  # the query's name
+        str | None,
+        Query(
+            description="a dictionary the service was started with (GET /v1/dicts): it brings its ensemble"
+        ),
+    ] = None,
 ) -> Response:
+    dictionary = None
+    if dict is not None:
+        known = _service(request).dictionaries
+        if dict not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise ApiError(
+                400, "DictionaryError", f"no dictionary named {dict!r} (this service has: {names})"
+            )
+        if llm_only:
+            raise ApiError(400, "BadOptions", "a dictionary brings its own ensemble: drop llm_only")
+        dictionary = known[dict]
     try:
-        options = CompressOptions(lanes=lanes, context=context, frame_size=frame_size)
+        options = CompressOptions(lanes=lanes, context=context, frame_size=frame_size, dictionary=dictionary)
         if llm_only:
             options = replace(options, ensemble=None)
     except ValueError as exc:
@@ -174,12 +191,14 @@ def _finish(job: Job, sent: int) -> None:
     job.close()
 
 
-def _inspect(src: IO[bytes], workers: WorkerJob) -> FileInfo:
+def _inspect(src: IO[bytes], workers: WorkerJob, service: Service) -> FileInfo:
     """Header and index, checked before anything is decoded or sent, and the
     model, when any frame needs one: so a file that is not whole, or is
     another model's, is refused with a 400 rather than a broken stream."""
     info = read_info(src)  # type: ignore[arg-type]  # a spooled upload: IO[bytes], a file in all but name
     if any(entry.type == FrameType.NEURAL for entry in info.trailer.entries):
+        if info.header.dict_id is not None:
+            service.dictionary(info.header.dict_id)  # DictionaryError naming it when it is not loaded
         workers.check(info.header)
     src.seek(0)
     return info
@@ -208,12 +227,13 @@ async def decompress(request: Request) -> Response:
     job = _admit(request, "decompress")
     try:
         src = await job.receive_body()
-        info = await job.run(_inspect, src, job.workers)
+        info = await job.run(_inspect, src, job.workers, job.service)
         frames = iter_decoded_frames(
             src,  # type: ignore[arg-type]  # a spooled upload: IO[bytes], a file in all but name
             _no_model,
             _count_tokens(job.service, "decompress"),
             job.workers,
+            job.service.dictionary,
         )
         held = _HeldFrames(job, frames)
         # Two frames before the status line: a one-frame file, the usual
@@ -222,13 +242,24 @@ async def decompress(request: Request) -> Response:
     except BaseException:
         job.close()
         raise
-    model = info.header.model_name if info.header.model_sha256 else ""
+    model = _model_name(job.service, info.header)
     headers = {
         "Content-Length": str(info.trailer.content_size),
         "X-Original-Length": str(info.trailer.content_size),
         "X-Nacrith-Model": model or "",
     }
     return JobResponse(job, held.send(), headers=headers)
+
+
+def _model_name(service: Service, header: Header) -> str:
+    """The file's model by name: as a version-1 header records it, or (version 2
+    names it by fingerprint only) the service's model when it is that one."""
+    if header.model_id is None:
+        return ""
+    loaded = service.model
+    if header.model_name or loaded is None or not header.uses_model(loaded.sha256):
+        return header.model_name
+    return loaded.name
 
 
 class StreamAborted(RuntimeError):
@@ -272,6 +303,23 @@ class _HeldFrames:
             raise StreamAborted(f"decompress stopped after {sent} bytes: {exc}") from exc
         finally:
             _finish(self.job, sent)
+
+
+@router.get("/v1/dicts", summary="The dictionaries to compress with", dependencies=[Depends(require_key)])
+async def dicts(request: Request) -> list[dict[str, object]]:
+    """Each dictionary the service was started with: its name (``POST
+    /compress?dict=NAME``), fingerprint (what files made with it record),
+    priming tokens, and whether it has a learned ensemble."""
+    return [
+        {
+            "name": name,
+            "fingerprint": d.fingerprint.hex(),
+            "priming_tokens": len(d.tokens),
+            "learned": d.state_size > 0,
+            "bytes": len(d.pack()),
+        }
+        for name, d in sorted(_service(request).dictionaries.items())
+    ]
 
 
 @router.get("/v1/info", summary="Version, model and workers", dependencies=[Depends(require_key)])

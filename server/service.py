@@ -18,7 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nacrith.errors import ModelError, NacrithError, one_line
+from nacrith.dictionary import Dictionary
+from nacrith.errors import DictionaryError, ModelError, NacrithError, one_line
 from nacrith.models.llm import LanguageModel
 from nacrith.parallel import Workers, plan_workers
 
@@ -35,6 +36,10 @@ DURATION_WEIGHT = 0.2
 class Service:
     def __init__(self, settings: ServerSettings, pool_factory: PoolFactory | None = None) -> None:
         self.settings = settings
+        #: Read now, so that a missing or damaged one stops the start at once.
+        self.dictionaries: dict[str, Dictionary] = {
+            name: Dictionary.read(path) for name, path in settings.dicts
+        }
         self.plans = plan_workers(settings.workers, settings.gpus, settings.threads)
         self.pool_factory: PoolFactory = pool_factory or self._local_pool
         self.metrics = Metrics()
@@ -74,6 +79,8 @@ class Service:
                 # Headers name this process's model; frames must be coded with the same one.
                 pool.close()
                 raise ModelError(f"the workers run another model than {self.model.name}")
+            for dictionary in self.dictionaries.values():
+                dictionary.check_model(self.model.sha256, self.model.symbols.n_vocab)
         except (NacrithError, OSError) as exc:
             self.load_error = one_line(exc)
             log.error("nacrith: cannot start the workers: %s", self.load_error)
@@ -98,6 +105,13 @@ class Service:
             self.pool = None
         self.metrics.ready.set(0)
         self.threads.shutdown(wait=False, cancel_futures=True)
+
+    def dictionary(self, fingerprint: bytes) -> Dictionary:
+        """The loaded dictionary a file names; DictionaryError naming it when there is none."""
+        for dictionary in self.dictionaries.values():
+            if dictionary.fingerprint == fingerprint:
+                return dictionary
+        raise DictionaryError(f"file needs dictionary {fingerprint.hex()}, which this service does not have")
 
     # --- admission ----------------------------------------------------------
 

@@ -30,6 +30,10 @@ class ServerSettings:
     api_key: str | None = field(default=None, repr=False)
     #: Where uploads and results are spooled; None: the system's temporary directory.
     spool_dir: str | None = None
+    #: Dictionaries by name (``nacrith serve --dict NAME=PATH``): ``POST
+    #: /compress?dict=NAME`` compresses with one, /decompress finds a file's by
+    #: its fingerprint.
+    dicts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -38,6 +42,9 @@ class ServerSettings:
             raise ValueError(f"the body limit must be at least 1 byte, not {self.max_body}")
         if self.queue is not None and self.queue < 1:
             raise ValueError(f"the queue must hold at least 1 request, not {self.queue}")
+        names = [name for name, _ in self.dicts]
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError("dictionaries need names, each used once")
         if self.api_key == "":
             raise ValueError(f"{API_KEY_ENV} is set but empty")
 

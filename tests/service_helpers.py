@@ -48,7 +48,10 @@ def gibberish(n: int, seed: int) -> bytes:
 def other_models_file(blob: bytes) -> bytes:
     stream = io.BytesIO(blob)
     header = Header.read(stream)
-    return dataclasses.replace(header, model_sha256=bytes(32)).pack() + blob[stream.tell() :]
+    return (
+        dataclasses.replace(header, model_id=bytes(len(header.model_id or b""))).pack()
+        + blob[stream.tell() :]
+    )
 
 
 #: Text the tiny test model codes far better than zstd does (tests/tiny_model.py).

@@ -144,6 +144,8 @@ class StubModel:
         return out
 
     def predictor(
-        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1
+        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1, primed: bool = False
     ) -> StubPredictor:
+        if primed:  # dictionaries are tested on the tiny model, through real llama.cpp
+            raise NotImplementedError("the stub model cannot start from a dictionary")
         return StubPredictor(self, lanes, context, slide, start_token, batch)

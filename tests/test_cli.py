@@ -169,9 +169,9 @@ def test_wrong_model_is_refused(workdir):
     assert nacrith("compress", "-q", "a.txt", cwd=workdir).returncode == 0
     blob = (workdir / "a.txt.nc").read_bytes()
     header = Header.read(io.BytesIO(blob))
-    other = Header(**{**header.__dict__, "model_sha256": bytes(32)})
+    other = Header(**{**header.__dict__, "model_id": bytes(len(header.model_id))})
     (workdir / "other.nc").write_bytes(other.pack() + blob[len(header.pack()) :])
-    assert_clean_error(nacrith("test", "other.nc", cwd=workdir), 1, "file needs model sha256 0000")
+    assert_clean_error(nacrith("test", "other.nc", cwd=workdir), 1, "file needs model 0000")
     assert_clean_error(
         nacrith("compress", "--model", "nope.gguf", "a.txt", "-o", "new.nc", cwd=workdir), 1, "nope.gguf"
     )

@@ -21,19 +21,21 @@ from nacrith.errors import FormatError, TruncatedError, UnsupportedVersionError
 from nacrith.format import (
     ESCAPE_SYMBOLS,
     FOOTER_MAGIC,
-    FORMAT_VERSION,
     MAGIC,
     MAX_PARAMS_SIZE,
+    V2_ENVIRONMENT,
     FrameHeader,
     FrameType,
     Header,
     HeaderFlag,
     IndexEntry,
+    SingleFrame,
     Tag,
     Trailer,
     _varint_from,
     ensemble_of_layout,
     pack_ensemble,
+    pack_single,
     pack_varint,
     unpack_ensemble,
     zstd_stream_bound,
@@ -47,7 +49,7 @@ SHA = bytes(range(32))
 
 def make_header(**changes) -> Header:
     fields = dict(
-        model_sha256=SHA,
+        model_id=SHA,
         vocab_size=49152,
         context=2048,
         slide=512,
@@ -83,7 +85,7 @@ def required_params(**changes: bytes) -> dict[int, bytes]:
     return values
 
 
-def raw_header(params: bytes, version: int = FORMAT_VERSION, required: int = 0, optional: int = 0) -> bytes:
+def raw_header(params: bytes, version: int = 1, required: int = 0, optional: int = 0) -> bytes:
     """A header with any parameter bytes and a correct CRC, to reach the checks after the CRC."""
     body = MAGIC + bytes([version, required, optional]) + pack_varint(len(params)) + params
     return body + struct.pack("<I", zlib.crc32(body))
@@ -209,7 +211,7 @@ def test_header_round_trip_any_values(
     sha, vocab, start_frac, context, slide_frac, temperature, frame_size, content_size, name, env
 ):
     header = Header(
-        model_sha256=sha,
+        model_id=sha,
         vocab_size=vocab,
         context=context,
         slide=1 + int(slide_frac * (context - 3)),
@@ -226,7 +228,7 @@ def test_header_round_trip_any_values(
 
 def test_header_rejects_invalid_values_on_construction():
     with pytest.raises(ValueError, match="32 bytes"):
-        make_header(model_sha256=b"x" * 31)
+        make_header(model_id=b"x" * 31)
     with pytest.raises(ValueError, match="frame_size"):
         make_header(frame_size=0)
     with pytest.raises(ValueError, match="frame_size"):
@@ -251,7 +253,7 @@ def test_header_unknown_ignorable_tag_is_skipped_and_kept():
     params = params_of(values) + param(0x90, b"hello") + param(0xFF, b"")
     header = read_header(raw_header(params))
     assert header == Header(
-        model_sha256=SHA,
+        model_id=SHA,
         vocab_size=49152,
         context=2048,
         slide=512,
@@ -275,7 +277,7 @@ def test_header_unknown_required_tag(tag):
         read_header(raw_header(params))
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_header_other_version(version):
     data = raw_header(params_of(required_params()), version=version)
     with pytest.raises(UnsupportedVersionError, match=f"format version {version}"):
@@ -365,7 +367,7 @@ def test_header_every_bit_flip_is_a_format_error():
 
 
 def test_header_parameter_block_too_large():
-    data = MAGIC + bytes([FORMAT_VERSION, 0, 0]) + pack_varint(MAX_PARAMS_SIZE + 1)
+    data = MAGIC + bytes([1, 0, 0]) + pack_varint(MAX_PARAMS_SIZE + 1)
     with pytest.raises(FormatError, match="parameter block"):
         read_header(data + bytes(16))
 
@@ -795,7 +797,7 @@ def test_files_without_coding_are_arithmetic_1_with_an_ensemble_per_stream():
         (b"\x02", FormatError, "CODING cut short"),
         (b"\x02\x01\x00", FormatError, "trailing bytes in CODING"),
         (b"\x02\x02", FormatError, "sharing flag 2"),
-        (b"\x01\x00", FormatError, "CODING of files without it"),  # one spelling: the tag left out
+        (b"\x01\x00", FormatError, "CODING written at its default"),  # one spelling: the tag left out
         (b"\x03\x01", UnsupportedVersionError, "arithmetic 3"),
         (b"\x00\x01", UnsupportedVersionError, "arithmetic 0"),
     ],
@@ -817,3 +819,215 @@ def test_coding_is_refused_without_a_model():
 def test_coding_must_be_understood():
     """Bit 7 clear: a reader that predates arithmetic 2 refuses such a file rather than misreading it."""
     assert not Tag.CODING & 0x80
+
+
+# --- version 2: the compact layout ----------------------------------------------------
+
+V2_ID = bytes(range(8))
+
+
+def v2_header(**changes) -> Header:
+    """Version 2 at every default: what ``nacrith compress`` writes."""
+    fields = dict(
+        model_id=V2_ID,
+        vocab_size=None,
+        context=2048,
+        slide=512,
+        temperature=1.0,
+        frame_size=1 << 20,
+        start_token=None,
+        environment=V2_ENVIRONMENT,
+        ensemble=EnsembleSettings(),
+        lanes=16,
+        min_stream=10240,
+        coding=Coding(2, True),
+        version=2,
+        single=FrameType.NEURAL,
+    )
+    fields.update(changes)
+    return Header(**fields)
+
+
+def test_v2_default_header_is_its_magic_version_descriptor_and_model():
+    packed = v2_header().pack()
+    assert packed == MAGIC + b"\x02\x0b" + V2_ID
+    assert Header.read(io.BytesIO(packed)) == v2_header()
+
+
+def test_v2_default_file_of_one_frame_costs_at_most_24_bytes():
+    """The bound holds up to a full frame of 1 MiB: 14 bytes of header, two
+    varints of at most 3 bytes, the checksum."""
+    for raw_size in (2, 127, 128, 385, 16383, 16384, 1 << 20):
+        raw = b"a" * raw_size
+        payload = b"p" * max(1, raw_size // 4)
+        blob = pack_single(v2_header(), raw, payload, raw_size)
+        assert len(blob) - len(payload) <= 24, raw_size
+        assert len(blob) - len(payload) == 18 + 2 * len(pack_varint(raw_size))
+
+
+def test_v2_a_few_hundred_bytes_stored_cost_12():
+    header = replace(Header.without_model(1 << 25, zstd_stream=False, version=2), single=FrameType.STORED)
+    raw = bytes(range(256)) + bytes(44)
+    blob = pack_single(header, raw, raw, 0)
+    assert len(blob) == len(raw) + 12
+    stream = io.BytesIO(blob)
+    read, header_bytes = Header.read_bytes(stream)
+    one = SingleFrame.read(stream, read, header_bytes)
+    assert one.payload == raw and one.matches(raw) and not one.matches(raw[:-1] + b"x")
+
+
+@given(
+    context=st.integers(64, MAX_CONTEXT),
+    slide_frac=st.floats(0, 1),
+    temperature=st.floats(min_value=0, exclude_min=True, width=32, allow_infinity=False),
+    frame_size=st.integers(1, MAX_FRAME_SIZE),
+    start=st.none() | st.integers(0, 100_000),
+    ensemble=st.sampled_from([None, EnsembleSettings(), ensemble_of_layout(2, ngram_max_order=6)]),
+    lanes=st.sampled_from([(1, 0), (16, 10240), (4, 8), (256, 1)]),
+    coding=st.sampled_from([Coding(1, False), Coding(2, True), Coding(2, False), Coding(1, True)]),
+    single=st.sampled_from(list(FrameType)),
+    content_size=st.none() | st.integers(0, 2**64 - 1),
+    env=st.sampled_from([V2_ENVIRONMENT, "0.3.40 gpu 12345678 native", ""]),
+)
+def test_v2_header_round_trip_any_values(
+    context, slide_frac, temperature, frame_size, start, ensemble, lanes, coding, single, content_size, env
+):
+    header = v2_header(
+        context=context,
+        slide=32 + int(slide_frac * (context - 34)),  # room for the skip's batch
+        temperature=temperature,
+        frame_size=frame_size,
+        start_token=start,
+        ensemble=ensemble,
+        lanes=lanes[0],
+        min_stream=lanes[1],
+        coding=coding,
+        single=single,
+        content_size=content_size if single == FrameType.END else None,
+        environment=env,
+        zstd_stream=single == FrameType.ZSTD_STREAM,
+    )
+    packed = header.pack()
+    read, read_bytes = Header.read_bytes(io.BytesIO(packed))
+    assert read == header and read_bytes == packed
+
+
+def v2_raw(descriptor: int, settings: bytes = b"", model: bytes = V2_ID) -> bytes:
+    """A version-2 header of a body of frames (descriptor's frame type 0), its checksum made."""
+    body = MAGIC + bytes([2, descriptor]) + model
+    if settings:
+        body += pack_varint(len(settings)) + settings
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        (Tag.CONTEXT, pack_varint(2048)),
+        (Tag.SLIDE, pack_varint(512)),
+        (Tag.TEMPERATURE, struct.pack("<f", 1.0)),
+        (Tag.FRAME_SIZE, pack_varint(1 << 20)),
+        (Tag.ENSEMBLE, b"\x02\x1f"),
+        (Tag.LANES, pack_varint(16) + pack_varint(10240)),
+        (Tag.CODING, b"\x02\x01"),
+        (Tag.ENVIRONMENT, V2_ENVIRONMENT.encode()),
+    ],
+)
+def test_v2_a_setting_at_its_default_is_corrupt(tag, value):
+    """A header has one spelling: the default is written by leaving the setting out."""
+    with pytest.raises(FormatError, match="default"):
+        read_header(v2_raw(0x18, param(tag, value)))
+
+
+@pytest.mark.parametrize("tag", [Tag.MODEL_SHA256, Tag.VOCAB_SIZE, Tag.ESCAPES])
+def test_v2_refuses_version_1_only_parameters(tag):
+    with pytest.raises(FormatError, match="does not belong"):
+        read_header(v2_raw(0x18, param(tag, b"\x01")))
+
+
+def test_v2_settings_of_a_file_without_a_model():
+    assert read_header(v2_raw(0x10, param(Tag.FRAME_SIZE, pack_varint(4096)), model=b"")).frame_size == 4096
+    with pytest.raises(FormatError, match="CONTEXT does not belong"):
+        read_header(v2_raw(0x10, param(Tag.CONTEXT, pack_varint(64)), model=b""))
+
+
+def test_v2_content_size_belongs_to_the_frame_in_a_file_of_one_frame():
+    body = MAGIC + bytes([2, 0x1B]) + V2_ID + pack_varint(3) + param(Tag.CONTENT_SIZE, b"\x05")
+    with pytest.raises(FormatError, match="CONTENT_SIZE does not belong"):
+        read_header(body)
+
+
+def test_v2_the_language_model_alone_and_one_lane_are_spelled():
+    header = v2_header(ensemble=None, lanes=1, min_stream=0, coding=LEGACY_CODING)
+    packed = header.pack()
+    assert param(Tag.ENSEMBLE, b"\x00") in packed and param(Tag.LANES, b"\x01\x00") in packed
+    assert param(Tag.CODING, b"\x01\x00") in packed
+    assert read_header(packed) == header
+
+
+@pytest.mark.parametrize("descriptor", [0x80, 0x88, 0xC8])
+def test_v2_reserved_descriptor_bits_need_a_newer_reader(descriptor):
+    with pytest.raises(UnsupportedVersionError, match="descriptor"):
+        read_header(v2_raw(descriptor))
+
+
+@pytest.mark.parametrize(
+    ("descriptor", "message"),
+    [
+        (0x0D, "frame type 5"),
+        (0x0F, "frame type 7"),
+        (0x03, "neural frame in a file without a model"),
+        (0x29, "zstd stream flag in a file of one frame"),
+    ],
+)
+def test_v2_bad_descriptors(descriptor, message):
+    with pytest.raises(FormatError, match=message):
+        read_header(MAGIC + bytes([2, descriptor]) + V2_ID + bytes(8))
+
+
+def test_v2_empty_settings_block_is_corrupt():
+    body = MAGIC + bytes([2, 0x18]) + V2_ID + b"\x00"
+    with pytest.raises(FormatError, match="empty settings"):
+        read_header(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_v2_header_of_frames_is_checksummed():
+    """Every bit but the descriptor's frame type, whose flip makes a file of one
+    frame, which has no header checksum: its file checksum finds the flip
+    (tests/test_fuzz.py)."""
+    packed = v2_raw(0x08)
+    for bit in range(8 * len(packed)):
+        if 8 * 5 <= bit < 8 * 5 + 3:
+            continue
+        with pytest.raises(FormatError):
+            read_header(flip(packed, bit))
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        (b"\x00\x01", FormatError, "0 bytes"),  # a neural frame holds at least a byte
+        (pack_varint((1 << 20) + 1) + b"\x01", FormatError, "in a frame of at most"),
+        (b"\x05\x06", FormatError, "6 symbols for 5 bytes"),
+        (b"\x05\x05\x01\x02\x03", TruncatedError, "truncated"),  # under 5 bytes after the sizes
+        (b"\x05\x05" + bytes(5) + bytes(4), FormatError, "payload of 5 bytes for 5"),
+        (b"\x05\x05" + bytes(5 + 69), FormatError, "data after the end"),
+    ],
+)
+def test_v2_one_frame_malformed(body, error, message):
+    header = v2_header()
+    with pytest.raises(error, match=message):
+        SingleFrame.read(io.BytesIO(body), header, header.pack())
+
+
+def test_v2_a_dictionary_names_the_model_and_means_one_stream():
+    header = v2_header(model_id=b"", dict_id=b"\x01\x02\x03\x04", lanes=1, min_stream=0)
+    packed = header.pack()
+    assert packed == MAGIC + b"\x02\x4b\x01\x02\x03\x04"  # NEURAL | MODEL | DICT, no Model_Id
+    assert read_header(packed) == header
+    with pytest.raises(ValueError, match="one stream"):
+        v2_header(model_id=b"", dict_id=b"\x01\x02\x03\x04")  # 16 lanes
+    with pytest.raises(ValueError, match="by 0 bytes"):
+        v2_header(dict_id=b"\x01\x02\x03\x04", lanes=1, min_stream=0)  # a Model_Id besides
+    with pytest.raises(FormatError, match="dictionary in a file without a model"):
+        read_header(MAGIC + bytes([2, 0x41]) + bytes(4) + bytes(8))

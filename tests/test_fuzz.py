@@ -38,6 +38,7 @@ from nacrith.format import (
     FrameType,
     Header,
     IndexEntry,
+    SingleFrame,
     Tag,
     Trailer,
     _varint_from,
@@ -48,6 +49,8 @@ from nacrith.settings import MAX_CONTEXT
 _NOISE = np.random.default_rng(1).integers(0, 256, 300).astype(np.uint8).tobytes()
 #: Inputs and writer options chosen so each file holds frames of given types (or none).
 #: The first four are made without segmentation: one frame, whatever its content.
+#: These are version-1 files (V1, added below), with a frame header and an index
+#: whatever their frames; version 2's are V2_SAMPLES.
 SAMPLES = {
     # ~20 tokens of plain text: the model wins.
     "neural": (b"The quick brown fox jumps over the lazy dog. " * 2, {"segment": False}, [FrameType.NEURAL]),
@@ -78,6 +81,10 @@ SAMPLES = {
         {"segment": False, "lanes": 3, "min_stream": 8},
         [FrameType.NEURAL],
     ),
+}
+
+SAMPLES = {
+    name: (data, {**options, "format_version": 1}, types) for name, (data, options, types) in SAMPLES.items()
 }
 
 #: Seconds any single decompress may take; a real decode of these files takes well under one.
@@ -291,7 +298,7 @@ def replace_trailer(sample: Sample, **changes) -> bytes:
 @pytest.mark.parametrize(
     ("where", "changes", "error", "message"),
     [
-        ("header", {"model_sha256": bytes(32)}, ModelMismatchError, "model sha256"),
+        ("header", {"model_id": bytes(32)}, ModelMismatchError, "file needs model 0000"),
         ("header", {"vocab_size": 1000}, ModelMismatchError, "vocabulary"),
         ("header", {"context": MAX_CONTEXT}, FormatError, "needs a context"),  # more than the model holds
         ("header", {"frame_size": 50}, FormatError, "in a frame of at most 50"),
@@ -413,3 +420,101 @@ def test_stream_piece_that_ends_the_zstd_stream_is_refused(codec):
     )
     with pytest.raises(FormatError, match="a piece ends the stream"):
         codec.decompress(header + frame + ended + trailer.pack())
+
+
+# --- version 2: files of one frame, without frame header or index -------------------
+
+#: The samples above written in version 2: a file of one frame has no frame
+#: header, index or footer, and its one checksum covers header, payload and content.
+V2_SAMPLES = {name: (data, {**options, "format_version": 2}) for name, (data, options, _) in SAMPLES.items()}
+
+
+@pytest.fixture(scope="module")
+def v2_samples(codec) -> dict[str, tuple[bytes, bytes]]:
+    return {name: (data, codec.compress(data, **options)) for name, (data, options) in V2_SAMPLES.items()}
+
+
+def test_version_2_samples_round_trip_in_few_bytes(codec, v2_samples):
+    """At most 24 bytes besides the payload, not counting the settings block,
+    which here holds the stub model's environment (the real model's, the
+    pinned build's, is the default and is not written)."""
+    for name, (original, blob) in v2_samples.items():
+        assert codec.decompress(blob) == original
+        stream = io.BytesIO(blob)
+        header, header_bytes = Header.read_bytes(stream)
+        assert header.version == 2
+        if name != "stream":  # every other sample is one frame
+            assert header.single != FrameType.END, name
+            settings = len(header_bytes) - (14 if header.model_id else 6)
+            payload = SingleFrame.read(stream, header, header_bytes).header.payload_size
+            assert len(blob) - payload - settings <= 24, name
+
+
+@pytest.mark.parametrize("name", ["stored", "zstd", "empty", "zstd_only", "stored_only"])
+def test_version_2_every_bit_flip_without_model(codec, v2_samples, name):
+    """No frame header, no header checksum: the one checksum still finds every flip
+    outside the zstd payload (where zstd may ignore a bit)."""
+    original, blob = v2_samples[name]
+    accepted = [
+        bit for bit in range(8 * len(blob)) if decode_or_error(codec, flip(blob, bit), original) is None
+    ]
+    if accepted:
+        assert name in ("zstd", "zstd_only"), f"bits {accepted} of the {name} file are not checked"
+
+
+@pytest.mark.parametrize("name", ["neural", "lanes", "stream"])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_version_2_random_bit_flip_in_neural_file(codec, v2_samples, name, data):
+    original, blob = v2_samples[name]
+    decode_or_error(codec, flip(blob, data.draw(st.integers(0, 8 * len(blob) - 1))), original)
+
+
+def test_version_2_every_bit_flip_in_the_neural_header(codec, v2_samples):
+    """The header of a file of one frame has no checksum of its own: a flip is
+    found before decoding (magic, version, descriptor, model) or by the file's
+    checksum after it, never passed on."""
+    original, blob = v2_samples["neural"]
+    header, header_bytes = Header.read_bytes(io.BytesIO(blob))
+    assert header.single == FrameType.NEURAL
+    for bit in range(8 * len(header_bytes) + 16):  # and the two sizes after it
+        error = decode_or_error(codec, flip(blob, bit), original)
+        assert error is not None, f"bit {bit} went unnoticed"
+        if 8 * 6 <= bit < 8 * 14:
+            assert isinstance(error, ModelMismatchError), f"bit {bit}: {error!r}"
+
+
+@pytest.mark.parametrize("name", sorted(V2_SAMPLES))
+def test_version_2_every_truncation(codec, v2_samples, name):
+    """A file of one frame cannot tell a cut from damage (it has no room to say
+    where its payload ends): refused either way, never wrong bytes."""
+    original, blob = v2_samples[name]
+    for n in range(len(blob)):
+        error = decode_or_error(codec, blob[:n], original)
+        assert error is not None, f"cut at {n} of {len(blob)} went unnoticed"
+
+
+@pytest.mark.parametrize("name", sorted(V2_SAMPLES))
+def test_version_2_trailing_bytes(codec, v2_samples, name):
+    original, blob = v2_samples[name]
+    for extra in (b"\x00", b"trailing garbage", blob):
+        assert decode_or_error(codec, blob + extra, original) is not None
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        ({"model_id": bytes(8)}, ModelMismatchError, "file needs model 0000"),
+        ({"context": 1024}, ChecksumError, "frame 1"),
+        ({"temperature": 2.0}, ChecksumError, "frame 1"),
+        ({"start_token": 1}, ChecksumError, "frame 1"),
+        ({"frame_size": 50}, FormatError, "in a frame of at most 50"),
+    ],
+)
+def test_version_2_consistent_lies(codec, v2_samples, changes, error, message):
+    """A header rewritten whole (so every structure is well formed) but lying."""
+    _, blob = v2_samples["neural"]
+    header, header_bytes = Header.read_bytes(io.BytesIO(blob))
+    lie = dataclasses.replace(header, **changes).pack() + blob[len(header_bytes) :]
+    with time_limit(TIME_LIMIT), pytest.raises(error, match=message):
+        codec.decompress(lie)

@@ -1,10 +1,11 @@
-"""Golden files of format v1: they decode byte-exactly, forever.
+"""Golden files of every format version: they decode byte-exactly, forever.
 
-``golden/v1-avx2`` was made by tests/golden/regen.py with llama-cpp-python
-built under the pinned profile (README, Quick start), whose kernels are the
-same on every x86-64 machine: it must decode on every machine CI runs on,
-and the encoder must still write it, byte for byte. This is the cross-machine
-test: the files were made on another CPU than most that check them.
+``golden/v1-avx2`` (version 1) and ``golden/v2-avx2`` (version 2, the compact
+layout) were made by tests/golden/regen.py with llama-cpp-python built under
+the pinned profile (README, Quick start), whose kernels are the same on every
+x86-64 machine: they must decode on every machine CI runs on, and the encoder
+must still write them, byte for byte. This is the cross-machine test: the
+files were made on another CPU than most that check them.
 
 ``golden/v1`` is the first set, made before the profile was pinned, by a
 native build with AVX-512 kernels (its ENVIRONMENT hash ``b932495e``). AVX-512
@@ -33,10 +34,19 @@ from nacrith.reader import read_info
 pytestmark = pytest.mark.llm
 
 HERE = Path(__file__).parent / "golden"
-PINNED = HERE / "v1-avx2"
 FIRST = HERE / "v1"
-PINNED_CASES = json.loads((PINNED / "cases.json").read_text())
 FIRST_CASES = json.loads((FIRST / "cases.json").read_text())
+#: The pinned sets: (directory, case name) of every case.
+PINNED_SETS = ("v1-avx2", "v2-avx2")
+PINNED_CASES = {
+    (folder, name): options
+    for folder in PINNED_SETS
+    for name, options in json.loads((HERE / folder / "cases.json").read_text()).items()
+}
+
+
+def pinned_ids(case: tuple[str, str]) -> str:
+    return f"{case[0]}/{case[1]}"
 
 
 def decode_quietly(codec, blob: bytes) -> bytes:
@@ -56,10 +66,11 @@ def test_the_tests_run_on_the_pinned_profile():
     )
 
 
-@pytest.mark.parametrize("name", sorted(PINNED_CASES))
-def test_golden_file_decodes(real_codec, name):
-    expected = (PINNED / f"{name}.bin").read_bytes()
-    assert decode_quietly(real_codec, (PINNED / f"{name}.nc").read_bytes()) == expected
+@pytest.mark.parametrize("case", sorted(PINNED_CASES), ids=pinned_ids)
+def test_golden_file_decodes(real_codec, case):
+    folder, name = case
+    expected = (HERE / folder / f"{name}.bin").read_bytes()
+    assert decode_quietly(real_codec, (HERE / folder / f"{name}.nc").read_bytes()) == expected
 
 
 def split_header(blob: bytes) -> tuple[Header, bytes]:
@@ -73,26 +84,32 @@ def split_header(blob: bytes) -> tuple[Header, bytes]:
 SKIPPING = ("skip_slide", "lanes_skip_slide", "json_default")
 
 
-@pytest.mark.parametrize("name", sorted(PINNED_CASES))
-def test_encoder_still_writes_golden_bytes(real_codec, name):
+@pytest.mark.parametrize("case", sorted(PINNED_CASES), ids=pinned_ids)
+def test_encoder_still_writes_golden_bytes(real_codec, case):
     """Same header fields and the same frames, byte for byte.
 
     The ENVIRONMENT field is left out: it names the llama.cpp build and CPU
-    kernels of the machine that wrote the file, and is informational.
+    kernels of the machine that wrote the file, and is informational. Version
+    2 leaves it out of the file on the pinned profile, so there the whole file
+    is the same.
     """
-    data = (PINNED / f"{name}.bin").read_bytes()
-    options = compress_options(PINNED_CASES[name])
+    folder, name = case
+    data = (HERE / folder / f"{name}.bin").read_bytes()
+    golden = (HERE / folder / f"{name}.nc").read_bytes()
+    options = compress_options(PINNED_CASES[case])
     out = io.BytesIO()
     summary = real_codec.compress_stream(io.BytesIO(data), out, content_size=len(data), **options)
-    assert split_header(out.getvalue()) == split_header((PINNED / f"{name}.nc").read_bytes())
+    assert split_header(out.getvalue()) == split_header(golden)
+    if folder == "v2-avx2":
+        assert out.getvalue() == golden
     if name in SKIPPING:
         assert summary.stats.skipped > 0  # the model was fed catch-up batches
 
 
 def test_the_pinned_set_records_the_pinned_profile():
-    for name in PINNED_CASES:
-        header = Header.read(io.BytesIO((PINNED / f"{name}.nc").read_bytes()))
-        if header.model_sha256 is not None:
+    for folder, name in PINNED_CASES:
+        header = Header.read(io.BytesIO((HERE / folder / f"{name}.nc").read_bytes()))
+        if header.model_id is not None:
             env = Environment.parse(header.environment)
             assert env is not None and env.kernels == "avx2", name
 

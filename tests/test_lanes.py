@@ -41,6 +41,7 @@ from nacrith.format import (
     FrameHeader,
     FrameType,
     Header,
+    SingleFrame,
     Tag,
     environment_backend,
     pack_streams,
@@ -65,9 +66,14 @@ def prose(n_bytes: int, seed: int = 5) -> bytes:
 
 
 def neural_payload(blob: bytes) -> tuple[Header, FrameHeader, bytes]:
-    """The header and the first frame of a file whose first frame is neural."""
+    """The header and the first frame of a file whose first frame is neural
+    (its only one, in a version-2 file of one frame)."""
     src = io.BytesIO(blob)
-    header = Header.read(src)
+    header, header_bytes = Header.read_bytes(src)
+    if header.single != FrameType.END:
+        one = SingleFrame.read(src, header, header_bytes)
+        assert one.header.type == FrameType.NEURAL
+        return header, one.header, one.payload
     fh = FrameHeader.read_after_type(src, FrameHeader.read_type(src), header.frame_size)
     assert fh.type == FrameType.NEURAL
     return header, fh, src.read(fh.payload_size)
@@ -111,7 +117,7 @@ def test_stream_payloads_that_do_not_fit_are_refused(payload, count):
 
 def lanes_header(**changes) -> Header:
     fields = dict(
-        model_sha256=bytes(32),
+        model_id=bytes(32),
         vocab_size=49152,
         context=2048,
         slide=512,
@@ -302,8 +308,11 @@ def test_backend_mismatch_is_named(codec):
     """A file that says it was made on a GPU warns when decoded on the CPU, and
     when it then fails its checksum the error says why."""
     data = prose(400, seed=15)
-    blob = codec.compress(data, lanes=2, min_stream=16, **SMALL)
+    # A file of frames: its header can be rewritten without touching the frames'
+    # checksums (a file of one frame has one checksum, over the header too).
+    blob = codec.compress(data, lanes=2, min_stream=16, frame_size=200, **SMALL)
     header = Header.read(io.BytesIO(blob))
+    assert header.single == FrameType.END
     version, _, system, kernels = header.environment.split()
     gpu_header = dataclasses.replace(header, environment=f"{version} gpu {system} {kernels}").pack()
     rest = blob[len(header.pack()) :]

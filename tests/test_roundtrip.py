@@ -54,12 +54,12 @@ def test_round_trip(codec, name, llm_only, segment):
     data = CASES[name]
     blob = codec.compress(data, segment=segment, **({"ensemble": None} if llm_only else {}))
     header = Header.read(io.BytesIO(blob))
-    if header.model_sha256 is not None:  # (segmented inputs this short are mostly zstd alone)
+    if header.model_id is not None:  # (segmented inputs this short are mostly zstd alone)
         assert (header.ensemble is None) == llm_only
     else:
         assert segment and FrameType.NEURAL not in frame_types(blob)
     if not segment:
-        assert header.model_sha256 is not None
+        assert header.model_id is not None
     assert codec.decompress(blob) == data
 
 
@@ -87,10 +87,12 @@ def test_special_token_strings_are_plain_text(codec, model):
     assert codec.decompress(blob) == data
 
 
-def test_empty_input_has_no_frames(codec):
+def test_empty_input_is_eleven_bytes(codec):
+    """Version 2: an empty stored frame, no model (docs/format.md's example)."""
     blob = codec.compress(b"")
-    assert frame_types(blob) == []
+    assert frame_types(blob) == [FrameType.STORED] and len(blob) == 11
     assert codec.decompress(blob) == b""
+    assert codec.decompress(codec.compress(b"", format_version=1)) == b""
 
 
 def test_sliding_window_small_context(codec):

@@ -9,6 +9,7 @@ No model is needed: the example's neural payload is only carried, not decoded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -25,10 +26,12 @@ from nacrith.format import (
     FrameType,
     Header,
     IndexEntry,
+    SingleFrame,
     Trailer,
     pack_ensemble,
+    pack_single,
 )
-from nacrith.settings import EnsembleSettings
+from nacrith.settings import Coding, EnsembleSettings
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "format.md"
 CONTENT = b"Hello, world!\n"
@@ -89,7 +92,7 @@ def test_every_table_row_matches_the_dump(offset, column):
 
 def test_the_code_reads_the_example_header_as_the_spec_describes():
     header = Header.read(io.BytesIO(DUMP))
-    assert header.model_sha256 == bytes.fromhex(
+    assert header.model_id == bytes.fromhex(
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     )
     assert (header.vocab_size, header.context, header.slide) == (49152, 2048, 512)
@@ -127,3 +130,74 @@ def test_the_default_ensemble_tag_is_the_one_the_spec_gives():
     match = re.search(r"`ENSEMBLE` tag, `0A 02 ([0-9A-F ]+)`", example_section().replace("\n", " "))
     assert match, "the example no longer gives the default ENSEMBLE tag"
     assert pack_ensemble(EnsembleSettings()) == bytes.fromhex(match.group(1))
+
+
+# --- version 2 ----------------------------------------------------------------
+
+
+def v2_section() -> str:
+    text = SPEC.read_text(encoding="utf-8")
+    return text[text.index("\nWorked example, version 2\n") :]
+
+
+def v2_dump() -> bytes:
+    section = v2_section()
+    block = section[section.index("```\n") + 4 :]
+    data = bytearray()
+    for line in block[: block.index("```")].splitlines():
+        match = re.match(r"([0-9a-f]{8}): (.*?)(?:  |$)", line)
+        assert match, f"not a hex dump line: {line!r}"
+        data += bytes.fromhex(match.group(2))
+    return bytes(data)
+
+
+V2_DUMP = v2_dump()
+
+
+def v2_rows() -> list[tuple[int, str]]:
+    rows = []
+    for line in v2_section().splitlines():
+        match = re.match(r"\| `0x([0-9A-F]+)` \| ([^|]*)\|", line)
+        if match:
+            rows.append((int(match.group(1), 16), match.group(2).strip()))
+    return rows
+
+
+@pytest.mark.parametrize(("offset", "column"), v2_rows(), ids=lambda v: hex(v) if isinstance(v, int) else "")
+def test_every_version_2_row_matches_its_dump(offset, column):
+    expected = bytes.fromhex(column.replace("`", ""))
+    assert V2_DUMP[offset : offset + len(expected)] == expected
+
+
+def test_the_code_reads_and_writes_the_version_2_example():
+    """Default settings throughout: the header is 14 bytes, the file 23."""
+    header, header_bytes = Header.read_bytes(io.BytesIO(V2_DUMP))
+    assert header_bytes == V2_DUMP[:14] and header.pack() == header_bytes
+    assert header.version == 2 and header.single == FrameType.NEURAL
+    assert header.model_id == bytes.fromhex("b179c9523d0e6a0f")
+    assert (header.context, header.slide, header.temperature, header.frame_size) == (2048, 512, 1.0, 1 << 20)
+    assert header.vocab_size is None and header.start_token is None  # the model's
+    assert header.ensemble == EnsembleSettings() and header.coding == Coding(2, True)
+    assert (header.lanes, header.min_stream) == (16, 10240)
+    assert header.environment == "0.3.36 cpu 2ce1275d avx2"
+    stream = io.BytesIO(V2_DUMP)
+    Header.read(stream)
+    one = SingleFrame.read(stream, header, header_bytes)
+    assert one.header == FrameHeader(FrameType.NEURAL, 14, 3, 5, 0)
+    assert one.matches(CONTENT) and not one.matches(b"Hello, world?\n")
+    assert pack_single(header, CONTENT, one.payload, 5) == V2_DUMP
+    assert struct.unpack("<I", V2_DUMP[-4:])[0] == zlib.crc32(V2_DUMP[:-4] + CONTENT)
+
+
+def test_the_version_2_empty_file_is_the_one_the_spec_gives():
+    section = v2_section()
+    block = section[section.index("**An empty file**") :]
+    block = block[block.index("```\n") + 4 :]
+    shown = bytes.fromhex(
+        "".join(
+            re.match(r"((?:[0-9A-F]{2} )+)", line).group(1)
+            for line in block[: block.index("```")].splitlines()
+        )
+    )
+    header = Header.without_model(1 << 25, zstd_stream=False, version=2)
+    assert pack_single(dataclasses.replace(header, single=FrameType.STORED), b"", b"", 0) == shown

@@ -20,6 +20,8 @@ import ctypes
 import importlib.util
 import os
 import time
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +184,8 @@ class LanguageModel:
         self.environment = environment_record(llama_cpp, self.backend, params.use_extra_bufts)
         #: Default first token of every frame; files record the one they used.
         self.start_token = vocab.start
-        self._predictor: LlamaPredictor | None = None
+        #: Predictors kept for the next call of the same shape, least recently used first.
+        self._predictors: OrderedDict[tuple[int, int, int, bool], LlamaPredictor] = OrderedDict()
 
     def _tokenize(self, text: bytes) -> list[int]:
         llama_cpp = self._llama_cpp
@@ -202,28 +205,36 @@ class LanguageModel:
         check_batch(batch, slide)
 
     def predictor(
-        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1
+        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1, primed: bool = False
     ) -> LlamaPredictor:
-        """A predictor of ``lanes`` sequences (kept for the next call with the same shape)."""
+        """A predictor of ``lanes`` sequences (kept for the next call with the same
+        shape, with the priming it computed). ``primed``: its windows start from a
+        dictionary's priming text (``LlamaPredictor.prime``)."""
         self._check_window(context, slide, start_token, batch)
         check_lanes(lanes, 1)
-        p = self._predictor
-        if p is None or (p.lanes, p.context, p.batch) != (lanes, context, batch):
-            if p is not None:
-                p.close()
-            self._predictor = None  # free the old KV cache before the new one is allocated
+        shape = (lanes, context, batch, primed)
+        p = self._predictors.pop(shape, None)
+        if p is None:
+            while len(self._predictors) >= PREDICTORS_KEPT:
+                # Free an old KV cache before the new one is allocated.
+                self._predictors.popitem(last=False)[1].close()
             # The KV cache size is part of what llama.cpp computes over, so the
             # decoder asks for the same size as the encoder did (llama.cpp may pad
             # it, identically on both sides).
-            p = self._predictor = LlamaPredictor(self, lanes, context, slide, batch)
+            p = LlamaPredictor(self, lanes, context, slide, batch, primed)
+        self._predictors[shape] = p
         p.slide = slide
         p.start_token = start_token
         return p
 
+    def release_contexts(self) -> None:
+        """Free the kept llama.cpp contexts (and their primings); the next
+        predictor makes its context anew."""
+        while self._predictors:
+            self._predictors.popitem()[1].close()
+
     def close(self) -> None:
-        if self._predictor is not None:
-            self._predictor.close()
-            self._predictor = None
+        self.release_contexts()
         if self._model:
             self._llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -239,14 +250,26 @@ class LanguageModel:
             self.close()
 
 
-def _new_context(model: LanguageModel, sequences: int, context: int, batch: int) -> Any:
+#: Predictors (llama.cpp contexts) a model keeps for later calls: a service's
+#: worker alternating between messages with and without a dictionary keeps both.
+PREDICTORS_KEPT = 2
+#: Primed sequences a predictor keeps, one per dictionary lately used.
+PRIMINGS_KEPT = 4
+#: Most tokens of a priming text evaluated in one llama_decode. Part of the
+#: schedule of a file made with a dictionary: the decoder evaluates the same calls.
+PRIME_CHUNK = 512
+
+
+def _new_context(model: LanguageModel, sequences: int, context: int, batch: int, primed: bool) -> Any:
     """A llama.cpp context of ``sequences`` sequences, each a window of
-    ``context`` cells, taking up to ``batch`` tokens per sequence in one call."""
+    ``context`` cells, taking up to ``batch`` tokens per sequence in one call,
+    or PRIME_CHUNK when ``primed`` and that is more."""
     llama_cpp = model._llama_cpp
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = sequences * context
-    params.n_batch = sequences * batch
-    params.n_ubatch = sequences * batch  # one micro-batch per call: llama.cpp never re-splits it
+    calls = max(sequences * batch, PRIME_CHUNK if primed else 0)
+    params.n_batch = calls
+    params.n_ubatch = calls  # one micro-batch per call: llama.cpp never re-splits it
     params.n_seq_max = sequences
     if hasattr(params, "kv_unified"):
         params.kv_unified = False  # a window per sequence; attention never spans sequences
@@ -300,7 +323,9 @@ class LlamaPredictor:
     batch size is part of the context's setup (n_batch, n_ubatch), so encoder
     and decoder use the same one."""
 
-    def __init__(self, model: LanguageModel, lanes: int, context: int, slide: int, batch: int = 1) -> None:
+    def __init__(
+        self, model: LanguageModel, lanes: int, context: int, slide: int, batch: int = 1, primed: bool = False
+    ) -> None:
         llama_cpp = model._llama_cpp
         self._llama_cpp = llama_cpp
         self.n_vocab = model.symbols.n_vocab
@@ -308,8 +333,11 @@ class LlamaPredictor:
         self.context = context
         self.slide = slide
         self.batch = batch
+        self.primed = primed
         self.start_token = model.start_token
-        self._ctx = _new_context(model, lanes, context, batch)
+        #: Saved states of a sequence primed with these tokens, least recently used first.
+        self._primings: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._ctx = _new_context(model, lanes, context, batch, primed)
         self._governor = _governed(model, self._ctx)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(lanes * batch, 0, 1)
@@ -326,6 +354,53 @@ class LlamaPredictor:
 
     def slide_lane(self, lane: int) -> None:
         _slide(self._llama_cpp, self._memory, lane, self.slide)
+
+    def prime(self, tokens: Sequence[int], lanes: int) -> None:
+        """Fill the windows of the first ``lanes`` sequences (just cleared) with
+        ``tokens`` at positions 0, 1, ...: evaluated in calls of PRIME_CHUNK
+        tokens without logits the first time, then restored from llama.cpp's
+        saved state of the sequence, which holds the same cells bit for bit
+        (a dictionary is primed once per process, not once per frame)."""
+        if not self.primed:
+            raise ValueError("this predictor was made without room to prime")
+        if not 0 < len(tokens) < self.context or not 0 < lanes <= self.lanes:
+            raise ValueError(f"cannot prime {lanes} windows of {self.context} with {len(tokens)} tokens")
+        llama_cpp, ctx = self._llama_cpp, self._ctx
+        key = tuple(tokens)
+        first = 0
+        state = self._primings.pop(key, None)
+        if state is None:
+            self._evaluate_priming(key)
+            size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+            state = (ctypes.c_uint8 * size)()
+            if llama_cpp.llama_state_seq_get_data(ctx, state, size, 0) != size:
+                raise ModelError("llama.cpp could not save a primed sequence")
+            while len(self._primings) >= PRIMINGS_KEPT:
+                self._primings.popitem(last=False)
+            first = 1  # sequence 0 holds it already
+        self._primings[key] = state
+        for seq in range(first, lanes):
+            if llama_cpp.llama_state_seq_set_data(ctx, state, len(state), seq) != len(state):
+                raise ModelError("llama.cpp could not restore a primed sequence")
+
+    def _evaluate_priming(self, tokens: tuple[int, ...]) -> None:
+        llama_cpp = self._llama_cpp
+        batch = llama_cpp.llama_batch_init(PRIME_CHUNK, 0, 1)
+        try:
+            for start in range(0, len(tokens), PRIME_CHUNK):
+                chunk = tokens[start : start + PRIME_CHUNK]
+                for i, token in enumerate(chunk):
+                    batch.token[i] = token
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = 0
+                batch.n_tokens = len(chunk)
+                status = _decode(llama_cpp, self._ctx, batch, self._governor)
+                if status != 0:
+                    raise ModelError(f"llama_decode of {len(chunk)} priming tokens failed: status {status}")
+        finally:
+            llama_cpp.llama_batch_free(batch)
 
     def evaluate(self, n_tokens: int) -> int:
         if not 0 < n_tokens <= self.lanes * self.batch:

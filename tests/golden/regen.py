@@ -10,7 +10,8 @@ The files are written to ``v<version>-avx2``, with llama-cpp-python built
 under the pinned profile (README, Quick start): that is what decodes them on
 every machine. ``v1`` holds the first set, made before the profile was
 pinned, by a build with AVX-512 kernels (tests/test_golden.py says what is
-checked of it).
+checked of it). ``v1-avx2`` holds version 1's cases (``cases(1)``), made
+before version 2; ``v2-avx2`` version 2's, the compact layout.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from nacrith.settings import LEGACY_CODING, Coding
 HERE = Path(__file__).parent / f"v{FORMAT_VERSION}-avx2"
 
 
-def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+def cases(version: int = FORMAT_VERSION) -> dict[str, tuple[bytes, dict[str, object]]]:
+    if version == 2:
+        return compact_cases()
     return {
         **llm_only_cases(),
         **ensemble_cases(),
@@ -35,6 +38,46 @@ def cases() -> dict[str, tuple[bytes, dict[str, object]]]:
         **lanes_cases(),
         **batch_cases(),
         **coding_cases(),
+    }
+
+
+def compact_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Version 2, the compact layout: files of one frame without frame header and
+    index, a header that spells only what differs from version 2's defaults,
+    and files of several frames. ``"format_version": 2`` cases start from
+    ``nacrith compress``'s defaults, not from version 1's."""
+    rng = random.Random(3)
+    message = (
+        b"nacrith (0.3.1-1) unstable; urgency=medium\n\n"
+        b"  * New upstream release: a container of a few bytes for short messages.\n"
+        b"  * Dictionaries prime the model for a domain.\n\n"
+        b" -- Ada Lovelace <ada@example.org>  Tue, 01 Dec 2026 12:00:00 +0000\n"
+    )
+    noise = bytes(rng.randrange(256) for _ in range(300))
+    v2: dict[str, object] = {"format_version": 2}
+    return {
+        "v2_hello": (b"Hello, world!\n", {**v2, "segment": False}),  # docs/format.md's example
+        "v2_message": (message, v2),
+        "v2_empty": (b"", v2),
+        "v2_stored": (noise[:40], v2),
+        "v2_zstd_stream": (noise[:60] * 8, v2),
+        # Two frames and the index; the content size in the header.
+        "v2_frames": (noise + message * 2 + noise[::-1], v2),
+        # Every setting away from its default.
+        "v2_settings": (
+            message,
+            {
+                **v2,
+                "context": 64,
+                "slide": 16,
+                "temperature": 0.9,
+                "frame_size": 4096,
+                "ensemble": {"ngram_max_order": 5},
+                "lanes": 1,
+                "coding": {"arith": 1, "shared": False},
+            },
+        ),
+        "v2_llm_only_lanes": (message * 2, {**v2, "ensemble": None, "lanes": 4, "min_stream": 16}),
     }
 
 
@@ -194,8 +237,15 @@ def compress_options(options: dict[str, object]) -> dict[str, object]:
     frame writer; without "lanes", before lanes, with one stream per frame;
     without "coding", before the CODING parameter; without "min_stream", when
     its default was 16,384."""
+    if options.get("format_version") == 2:
+        out = dict(options)
+        if isinstance(out.get("ensemble"), dict):
+            out["ensemble"] = ensemble_of_layout(**{"layout": 2, **out["ensemble"]})
+        if isinstance(out.get("coding"), dict):
+            out["coding"] = Coding(**out["coding"])
+        return out
     # Cases without "min_stream" were made when its default was 16,384 tokens.
-    out = {"segment": False, "lanes": 1, "min_stream": 16384, **options}
+    out = {"segment": False, "lanes": 1, "min_stream": 16384, "format_version": 1, **options}
     # The ensemble: the settings that differ from the layout's defaults (layout 1 unless named).
     if isinstance(out.get("ensemble"), dict):
         out["ensemble"] = ensemble_of_layout(**{"layout": 1, **out["ensemble"]})

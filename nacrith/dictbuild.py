@@ -1,0 +1,167 @@
+"""Building a dictionary from sample messages of a domain (``nacrith dict build``).
+
+Two things are learned from the samples:
+
+1. **A priming text**: samples chosen to be typical of the domain (their
+   tokens common across many samples), up to a token budget, the most
+   typical last, nearest the message. Every frame's window starts with it,
+   so the model reads the message as a continuation of its domain.
+2. **The ensemble's state**: the samples beyond the first ``limit`` bytes are
+   counted into the n-gram, match and unigram models, which needs no model;
+   then the first ones are coded one after another exactly as messages will
+   be, each from the priming text and from the state the ones before left, so
+   that the mixer, bias head and APM learn too. The state after the last is
+   the dictionary's. Coding needs the model's predictions and costs its time
+   per token: ``limit`` bounds the bytes coded.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacrith.corpora import is_message_set, read_messages
+from nacrith.dictionary import Dictionary
+from nacrith.engine import Primer, count_samples, encode_streams
+from nacrith.errors import DictionaryError
+from nacrith.format import ESCAPE_SYMBOLS
+from nacrith.frames import CodecModel, CompressOptions
+
+__all__ = ["BuildReport", "build_dictionary", "choose_priming", "read_samples"]
+
+#: Default budget of the priming text, in tokens: half of the default window,
+#: leaving the other half (and a slide) to the message.
+DEFAULT_TOKENS = 1024
+#: Default bytes of samples the ensemble trains on (about 2 minutes on 2 cores).
+DEFAULT_LIMIT = 32 * 1024
+
+
+def read_samples(paths: Iterable[str | Path]) -> list[bytes]:
+    """Samples: each file is one, except a ``.jsonl`` file, whose every line is a
+    JSON string that is one (a message set, as the changelogs corpus)."""
+    samples: list[bytes] = []
+    for path in map(Path, paths):
+        try:
+            samples += read_messages(path) if is_message_set(path) else [path.read_bytes()]
+        except OSError as exc:
+            raise DictionaryError(f"{path}: cannot read samples: {exc.strerror}") from None
+    samples = [s for s in samples if s]
+    if not samples:
+        raise DictionaryError("no samples: give files, or .jsonl files of JSON strings")
+    return samples
+
+
+def choose_priming(tokenized: Sequence[Sequence[int]], budget: int) -> list[int]:
+    """Tokens of the samples most typical of the set, at most ``budget``.
+
+    A sample's typicality is the mean, over its distinct tokens, of the log of
+    how many samples contain the token: a sample made of what most samples
+    share ranks high, one full of its own names low. Samples are taken best
+    first while they fit, and laid out best last, nearest the message.
+    """
+    df: Counter[int] = Counter()
+    for tokens in tokenized:
+        df.update(set(tokens))
+
+    def typical(tokens: Sequence[int]) -> float:
+        distinct = set(tokens)
+        return sum(math.log(df[t]) for t in distinct) / len(distinct) if distinct else 0.0
+
+    ranked = sorted(range(len(tokenized)), key=lambda i: (-typical(tokenized[i]), i))
+    chosen: list[int] = []
+    used = 0
+    for i in ranked:
+        if used + len(tokenized[i]) <= budget:
+            chosen.append(i)
+            used += len(tokenized[i])
+    return [t for i in reversed(chosen) for t in tokenized[i]]
+
+
+@dataclass
+class BuildReport:
+    samples: int = 0
+    priming_tokens: int = 0
+    #: Samples counted without the model (n-gram, match and unigram statistics).
+    counted_samples: int = 0
+    trained_samples: int = 0
+    trained_bytes: int = 0
+    trained_tokens: int = 0
+    #: Bits the trained samples cost as they were coded, each from the state before it.
+    coded_bits: float = 0.0
+    seconds: float = 0.0
+
+
+def _trained_count(samples: Sequence[bytes], limit: int) -> int:
+    """How many samples, from the first, the model codes: until ``limit`` bytes are reached."""
+    total = 0
+    for i, sample in enumerate(samples):
+        if total >= limit:
+            return i
+        total += len(sample)
+    return len(samples)
+
+
+def build_dictionary(
+    model: CodecModel,
+    samples: Sequence[bytes],
+    options: CompressOptions,
+    tokens: int = DEFAULT_TOKENS,
+    limit: int = DEFAULT_LIMIT,
+    progress: Callable[[BuildReport], None] | None = None,
+) -> tuple[Dictionary, BuildReport]:
+    """A dictionary for ``model`` from ``samples``, with the ensemble and
+    arithmetic of ``options`` (which files made with it then use)."""
+    start = time.monotonic()
+    report = BuildReport(samples=len(samples))
+    n_vocab = model.symbols.n_vocab
+    encoded = [model.symbols.encode(s) for s in samples]
+    # The priming text is fed to the model, which has no escapes: samples with one are not chosen.
+    clean = [e for e in encoded if e and max(e) < n_vocab]
+    room = options.context - 1  # csrc/lanes.h: the window keeps a cell for the message's first token
+    priming = choose_priming(clean, min(tokens, room))
+    if not priming:
+        raise DictionaryError(f"no sample fits a priming text of {min(tokens, room)} tokens")
+    report.priming_tokens = len(priming)
+    state: bytes | None = None
+    if options.ensemble is not None:
+        # Samples beyond what the model has time to code are counted: n-gram,
+        # match and unigram statistics need no model. Then the model codes the
+        # first ones, and the mixer, bias head and APM learn beside those counts.
+        trained = _trained_count(samples, limit)
+        state = count_samples(n_vocab, ESCAPE_SYMBOLS, options.ensemble, options.coding, encoded[trained:])
+        report.counted_samples = len(samples) - trained
+        predictor = model.predictor(
+            options.context, options.slide, model.start_token, options.batch, 1, primed=True
+        )
+        kept: list[bytes] = []
+        for sample, symbols in zip(samples, encoded, strict=True):
+            if report.trained_bytes >= limit:
+                break
+            _, stats = encode_streams(
+                predictor,
+                [symbols],
+                ESCAPE_SYMBOLS,
+                options.temperature,
+                options.ensemble,
+                options.coding,
+                None,
+                Primer(tuple(priming), state),
+                kept.append,
+            )
+            state = kept.pop()
+            report.trained_samples += 1
+            report.trained_bytes += len(sample)
+            report.trained_tokens += len(symbols)
+            report.coded_bits += stats.coded_bits
+            report.seconds = time.monotonic() - start
+            if progress is not None:
+                progress(report)
+    dictionary = Dictionary.make(
+        model.sha256, n_vocab, options.coding.arith, options.ensemble, priming, state
+    )
+    report.seconds = time.monotonic() - start
+    return dictionary, report
