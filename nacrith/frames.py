@@ -60,6 +60,8 @@ __all__ = [
     "encode_chunk",
 ]
 
+#: The slide is the context over this, unless given.
+SLIDE_FRACTION = 4
 #: Lanes (streams per neural frame at most) and the fewest symbols per stream,
 #: by default. The streams share one ensemble, so what a stream start still
 #: costs is the model's empty window: about 25 bytes a stream on alice29.txt,
@@ -100,8 +102,10 @@ class CompressOptions:
 
     #: Tokens the model sees at most, the start token included.
     context: int = 2048
-    #: Tokens dropped from the front of the window when it is full.
-    slide: int = 512
+    #: Tokens dropped from the front of the window when it is full; 0: a
+    #: quarter of the context (512 of the default 2048), so that any context
+    #: has a slide that fits it.
+    slide: int = 0
     temperature: float = 1.0
     #: Raw bytes per frame; each frame restarts the model, and bounds memory.
     frame_size: int = 1 << 20
@@ -130,6 +134,8 @@ class CompressOptions:
     dictionary: Dictionary | None = None
 
     def __post_init__(self) -> None:
+        if self.slide == 0:
+            object.__setattr__(self, "slide", max(1, self.context // SLIDE_FRACTION))
         if self.dictionary is not None:
             if self.format_version != 2:
                 raise ValueError("dictionaries need format version 2")

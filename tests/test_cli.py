@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from tiny_model import tiny_text
 
+from nacrith.files import file_sha256
 from nacrith.format import Header
 from nacrith.models.llm import MODEL_ENV
 from nacrith.testhooks import PACE_ENV, PACE_MARKER
@@ -311,3 +312,32 @@ def test_bad_parallel_flags(workdir, flags, code, words):
         assert result.returncode == 2 and words in result.stderr.decode()
     else:
         assert_clean_error(result, code, words)
+
+
+def test_the_slide_follows_the_context(workdir):
+    """--context alone: the slide is a quarter of it, so a short window works."""
+    r = nacrith("compress", "-q", "--context", "100", "--no-segment", "a.txt", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    info = nacrith("info", "a.txt.nc", cwd=workdir).stdout.decode()
+    assert "100 tokens, slides by 25" in info
+    assert nacrith("test", "-q", "a.txt.nc", cwd=workdir).returncode == 0
+
+
+def test_models_lists_what_it_finds_and_info_finds_the_model(workdir, tiny_model_file):
+    """The models directory, $NACRITH_MODEL and a file that is no model; info
+    names a version-2 file's model from a models directory by its fingerprint."""
+    models = workdir / "models"
+    models.mkdir()
+    os.symlink(tiny_model_file, models / "tiny.gguf")
+    (models / "broken.gguf").write_bytes(b"not a model")
+    env = {**{k: v for k, v in ENV.items() if k != MODEL_ENV}, "NACRITH_MODELS": str(models)}
+    listed = nacrith("models", cwd=workdir, env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split(" | ")[0].strip("| "): line for line in listed.stdout.decode().splitlines()}
+    fingerprint = file_sha256(tiny_model_file)[:8].hex()
+    assert "byte-level BPE, 49152 tokens" in rows["tiny.gguf"] and fingerprint in rows["tiny.gguf"]
+    assert "| yes |" in rows["tiny.gguf"] and str(models) in rows["tiny.gguf"]
+    assert "no: cannot read" in rows["broken.gguf"]
+    assert nacrith("compress", "-q", "a.txt", cwd=workdir).returncode == 0  # with the tiny model
+    info = nacrith("info", "a.txt.nc", cwd=workdir, env=env).stdout.decode()
+    assert "tiny.gguf" in info and file_sha256(tiny_model_file).hex() in info

@@ -288,7 +288,7 @@ def test_bad_options_are_refused(client):
         ("lanes=0", 422, "RequestValidationError"),
         ("lanes=300", 422, "RequestValidationError"),
         ("llm_only=perhaps", 422, "RequestValidationError"),
-        ("context=100", 400, "BadOptions"),  # shorter than the default slide
+        ("dict=tiny&llm_only=true", 400, "BadOptions"),  # a dictionary brings its ensemble
     ):
         answer = client.request("POST", f"/compress?{query}", b"some text")
         assert answer.status == status, query

@@ -146,6 +146,39 @@ def _start_token(llama_cpp: Any, vocab: Any) -> int:
     raise ModelError("the model has no <|endoftext|>, BOS or EOS token to start from")
 
 
+#: llama.cpp's vocabulary types, by their number (llama_vocab_type).
+VOCAB_TYPES = {0: "none", 1: "SentencePiece", 2: "byte-level BPE", 3: "WordPiece", 4: "Unigram", 5: "RWKV"}
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What ``nacrith models`` says of a GGUF, read without its weights."""
+
+    vocab_type: str
+    n_vocab: int
+
+    @property
+    def supported(self) -> bool:
+        return self.vocab_type == VOCAB_TYPES[2]
+
+
+def read_model_facts(path: str | os.PathLike[str]) -> ModelFacts:
+    """Vocabulary type and size of a GGUF: llama.cpp loads its vocabulary
+    only, in a fraction of a second."""
+    llama_cpp = load_llama()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ModelError(f"cannot read model {path} (not a GGUF llama.cpp can read?)")
+    try:
+        vocab = llama_cpp.llama_model_get_vocab(model)
+        kind = int(llama_cpp.llama_vocab_type(vocab))
+        return ModelFacts(VOCAB_TYPES.get(kind, f"type {kind}"), int(llama_cpp.llama_vocab_n_tokens(vocab)))
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
 class LanguageModel:
     """A loaded GGUF: identity, tokenizer and a predictor over one llama.cpp context.
 

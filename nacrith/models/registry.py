@@ -1,9 +1,12 @@
 """The models this machine knows, found by fingerprint.
 
-A version-2 file names its model by the first bytes of the model's SHA-256
-only (docs/format.md, Model_Id); ``info`` shows the model's name and full hash
-by finding a known model with that prefix: the bundled one, $NACRITH_MODEL,
-and any the user names. Nothing here loads a model.
+Known models are the ones the user names (``--model``), $NACRITH_MODEL, the
+bundled one, and every ``*.gguf`` in the models directories ($NACRITH_MODELS,
+directories separated by the path separator, then ~/.cache/nacrith/models).
+``nacrith models`` lists them; a version-2 file names its model by the first
+bytes of the model's SHA-256 only (docs/format.md, Model_Id), and ``info``
+shows the model's name and full hash by finding a known model with that
+prefix. Nothing here loads a model's weights.
 """
 
 from __future__ import annotations
@@ -18,33 +21,50 @@ from nacrith.errors import ModelError
 from nacrith.files import file_sha256
 from nacrith.models.llm import MODEL_ENV, bundled_model_path
 
-__all__ = ["KnownModel", "find_model", "known_model_paths"]
+__all__ = ["MODELS_ENV", "KnownModel", "find_model", "known_models", "model_dirs"]
+
+#: Directories of models, besides ~/.cache/nacrith/models.
+MODELS_ENV = "NACRITH_MODELS"
 
 
 @dataclass(frozen=True)
 class KnownModel:
     path: Path
-    sha256: bytes
+    #: Where it was found: "--model", "$NACRITH_MODEL", "bundled" or its directory.
+    source: str
+
+    @property
+    def sha256(self) -> bytes:
+        return file_sha256(self.path)
 
 
-def known_model_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
-    """The models named (``extra``), then $NACRITH_MODEL, then the bundled one, each once."""
-    paths = [Path(p) for p in extra]
+def model_dirs() -> list[Path]:
+    """$NACRITH_MODELS's directories, then ~/.cache/nacrith/models."""
+    dirs = [Path(d) for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return [*dirs, cache / "nacrith" / "models"]
+
+
+def known_models(extra: Iterable[str | os.PathLike[str]] = ()) -> list[KnownModel]:
+    """Every model known here, each file once, in the order above."""
+    found = [KnownModel(Path(p), "--model") for p in extra]
     if os.environ.get(MODEL_ENV):
-        paths.append(Path(os.environ[MODEL_ENV]))
-    with contextlib.suppress(ModelError):  # not installed: the others may still name the file's model
-        paths.append(bundled_model_path())
-    seen: dict[Path, None] = {}
-    for path in paths:
-        if path.is_file():
-            seen.setdefault(path.resolve(), None)
-    return list(seen)
+        found.append(KnownModel(Path(os.environ[MODEL_ENV]), f"${MODEL_ENV}"))
+    with contextlib.suppress(ModelError):  # not installed: the others may still be there
+        found.append(KnownModel(bundled_model_path(), "bundled"))
+    for directory in model_dirs():
+        if directory.is_dir():
+            found += [KnownModel(p, str(directory)) for p in sorted(directory.glob("*.gguf"))]
+    seen: dict[Path, KnownModel] = {}
+    for model in found:
+        if model.path.is_file():
+            seen.setdefault(model.path.resolve(), model)
+    return list(seen.values())
 
 
 def find_model(model_id: bytes, extra: Iterable[str | os.PathLike[str]] = ()) -> KnownModel | None:
     """The known model whose SHA-256 starts with model_id, or None."""
-    for path in known_model_paths(extra):
-        digest = file_sha256(path)
-        if digest.startswith(model_id):
-            return KnownModel(path, digest)
+    for model in known_models(extra):
+        if model.sha256.startswith(model_id):
+            return model
     return None
