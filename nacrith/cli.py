@@ -940,7 +940,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         try:
             facts = read_model_facts(model.path)
             vocab = f"{facts.vocab_type}, {facts.n_vocab} tokens"
-            usable = "yes" if facts.supported else "no: only byte-level BPE vocabularies are supported"
+            usable = "yes" if facts.supported else "no: only byte-level BPE and SentencePiece vocabularies"
         except NacrithError as exc:
             vocab, usable = "?", f"no: {one_line(exc)}"
         rows.append((model.path.name, vocab, model.sha256[:8].hex(), model.source, usable))

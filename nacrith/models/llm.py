@@ -21,7 +21,7 @@ import importlib.util
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,21 +115,46 @@ class _Vocab:
 
 
 def _read_vocab(llama_cpp: Any, vocab: Any) -> _Vocab:
-    """Token id -> exact bytes, decoded from the GGUF's byte-level BPE vocabulary."""
-    if llama_cpp.llama_vocab_type(vocab) != llama_cpp.LLAMA_VOCAB_TYPE_BPE:
-        raise ModelError("only byte-level BPE vocabularies are supported (this GGUF uses another tokenizer)")
-    decoder = byte_level_decoder()
+    """Token id -> exact bytes, from the GGUF's byte-level BPE or SentencePiece vocabulary."""
+    kind = llama_cpp.llama_vocab_type(vocab)
+    if kind not in (llama_cpp.LLAMA_VOCAB_TYPE_BPE, llama_cpp.LLAMA_VOCAB_TYPE_SPM):
+        raise ModelError("only byte-level BPE and SentencePiece vocabularies are supported, not this GGUF's")
+    piece = _bpe_bytes(byte_level_decoder()) if kind == llama_cpp.LLAMA_VOCAB_TYPE_BPE else _spm_bytes
     skip_attrs = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNUSED
+    byte_attr = llama_cpp.LLAMA_TOKEN_ATTR_BYTE
     token_bytes: list[bytes | None] = []
     for tok in range(llama_cpp.llama_vocab_n_tokens(vocab)):
         text = llama_cpp.llama_vocab_get_text(vocab, tok)
         attrs = llama_cpp.llama_vocab_get_attr(vocab, tok)
-        try:
-            chars = text.decode()
-            token_bytes.append(None if attrs & skip_attrs else bytes(decoder[c] for c in chars))
-        except (UnicodeDecodeError, KeyError):
-            token_bytes.append(None)  # not a byte-level token: never produced from plain text
+        token_bytes.append(None if attrs & skip_attrs else piece(text, bool(attrs & byte_attr)))
     return _Vocab(token_bytes, _start_token(llama_cpp, vocab))
+
+
+def _bpe_bytes(decoder: dict[str, int]) -> Callable[[bytes, bool], bytes | None]:
+    """A byte-level BPE token's bytes: each character of its text stands for one byte."""
+
+    def piece(text: bytes, _byte_token: bool) -> bytes | None:
+        try:
+            return bytes(decoder[c] for c in text.decode())
+        except (UnicodeDecodeError, KeyError):
+            return None  # not a byte-level token: never produced from plain text
+
+    return piece
+
+
+#: SentencePiece's space marker.
+_SPM_SPACE = "\u2581"
+
+
+def _spm_bytes(text: bytes, byte_token: bool) -> bytes | None:
+    """A SentencePiece token's bytes: a byte-fallback token ``<0xAB>`` is that
+    byte; any other is its UTF-8 text with the space marker as a space."""
+    try:
+        if byte_token:
+            return bytes([int(text[3:-1], 16)]) if text[:3] == b"<0x" and text[-1:] == b">" else None
+        return text.decode().replace(_SPM_SPACE, " ").encode()
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 def _start_token(llama_cpp: Any, vocab: Any) -> int:
@@ -159,7 +184,7 @@ class ModelFacts:
 
     @property
     def supported(self) -> bool:
-        return self.vocab_type == VOCAB_TYPES[2]
+        return self.vocab_type in (VOCAB_TYPES[1], VOCAB_TYPES[2])
 
 
 def read_model_facts(path: str | os.PathLike[str]) -> ModelFacts:
