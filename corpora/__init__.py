@@ -32,6 +32,7 @@ from functools import cache
 from pathlib import Path
 
 from nacrith.errors import CorpusError
+from nacrith.files import cache_dir as user_cache_dir
 from nacrith.files import file_sha256
 
 __all__ = [
@@ -101,8 +102,7 @@ def corpus(name: str) -> Corpus:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nacrith" / "corpora"
+    return user_cache_dir("corpora")
 
 
 def search_dirs() -> list[Path]:

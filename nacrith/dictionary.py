@@ -28,6 +28,7 @@ import zstandard
 
 from nacrith.engine import Primer
 from nacrith.errors import DictionaryError
+from nacrith.files import search_path
 from nacrith.format import (
     DICT_ID_SIZE,
     MODEL_ID_SIZE,
@@ -205,9 +206,7 @@ def _parse(data: bytes) -> Dictionary:
 def dictionary_dirs() -> list[Path]:
     """Where a file's dictionary is looked for: $NACRITH_DICTS (directories
     separated by the path separator), then ~/.cache/nacrith/dicts."""
-    dirs = [Path(d) for d in os.environ.get(DICTS_ENV, "").split(os.pathsep) if d]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return [*dirs, cache / "nacrith" / "dicts"]
+    return search_path(DICTS_ENV, "dicts")
 
 
 def find_dictionary(fingerprint: bytes, known: Iterable[Dictionary] = ()) -> Dictionary:

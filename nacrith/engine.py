@@ -122,7 +122,7 @@ def count_samples(
     for tokens in samples:
         array = np.asarray(tokens, dtype=np.uint32)
         check(lib.nc_ens_observe(ens, ffi.from_buffer("uint32_t[]", array), len(array)), "counting a sample")
-    return b"".join(ffi.buffer(ptr, size)[:] for ptr, size in regions)
+    return _save_regions(regions)
 
 
 def _ensemble_regions(ensemble: object) -> list[tuple[object, int]]:
@@ -131,6 +131,10 @@ def _ensemble_regions(ensemble: object) -> list[tuple[object, int]]:
     regions = ffi.new("nc_region[]", count)
     lib.nc_ens_regions(ensemble, regions, count)
     return [(regions[i].ptr, regions[i].size) for i in range(count)]
+
+
+def _save_regions(regions: list[tuple[object, int]]) -> bytes:
+    return b"".join(ffi.buffer(ptr, size)[:] for ptr, size in regions)
 
 
 def _load_regions(regions: list[tuple[object, int]], state: bytes) -> None:
@@ -246,7 +250,7 @@ class _Run:
 
     def learned_state(self) -> bytes:
         """What the ensemble has learned so far, as Primer.state holds it."""
-        return b"".join(ffi.buffer(ptr, size)[:] for ptr, size in self._regions())
+        return _save_regions(self._regions())
 
     def run(self, progress: Progress | None, encoding: bool) -> FrameStats:
         """Evaluate and step until every stream is coded (after begin_*)."""

@@ -13,7 +13,20 @@ from typing import BinaryIO
 
 from nacrith.crash import remove_on_crash
 
-__all__ = ["atomic_output", "file_sha256"]
+__all__ = ["atomic_output", "cache_dir", "file_sha256", "search_path"]
+
+
+def cache_dir(name: str) -> Path:
+    """~/.cache/nacrith/NAME ($XDG_CACHE_HOME honoured): where nacrith keeps
+    corpora, models and dictionaries of the user's."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nacrith" / name
+
+
+def search_path(env: str, name: str) -> list[Path]:
+    """The directories of $ENV (separated by the path separator), then cache_dir(name)."""
+    return [*(Path(d) for d in os.environ.get(env, "").split(os.pathsep) if d), cache_dir(name)]
+
 
 _SHA_CACHE: dict[tuple[str, int, int], bytes] = {}
 

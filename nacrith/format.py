@@ -211,6 +211,18 @@ def read_exact(stream: BinaryIO, n: int, what: str) -> bytes:
     return data
 
 
+def read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """Up to n bytes, fewer only at the end of the input (a pipe may give less per read)."""
+    parts = []
+    while n > 0:
+        data = stream.read(n)
+        if not data:
+            break
+        parts.append(data)
+        n -= len(data)
+    return b"".join(parts)
+
+
 class _Cursor:
     """Reads primitives from a stream and keeps the bytes for checksumming."""
 
@@ -1066,17 +1078,6 @@ def payload_fits(ftype: FrameType, raw_size: int, payload_size: int) -> bool:
 # --- a file of one frame (version 2) -----------------------------------------
 
 
-def _read_up_to(stream: BinaryIO, n: int) -> bytes:
-    parts = []
-    while n > 0:
-        data = stream.read(n)
-        if not data:
-            break
-        parts.append(data)
-        n -= len(data)
-    return b"".join(parts)
-
-
 def pack_single(header: Header, raw: bytes, payload: bytes, symbols: int) -> bytes:
     """A version-2 file of one frame: the header, Content_Size, Symbol_Count
     (neural only), the payload, and the CRC32 of every byte before it followed
@@ -1119,7 +1120,7 @@ class SingleFrame:
         if ftype == FrameType.NEURAL and not 0 < symbols <= raw_size:
             raise FormatError(f"corrupt file: {symbols} symbols for {raw_size} bytes")
         bound = raw_size if ftype == FrameType.STORED else zstd_stream_bound(raw_size)
-        rest = _read_up_to(stream, bound + 5)
+        rest = read_up_to(stream, bound + 5)
         if len(rest) > bound + 4:
             raise FormatError("corrupt file: data after the end of its frame, or a wrong size")
         payload, tail = rest[:-4], rest[-4:]

@@ -28,6 +28,7 @@ from nacrith.format import (
     IndexEntry,
     Trailer,
     pack_single,
+    read_up_to,
 )
 from nacrith.frames import (
     CodecModel,
@@ -55,17 +56,6 @@ SPOOL_MEMORY = 1 << 24
 
 #: What compress_stream writes with when given no options.
 DEFAULT_OPTIONS = CompressOptions()
-
-
-def _read_up_to(stream: BinaryIO, n: int) -> bytes:
-    parts = []
-    while n > 0:
-        data = stream.read(n)
-        if not data:
-            break
-        parts.append(data)
-        n -= len(data)
-    return b"".join(parts)
 
 
 class _FrameWriter:
@@ -221,7 +211,7 @@ def compress_stream(
         return _compress_segmented(src, dst, header, model, options, progress, workers)
     writer = _FrameWriter(dst, header)
     frames = _OrderedFrames(writer, model, options, progress, workers)
-    while chunk := _read_up_to(src, options.frame_size):
+    while chunk := read_up_to(src, options.frame_size):
         frames.text(chunk)
     frames.finish()
     return writer.finish(content_size)
@@ -389,7 +379,7 @@ def _write_segments(
     stream = stream_compressor()
 
     def blocks() -> Iterator[bytes]:
-        while chunk := _read_up_to(src, options.frame_size):
+        while chunk := read_up_to(src, options.frame_size):
             if zstd_only is not None:
                 zstd_only.feed(chunk)
             yield chunk

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nacrith.errors import ModelError
-from nacrith.files import file_sha256
+from nacrith.files import file_sha256, search_path
 from nacrith.models.llm import MODEL_ENV, bundled_model_path
 
 __all__ = ["MODELS_ENV", "KnownModel", "find_model", "known_models", "model_dirs"]
@@ -40,9 +40,7 @@ class KnownModel:
 
 def model_dirs() -> list[Path]:
     """$NACRITH_MODELS's directories, then ~/.cache/nacrith/models."""
-    dirs = [Path(d) for d in os.environ.get(MODELS_ENV, "").split(os.pathsep) if d]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return [*dirs, cache / "nacrith" / "models"]
+    return search_path(MODELS_ENV, "models")
 
 
 def known_models(extra: Iterable[str | os.PathLike[str]] = ()) -> list[KnownModel]:
