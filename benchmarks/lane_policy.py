@@ -50,11 +50,19 @@ from nacrith.settings import LEGACY_CODING, Coding, EnsembleSettings, llm_batch
 CONTEXT, SLIDE = 2048, 512
 
 
-def record(model: LanguageModel, streams: list[list[int]], path: Path, warm: int = 0) -> float:
+def record(
+    model: LanguageModel,
+    streams: list[list[int]],
+    path: Path,
+    warm: int = 0,
+    context: int = CONTEXT,
+    slide: int = SLIDE,
+) -> float:
     """Every stream's logits before each of its tokens into path (rows of lane k
-    first, then lane k + 1 ...); returns the model's seconds. With ``warm``,
-    every stream but the first reads the first ``warm`` tokens of the frame
-    after its start token, before its own."""
+    first, then lane k + 1 ...), through a window of ``context`` tokens sliding
+    by ``slide``; returns the model's seconds. With ``warm``, every stream but
+    the first reads the first ``warm`` tokens of the frame after its start
+    token, before its own."""
     n_vocab = model.symbols.n_vocab
     fed = [[s for s in stream if s < n_vocab] for stream in streams]
     prefix = fed[0][:warm]
@@ -63,11 +71,11 @@ def record(model: LanguageModel, streams: list[list[int]], path: Path, warm: int
         path.with_suffix(".tmp.npy"), "w+", np.float32, (int(offsets[-1]), n_vocab)
     )
     # A batch as large as a slide, for the warm prefix (the coder's own steps feed one token).
-    feeder = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token, SLIDE if warm else 1, len(streams)))
+    feeder = Feeder(model.predictor(context, slide, model.start_token, slide if warm else 1, len(streams)))
     start = time.perf_counter()
     feeder.reset(len(streams))
-    for i in range(0, len(prefix), SLIDE):
-        chunk = prefix[i : i + SLIDE]
+    for i in range(0, len(prefix), slide):
+        chunk = prefix[i : i + slide]
         feeder.feed([(k, chunk, True) for k in range(1, len(streams))])
     for k in range(len(streams)):
         rows[offsets[k]] = feeder.scores(k)
@@ -88,11 +96,19 @@ def record(model: LanguageModel, streams: list[list[int]], path: Path, warm: int
 class Replay:
     """engine.Predictor over recorded logits: lane k's row after its j-th token."""
 
-    def __init__(self, rows: np.ndarray, offsets: list[int], batch: int, start_token: int) -> None:
+    def __init__(
+        self,
+        rows: np.ndarray,
+        offsets: list[int],
+        batch: int,
+        start_token: int,
+        context: int = CONTEXT,
+        slide: int = SLIDE,
+    ) -> None:
         self.rows, self.offsets = rows, offsets
         self.n_vocab = rows.shape[1]
         self.lanes, self.batch, self.start_token = len(offsets) - 1, batch, start_token
-        self.context, self.slide = CONTEXT, SLIDE
+        self.context, self.slide = context, slide
         size = self.lanes * batch
         self._token = (ctypes.c_int32 * size)()
         self._pos = np.zeros(size, dtype=np.int32)

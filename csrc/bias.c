@@ -26,7 +26,7 @@ struct nc_bias {
     float scale2, scale2_g2;
 };
 
-nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr) {
+static nc_bias *bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr, int with_double) {
     if (!n_vocab || !(lr > 0.0 && lr <= 4.0) || !(limit > 0.0 && limit <= 64.0)) return NULL;
     if (!(scale_lr >= 0.0 && scale_lr <= 4.0)) return NULL;
     nc_bias *b = calloc(1, sizeof *b);
@@ -36,17 +36,25 @@ nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr)
     b->limit = limit;
     b->scale_lr = scale_lr;
     b->scale = 1.0;
-    b->b = calloc(n_vocab, sizeof *b->b);
-    b->g2 = calloc(n_vocab, sizeof *b->g2);
+    if (with_double) {
+        b->b = calloc(n_vocab, sizeof *b->b);
+        b->g2 = calloc(n_vocab, sizeof *b->g2);
+    }
     b->b2 = calloc(n_vocab, sizeof *b->b2);
     b->g22 = calloc(n_vocab, sizeof *b->g22);
     b->scale2 = 1.0f;
-    if (!b->b || !b->g2 || !b->b2 || !b->g22) {
+    if ((with_double && (!b->b || !b->g2)) || !b->b2 || !b->g22) {
         nc_bias_free(b);
         return NULL;
     }
     return b;
 }
+
+nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr) {
+    return bias_new(n_vocab, lr, limit, scale_lr, 1);
+}
+
+nc_bias *nc_bias_new2(uint32_t n_vocab, double lr, double limit) { return bias_new(n_vocab, lr, limit, 0.0, 0); }
 
 void nc_bias_free(nc_bias *b) {
     if (!b) return;
@@ -58,8 +66,10 @@ void nc_bias_free(nc_bias *b) {
 }
 
 void nc_bias_reset(nc_bias *b) {
-    memset(b->b, 0, b->n * sizeof *b->b);
-    memset(b->g2, 0, b->n * sizeof *b->g2);
+    if (b->b) {
+        memset(b->b, 0, b->n * sizeof *b->b);
+        memset(b->g2, 0, b->n * sizeof *b->g2);
+    }
     b->scale = 1.0;
     b->scale_g2 = 0.0;
     memset(b->b2, 0, b->n * sizeof *b->b2);
@@ -201,6 +211,10 @@ int nc_bias_update(nc_bias *b, const double *base, const float *logits, double i
 }
 
 uint32_t nc_bias_regions(nc_bias *b, nc_region *out, uint32_t max, uint32_t n) {
+    if (!b->b) { /* a head of arithmetic 2 only: its values and gradient sums */
+        n = nc_region_add(out, max, n, b->b2, b->n * sizeof *b->b2);
+        return nc_region_add(out, max, n, b->g22, b->n * sizeof *b->g22);
+    }
     n = nc_region_add(out, max, n, b->b, b->n * sizeof *b->b);
     n = nc_region_add(out, max, n, b->g2, b->n * sizeof *b->g2);
     n = nc_region_add(out, max, n, &b->scale, sizeof b->scale);

@@ -31,6 +31,10 @@ typedef struct nc_bias nc_bias;
 /* lr in (0, 4]; every b stays within [-limit, limit], limit in (0, 64];
  * scale_lr in [0, 4], 0: the scale stays 1. */
 nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr);
+/* A head of arithmetic 2 only (the float values, no scale): a third of the
+ * memory, for the ensemble's many context heads. nc_bias_values, nc_softmax
+ * and nc_bias_update must not be given it. */
+nc_bias *nc_bias_new2(uint32_t n_vocab, double lr, double limit);
 void nc_bias_free(nc_bias *b);
 void nc_bias_reset(nc_bias *b);
 /* The head's values, scales and gradient sums, appended to out from index n; the new count. */

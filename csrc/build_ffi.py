@@ -139,6 +139,8 @@ typedef struct {
     uint32_t skip_solo_min_len;
     double skip_solo_confidence;
     double bias_scale_lr;
+    uint32_t bias_contexts;
+    double bias_context_lr;
 } nc_ens_params;
 typedef struct nc_ens nc_ens;
 int nc_ens_check_params(const nc_ens_params *params);

@@ -56,7 +56,7 @@ nc_match *nc_match_new_lanes(const nc_match_params *params, uint32_t n_lanes) {
     m->table = malloc((m->table_mask + 1) * sizeof *m->table);
     int ok = m->lanes && m->table;
     for (uint32_t l = 0; ok && l < n_lanes; l++)
-        ok = (m->lanes[l].hist = malloc((m->hist_mask + 1) * sizeof *m->lanes[l].hist)) != NULL;
+        ok = (m->lanes[l].hist = calloc(m->hist_mask + 1, sizeof *m->lanes[l].hist)) != NULL;
     if (!ok) {
         nc_match_free(m);
         return NULL;
@@ -78,6 +78,11 @@ void nc_match_reset(nc_match *m) {
     memset(m->table, 0, (m->table_mask + 1) * sizeof *m->table);
     for (uint32_t l = 0; l < m->n_lanes; l++) {
         stream *s = &m->lanes[l];
+        /* What the last frame wrote goes too: the history is part of the learned
+         * state a dictionary saves (nc_match_regions), which must be the same for
+         * the same samples and never hold another frame's tokens. */
+        uint64_t used = s->n > m->hist_mask ? m->hist_mask + 1 : s->n;
+        memset(s->hist, 0, used * sizeof *s->hist);
         s->n = 0;
         s->len = 0;
         s->ptr = 0;

@@ -32,9 +32,15 @@ struct nc_ens {
     uint32_t n_lanes, lane;
     nc_ngram_context *lane_ctx; /* the current lane's slot holds nothing */
     uint8_t *lane_skip;
+    uint32_t *lane_prev; /* each lane's previous token; the current lane's is prev */
+    uint32_t prev;
     nc_ngram *ng;
     nc_match *mt;
     nc_bias *bias;
+    uint32_t n_heads; /* context heads */
+    nc_bias **heads;
+    float *bsum;   /* this step's bias: the bias head's plus its context head's */
+    uint32_t head; /* this step's context head */
     uint32_t n_orders; /* n-gram experts */
     uint32_t n_experts; /* base + n-gram orders + match */
     nc_sparse ex[MAX_EXPERTS]; /* ex[0] unused (the base) */
@@ -73,6 +79,8 @@ int nc_ens_check_params(const nc_ens_params *p) {
     if (!(p->mixer_lr > 0.0 && p->mixer_lr <= 1.0) || !(p->mixer_limit > 0.0 && p->mixer_limit <= 32.0))
         return NC_ERR_ARG;
     if ((p->flags & NC_ENS_APM) && !(p->apm_rate > 0.0 && p->apm_rate <= 1.0)) return NC_ERR_ARG;
+    if (p->bias_contexts > 65535 || (p->bias_contexts && !(p->bias_context_lr > 0.0 && p->bias_context_lr <= 4.0)))
+        return NC_ERR_ARG;
     if (p->flags & NC_ENS_SKIP) {
         if (!(p->flags & NC_ENS_MATCH) || p->skip_min_len < p->match.min_len) return NC_ERR_ARG;
         if (!(p->skip_confidence > 0.0 && p->skip_confidence < 1.0)) return NC_ERR_ARG;
@@ -91,6 +99,7 @@ void nc_ens_reset(nc_ens *e) {
     if (e->ng) nc_ngram_reset(e->ng);
     if (e->mt) nc_match_reset(e->mt);
     if (e->bias) nc_bias_reset(e->bias);
+    for (uint32_t h = 0; h < e->n_heads; h++) nc_bias_reset(e->heads[h]);
     /* Initial weights: mostly the base; the match model more the longer its match. */
     for (uint32_t s = 0; s < e->n_sets; s++) {
         double *v = &e->v[s * e->n_experts];
@@ -109,6 +118,8 @@ void nc_ens_reset(nc_ens *e) {
     e->experts_ready = 0;
     memset(e->lane_ctx, 0, e->n_lanes * sizeof *e->lane_ctx);
     memset(e->lane_skip, 0, e->n_lanes);
+    memset(e->lane_prev, 0, e->n_lanes * sizeof *e->lane_prev);
+    e->prev = 0;
     e->lane = 0;
 }
 
@@ -117,6 +128,8 @@ int nc_ens_set_lane(nc_ens *e, uint32_t lane) {
     if (lane == e->lane) return NC_OK;
     e->lane_skip[e->lane] = (uint8_t)e->skip_next;
     e->skip_next = e->lane_skip[lane];
+    e->lane_prev[e->lane] = e->prev;
+    e->prev = e->lane_prev[lane];
     if (e->ng) {
         nc_ngram_swap_context(e->ng, &e->lane_ctx[e->lane]);
         nc_ngram_swap_context(e->ng, &e->lane_ctx[lane]);
@@ -158,6 +171,15 @@ nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t
         ok &= e->bias != NULL;
     }
     if (f & NC_ENS_SKIP) ok &= (e->uni = calloc(n_vocab, sizeof *e->uni)) != NULL;
+    if ((f & NC_ENS_BIAS) && arith == 2 && params->bias_contexts) {
+        uint32_t fit = NC_BIAS_CONTEXT_ENTRIES / n_vocab;
+        e->n_heads = params->bias_contexts < fit ? params->bias_contexts : fit ? fit : 1;
+        e->heads = calloc(e->n_heads, sizeof *e->heads);
+        e->bsum = malloc(n_vocab * sizeof *e->bsum);
+        ok &= e->heads && e->bsum;
+        for (uint32_t h = 0; ok && h < e->n_heads; h++)
+            ok &= (e->heads[h] = nc_bias_new2(n_vocab, params->bias_context_lr, params->bias_limit)) != NULL;
+    }
     e->n_experts = 1 + e->n_orders + (e->mt ? 1 : 0);
     e->n_sets = 2 * (e->n_orders + 1) * MATCH_GROUPS;
     e->n_apm = e->n_sets;
@@ -170,7 +192,8 @@ nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t
     }
     e->lane_ctx = calloc(n_lanes, sizeof *e->lane_ctx);
     e->lane_skip = calloc(n_lanes, 1);
-    ok &= e->lane_ctx && e->lane_skip;
+    e->lane_prev = calloc(n_lanes, sizeof *e->lane_prev);
+    ok &= e->lane_ctx && e->lane_skip && e->lane_prev;
     e->cdf = malloc(((size_t)n_vocab + n_extra + 1) * sizeof *e->cdf);
     e->v = malloc((size_t)e->n_sets * e->n_experts * sizeof *e->v);
     e->apm = malloc((size_t)e->n_apm * APM_POINTS * sizeof *e->apm);
@@ -188,12 +211,17 @@ void nc_ens_free(nc_ens *e) {
     nc_ngram_free(e->ng);
     nc_match_free(e->mt);
     nc_bias_free(e->bias);
+    if (e->heads)
+        for (uint32_t h = 0; h < e->n_heads; h++) nc_bias_free(e->heads[h]);
+    free(e->heads);
+    free(e->bsum);
     free(e->uni);
     free(e->base);
     free(e->mix);
     free(e->wt);
     free(e->lane_ctx);
     free(e->lane_skip);
+    free(e->lane_prev);
     free(e->cdf);
     free(e->v);
     free(e->apm);
@@ -403,6 +431,7 @@ static void learn_models(nc_ens *e, uint32_t sym) {
     if (e->mt) nc_match_update(e->mt, sym);
     if (e->uni) e->uni[sym]++;
     e->tokens++;
+    e->prev = sym;
     e->skip_next = 0;
     if ((e->p.flags & NC_ENS_SKIP) && e->tokens >= e->p.skip_warmup) {
         uint32_t len = nc_match_length(e->mt);
@@ -460,7 +489,14 @@ static int predict2(nc_ens *e, const float *logits) {
     uint32_t top = 0;
     if (!e->skipping) {
         float scale = (float)e->inv_temp * (e->bias ? nc_bias_scale2(e->bias) : 1.0f);
-        e->wt_sum = nc_v2_weights(logits, V, scale, e->bias ? nc_bias_values2(e->bias) : NULL, e->wt, &top);
+        const float *bias = e->bias ? nc_bias_values2(e->bias) : NULL;
+        if (e->n_heads) {
+            e->head = e->prev % e->n_heads;
+            const float *c = nc_bias_values2(e->heads[e->head]);
+            for (uint32_t i = 0; i < V; i++) e->bsum[i] = bias[i] + c[i];
+            bias = e->bsum;
+        }
+        e->wt_sum = nc_v2_weights(logits, V, scale, bias, e->wt, &top);
         if (!(e->wt_sum > 0.0f)) { /* nothing finite: uniform */
             for (uint32_t i = 0; i < V; i++) e->wt[i] = 1.0f;
             e->wt_sum = nc_v2_sum(e->wt, V);
@@ -574,8 +610,11 @@ static void update2(nc_ens *e, uint32_t sym) {
     if (sym >= e->n_vocab) return;
     double inv_sum = 1.0 / (double)e->wt_sum;
     learn_mixer(e, sym, mix2(e, sym) / e->sum, (double)e->wt[sym] * inv_sum);
-    if (e->bias && !e->skipping)
+    if (e->bias && !e->skipping) {
         nc_bias_update2(e->bias, e->wt, (float)inv_sum, e->logits, (float)e->inv_temp, sym);
+        if (e->n_heads)
+            nc_bias_update2(e->heads[e->head], e->wt, (float)inv_sum, e->logits, (float)e->inv_temp, sym);
+    }
     learn_models(e, sym);
 }
 
@@ -615,6 +654,8 @@ uint32_t nc_ens_regions(nc_ens *e, nc_region *out, uint32_t max) {
     n = nc_region_add(out, max, n, e->apm, (size_t)e->n_apm * APM_POINTS * sizeof *e->apm);
     if (e->uni) n = nc_region_add(out, max, n, e->uni, e->n_vocab * sizeof *e->uni);
     n = nc_region_add(out, max, n, &e->tokens, sizeof e->tokens);
+    /* Parts later layouts added come last: earlier dictionaries keep their order. */
+    for (uint32_t h = 0; h < e->n_heads; h++) n = nc_bias_regions(e->heads[h], out, max, n);
     return n;
 }
 
@@ -635,6 +676,7 @@ int nc_ens_observe(nc_ens *e, const uint32_t *tokens, uint32_t n) {
         memset(&empty, 0, sizeof empty);
         nc_ngram_swap_context(e->ng, &empty);
     }
+    e->prev = 0;
     e->skip_next = 0;
     e->experts_ready = 0;
     return NC_OK;

@@ -694,6 +694,8 @@ def _ensemble_text(ensemble: EnsembleSettings | None) -> str:
     for part in ensemble.enabled:
         if part == "ngram":
             parts.append(f"n-gram orders {ensemble.ngram_min_order}-{ensemble.ngram_max_order}")
+        elif part == "bias" and ensemble.bias_contexts:
+            parts.append(f"bias with {ensemble.bias_contexts} context heads")
         elif part == "skip":
             agree = f" with the n-gram agreeing at {ensemble.skip_agree:.2g}" if ensemble.skip_agree else ""
             solo = f" or >= {ensemble.skip_solo_min_len} alone" if ensemble.skip_solo_min_len else ""

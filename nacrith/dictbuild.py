@@ -21,7 +21,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nacrith.corpora import is_message_set, read_messages
@@ -116,6 +116,11 @@ def build_dictionary(
     """A dictionary for ``model`` from ``samples``, with the ensemble and
     arithmetic of ``options`` (which files made with it then use)."""
     start = time.monotonic()
+    if options.ensemble is not None and options.ensemble.bias_contexts:
+        # The context heads pay on long texts (frames.CONTEXT_HEADS_MIN_INPUT),
+        # not on a dictionary's messages, and would add 8 bytes per token of
+        # the vocabulary per head to its learned state (25 MB for 64 heads).
+        options = replace(options, ensemble=replace(options.ensemble, bias_contexts=0))
     report = BuildReport(samples=len(samples))
     n_vocab = model.symbols.n_vocab
     encoded = [model.symbols.encode(s) for s in samples]

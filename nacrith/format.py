@@ -309,6 +309,8 @@ _SETTING_FORMATS = {
     "skip_solo_min_len": "H",
     "skip_solo_confidence": "f",
     "bias_scale_lr": "f",
+    "bias_contexts": "H",
+    "bias_context_lr": "f",
 }
 _SETTING_NAMES = tuple(_SETTING_FORMATS)
 _LAYOUT_1: dict[str, int | float] = {
@@ -334,6 +336,8 @@ _LAYOUT_1: dict[str, int | float] = {
     "skip_solo_min_len": 0,  # files made before the solo rule existed
     "skip_solo_confidence": 0.98,
     "bias_scale_lr": 0.0,  # files made before the learned scale existed
+    "bias_contexts": 0,  # files made before the context heads existed
+    "bias_context_lr": 0.25,
 }
 _LAYOUTS: dict[int, dict[str, int | float]] = {
     1: _LAYOUT_1,

@@ -40,4 +40,6 @@ def ensemble_params(settings: EnsembleSettings) -> Any:
     p.skip_solo_min_len = settings.skip_solo_min_len
     p.skip_solo_confidence = settings.skip_solo_confidence
     p.bias_scale_lr = settings.bias_scale_lr
+    p.bias_contexts = settings.bias_contexts
+    p.bias_context_lr = settings.bias_context_lr
     return p

@@ -158,6 +158,13 @@ class EnsembleSettings:
     #: Bias head: learning rate of its scale of the logits, a per-document
     #: temperature (0: none; the scale stays 1).
     bias_scale_lr: float = 0.05
+    #: Context heads: bias heads keyed on the stream's previous token modulo
+    #: their number (at most 2^23 / vocabulary size), each added to the bias
+    #: head where its context comes, and their learning rate (arithmetic 2
+    #: only; 0: none). Inputs below frames.CONTEXT_HEADS_MIN_INPUT bytes are
+    #: coded without them (docs/measurements.md, "Ensemble").
+    bias_contexts: int = 64
+    bias_context_lr: float = 0.25
     #: Mixer: learning rate and bound of the weight logits.
     mixer_lr: float = 0.02
     mixer_limit: float = 8.0
@@ -206,6 +213,8 @@ class EnsembleSettings:
         need(0 < self.bias_lr <= 4, "bias learning rate must be in (0, 4]")
         need(0 < self.bias_limit <= 64, "bias limit must be in (0, 64]")
         need(0 <= self.bias_scale_lr <= 4, "bias scale learning rate must be in [0, 4]")
+        need(0 <= self.bias_contexts <= 65535, "context heads must be 0..65535")
+        need(0 < self.bias_context_lr <= 4, "context heads' learning rate must be in (0, 4]")
         need(0 < self.mixer_lr <= 1, "mixer learning rate must be in (0, 1]")
         need(0 < self.mixer_limit <= 32, "mixer limit must be in (0, 32]")
         need(0 < self.apm_rate <= 1, "APM rate must be in (0, 1]")

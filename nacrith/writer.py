@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import shutil
 import tempfile
 import zlib
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from nacrith.engine import FrameStats, Progress
 from nacrith.errors import InputChangedError
@@ -31,6 +32,7 @@ from nacrith.format import (
     read_up_to,
 )
 from nacrith.frames import (
+    CONTEXT_HEADS_MIN_INPUT,
     CodecModel,
     CodedFrame,
     CompressOptions,
@@ -204,6 +206,13 @@ def compress_stream(
     and written in input order: the file is the same byte for byte. ``model``
     then serves only the tokenizer and the model's identity.
     """
+    if content_size is None and options.for_input(0) != options:
+        # A pipe: whether the input is short enough to code without the context
+        # heads is known once that much of it is read.
+        src, known = _read_ahead(src, CONTEXT_HEADS_MIN_INPUT)
+        options = options.for_input(known)
+    else:
+        options = options.for_input(content_size)
     header = _header(model, options, content_size, workers)
     if options.dictionary is not None:
         options.dictionary.check_model(model.sha256, model.symbols.n_vocab)
@@ -215,6 +224,35 @@ def compress_stream(
         frames.text(chunk)
     frames.finish()
     return writer.finish(content_size)
+
+
+class _Prepended(io.RawIOBase):
+    """Bytes already read from a stream, then the rest of it."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_ahead(src: BinaryIO, limit: int) -> tuple[BinaryIO, int | None]:
+    """src as it was, having read up to ``limit`` bytes of it: with its size
+    when it held fewer (the whole input), else None."""
+    head = read_up_to(src, limit)
+    size = len(head) if len(head) < limit else None
+    return io.BufferedReader(_Prepended(head, src)), size
 
 
 def _header(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ from hypothesis import strategies as st
 from reference_models import BiasHead, Ensemble, MatchModel, NgramModel, softmax
 
 from nacrith.coder import CDF_TOTAL, Decoder, Encoder, ScoreCDF
+from nacrith.engine import count_samples
 from nacrith.errors import CoderError
-from nacrith.settings import EnsembleSettings
+from nacrith.settings import Coding, EnsembleSettings
 
 V = 600
 EXTRA = 256
@@ -338,12 +340,55 @@ def test_cheap_models_beat_a_useless_language_model(arith):
 
 def test_the_two_arithmetics_cost_the_same_bits():
     """Arithmetic 2 computes in float what 1 computes in double: the coded
-    size may differ by rounding, never by more than a fraction of a percent."""
+    size may differ by rounding, never by more than a fraction of a percent
+    (without the context heads, which only arithmetic 2 has)."""
     logits = TableLogits()
     symbols = repetitive(n=3000)
-    settings = EnsembleSettings(skip_warmup=0, skip_min_len=8)
+    settings = EnsembleSettings(skip_warmup=0, skip_min_len=8, bias_contexts=0)
     one, two = (sum(code(settings, symbols, logits, arith)[1]) for arith in (1, 2))
     assert abs(two - one) < 0.002 * one, (one, two)
+
+
+def test_context_heads_learn_what_follows_each_token():
+    """Each of 20 tokens is followed by its own partner. The bias head alone
+    learns only how often each partner comes; the context heads, keyed on the
+    previous token, learn which one comes next (the other parts are off, so
+    nothing else can)."""
+    rng = random.Random(5)
+    partner = {a: V - 1 - a for a in range(20)}
+    symbols: list[int] = []
+    while len(symbols) < 4000:
+        a = rng.randrange(20)
+        symbols += [a, partner[a]]
+    flat = TableLogits(scale=0.0)
+    only_bias = EnsembleSettings(ngram=False, match=False, skip=False, apm=False)
+    without = code(replace(only_bias, bias_contexts=0), symbols, flat, arith=2)
+    with_heads = code(only_bias, symbols, flat, arith=2)
+    assert only_bias.bias_contexts == 64
+    assert sum(with_heads[1]) < 0.8 * sum(without[1])
+    assert decode(only_bias, with_heads[0], len(symbols), flat, arith=2) == symbols
+
+
+def test_context_heads_are_unused_in_arithmetic_1():
+    logits = TableLogits()
+    symbols = repetitive()
+    heads = EnsembleSettings(skip_warmup=0, skip_min_len=8)
+    assert heads.bias_contexts
+    assert code(heads, symbols, logits, 1)[0] == code(replace(heads, bias_contexts=0), symbols, logits, 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("n_vocab", "asked", "heads"), [(600, 5, 5), (49152, 65535, 170), (300_000, 100, 27)]
+)
+def test_context_heads_take_at_most_64_mb(n_vocab, asked, heads):
+    """min(bias_contexts, max(1, 2^23 / V)) heads, each V float values and V
+    float gradient sums: what a dictionary's learned state holds of them."""
+    settings = EnsembleSettings(ngram=False, match=False, skip=False, apm=False)
+
+    def state_size(contexts: int) -> int:
+        return len(count_samples(n_vocab, EXTRA, replace(settings, bias_contexts=contexts), Coding(), []))
+
+    assert state_size(asked) - state_size(0) == heads * n_vocab * 8
 
 
 def test_mixer_recovers_after_a_long_stretch_where_the_cheap_models_were_useless():

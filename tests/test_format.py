@@ -40,6 +40,7 @@ from nacrith.format import (
     unpack_ensemble,
     zstd_stream_bound,
 )
+from nacrith.frames import CONTEXT_HEADS_MIN_INPUT, CompressOptions
 from nacrith.settings import LEGACY_CODING, MAX_CONTEXT, MAX_FRAME_SIZE, MIN_CONTEXT, Coding, EnsembleSettings
 
 # --- helpers ------------------------------------------------------------------
@@ -603,6 +604,9 @@ LAYOUT_1 = dict(
     skip_solo_min_len=0,
     skip_solo_confidence=0.98,
     bias_scale_lr=0.0,
+    # Settings added later, at the value that keeps older files' meaning.
+    bias_contexts=0,
+    bias_context_lr=0.25,
 )
 
 
@@ -627,9 +631,16 @@ def test_layout_defaults_never_move(layout, values):
     assert pack_ensemble(implied) == bytes([layout, 0b11111])  # packed in the layout it was read in
 
 
-def test_default_ensemble_is_the_newest_layout_and_costs_two_bytes():
+def test_default_ensemble_is_the_newest_layout_with_context_heads():
+    """Layout 2 has no context heads; compress asks for 64, which costs 3 more
+    bytes of ENSEMBLE value, and only on inputs large enough to gain more than that."""
     today = EnsembleSettings()
-    assert pack_ensemble(today) == bytes([2, 0b11111])
+    assert pack_ensemble(today) == bytes([2, 0b11111, 22]) + struct.pack("<H", 64)
+    small = CompressOptions().for_input(CONTEXT_HEADS_MIN_INPUT - 1).ensemble
+    assert small is not None and pack_ensemble(small) == bytes([2, 0b11111])
+    for size in (CONTEXT_HEADS_MIN_INPUT, None):
+        assert CompressOptions().for_input(size).ensemble == today
+    assert CompressOptions(ensemble=None).for_input(10).ensemble is None
     assert unpack_ensemble(pack_ensemble(today.without("skip", "bias"))).enabled == ("ngram", "match", "apm")
 
 
@@ -650,6 +661,8 @@ def test_settings_read_from_an_old_layout_keep_their_meaning_and_layout():
     candidates=st.integers(1, 16),
     bias_lr=st.floats(0, 1, exclude_min=True, width=32),
     bias_scale_lr=st.floats(0, 4, width=32),
+    bias_contexts=st.integers(0, 65535),
+    bias_context_lr=st.floats(0, 4, exclude_min=True, width=32),
     mixer_limit=st.floats(0, 32, exclude_min=True, width=32),
     skip_warmup=st.integers(0, 2**32 - 1),
     skip_batch=st.integers(1, 65535),
@@ -665,6 +678,8 @@ def test_ensemble_settings_round_trip(
     candidates,
     bias_lr,
     bias_scale_lr,
+    bias_contexts,
+    bias_context_lr,
     mixer_limit,
     skip_warmup,
     skip_batch,
@@ -685,6 +700,8 @@ def test_ensemble_settings_round_trip(
         ngram_candidates=candidates,
         bias_lr=bias_lr,
         bias_scale_lr=bias_scale_lr,
+        bias_contexts=bias_contexts,
+        bias_context_lr=bias_context_lr,
         mixer_limit=mixer_limit,
         skip_warmup=skip_warmup,
         skip_batch=skip_batch,
@@ -715,7 +732,8 @@ def test_header_with_ensemble_round_trip():
         (b"\x01", FormatError, "too short"),
         (b"\x03\x1f", UnsupportedVersionError, "layout 3; this nacrith knows layouts 1, 2"),
         (b"\x01\x3f", UnsupportedVersionError, "parts unknown"),
-        (b"\x01\x1f\x16\x00\x00", UnsupportedVersionError, "setting 22"),
+        (b"\x01\x1f\x18\x00\x00", UnsupportedVersionError, "setting 24"),
+        (b"\x01\x1f\x17\x00\x00\x00\x00", FormatError, "context heads' learning rate"),  # 0.0
         (b"\x01\x1f\x15\x00\x00\x80\xbf", FormatError, "bias scale"),  # -1.0
         (b"\x01\x1f\x13\x03\x00", FormatError, "solo skip length"),  # 3 < match length 6
         (b"\x01\x1f\x14\x00\x00\x00\x00", FormatError, "solo skip confidence"),  # 0.0
@@ -827,7 +845,8 @@ V2_ID = bytes(range(8))
 
 
 def v2_header(**changes) -> Header:
-    """Version 2 at every default: what ``nacrith compress`` writes."""
+    """Version 2 at every default: what ``nacrith compress`` writes for an
+    input below CONTEXT_HEADS_MIN_INPUT (from there, the ensemble's context heads too)."""
     fields = dict(
         model_id=V2_ID,
         vocab_size=None,
@@ -837,7 +856,7 @@ def v2_header(**changes) -> Header:
         frame_size=1 << 20,
         start_token=None,
         environment=V2_ENVIRONMENT,
-        ensemble=EnsembleSettings(),
+        ensemble=EnsembleSettings(bias_contexts=0),
         lanes=16,
         min_stream=10240,
         coding=Coding(2, True),
@@ -855,14 +874,17 @@ def test_v2_default_header_is_its_magic_version_descriptor_and_model():
 
 
 def test_v2_default_file_of_one_frame_costs_at_most_24_bytes():
-    """The bound holds up to a full frame of 1 MiB: 14 bytes of header, two
-    varints of at most 3 bytes, the checksum."""
-    for raw_size in (2, 127, 128, 385, 16383, 16384, 1 << 20):
+    """The bound holds below CONTEXT_HEADS_MIN_INPUT: 14 bytes of header, two
+    varints of at most 3 bytes, the checksum. From there up to a full frame of
+    1 MiB, the context heads add 8 bytes (the ENSEMBLE tag and the settings' size)."""
+    for raw_size in (2, 127, 128, 385, 16383, 16384, CONTEXT_HEADS_MIN_INPUT, 1 << 20):
         raw = b"a" * raw_size
         payload = b"p" * max(1, raw_size // 4)
-        blob = pack_single(v2_header(), raw, payload, raw_size)
-        assert len(blob) - len(payload) <= 24, raw_size
-        assert len(blob) - len(payload) == 18 + 2 * len(pack_varint(raw_size))
+        ensemble = CompressOptions().for_input(raw_size).ensemble
+        blob = pack_single(v2_header(ensemble=ensemble), raw, payload, raw_size)
+        heads = 8 if raw_size >= CONTEXT_HEADS_MIN_INPUT else 0
+        assert len(blob) - len(payload) <= 24 + heads, raw_size
+        assert len(blob) - len(payload) == 18 + 2 * len(pack_varint(raw_size)) + heads
 
 
 def test_v2_a_few_hundred_bytes_stored_cost_12():

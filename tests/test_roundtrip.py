@@ -5,14 +5,17 @@ from __future__ import annotations
 import io
 import os
 import random
+from dataclasses import replace
 
 import pytest
 from tiny_model import tiny_text
 
 import nacrith
 from nacrith.format import FrameType, Header
+from nacrith.frames import CONTEXT_HEADS_MIN_INPUT
 from nacrith.models.llm import LanguageModel
 from nacrith.reader import read_info
+from nacrith.settings import EnsembleSettings
 
 pytestmark = pytest.mark.llm
 
@@ -113,6 +116,31 @@ def test_crosses_default_window(codec, model):
     blob = codec.compress(data)
     assert frame_types(blob) == [FrameType.NEURAL]
     assert codec.decompress(blob) == data
+
+
+def test_context_heads_only_for_inputs_large_enough_to_pay_for_them(codec, monkeypatch):
+    """From CONTEXT_HEADS_MIN_INPUT bytes the ensemble has its context heads,
+    which the header records; a smaller input is coded without them, so its
+    file keeps version 2's default ensemble and is what it was before they
+    existed. (The threshold is lowered to 4,000 bytes here: coding 32 KiB
+    three times on the test model takes a minute.)"""
+    assert CONTEXT_HEADS_MIN_INPUT > 4000
+    monkeypatch.setattr("nacrith.frames.CONTEXT_HEADS_MIN_INPUT", 4000)
+    monkeypatch.setattr("nacrith.writer.CONTEXT_HEADS_MIN_INPUT", 4000)
+    large = tiny_text(4000, seed=5)
+    blob = codec.compress(large, segment=False)
+    assert Header.read(io.BytesIO(blob)).ensemble.bias_contexts == EnsembleSettings().bias_contexts > 0
+    assert codec.decompress(blob) == large
+    small = large[:3000]
+    blob = codec.compress(small)
+    assert Header.read(io.BytesIO(blob)).ensemble.bias_contexts == 0
+    assert blob == codec.compress(small, ensemble=replace(EnsembleSettings(), bias_contexts=0))
+    assert codec.decompress(blob) == small
+    # From a pipe, whose size is not known, the writer reads that far ahead to decide.
+    for data in (small, large):
+        out = io.BytesIO()
+        codec.compress_stream(io.BytesIO(data), out, segment=False)
+        assert out.getvalue() == codec.compress(data, segment=False)
 
 
 def test_several_frames(codec):

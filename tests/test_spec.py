@@ -31,7 +31,8 @@ from nacrith.format import (
     pack_ensemble,
     pack_single,
 )
-from nacrith.settings import Coding, EnsembleSettings
+from nacrith.frames import CompressOptions
+from nacrith.settings import Coding
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "format.md"
 CONTENT = b"Hello, world!\n"
@@ -129,7 +130,8 @@ def test_the_default_ensemble_tag_is_the_one_the_spec_gives():
     """The example's note: the default header adds ENSEMBLE, `0A 02 02 1F`."""
     match = re.search(r"`ENSEMBLE` tag, `0A 02 ([0-9A-F ]+)`", example_section().replace("\n", " "))
     assert match, "the example no longer gives the default ENSEMBLE tag"
-    assert pack_ensemble(EnsembleSettings()) == bytes.fromhex(match.group(1))
+    # The example's text is short: the default ensemble, without the context heads.
+    assert pack_ensemble(CompressOptions().for_input(len(CONTENT)).ensemble) == bytes.fromhex(match.group(1))
 
 
 # --- version 2 ----------------------------------------------------------------
@@ -177,7 +179,8 @@ def test_the_code_reads_and_writes_the_version_2_example():
     assert header.model_id == bytes.fromhex("b179c9523d0e6a0f")
     assert (header.context, header.slide, header.temperature, header.frame_size) == (2048, 512, 1.0, 1 << 20)
     assert header.vocab_size is None and header.start_token is None  # the model's
-    assert header.ensemble == EnsembleSettings() and header.coding == Coding(2, True)
+    assert header.ensemble == CompressOptions().for_input(len(CONTENT)).ensemble
+    assert header.coding == Coding(2, True)
     assert (header.lanes, header.min_stream) == (16, 10240)
     assert header.environment == "0.3.36 cpu 2ce1275d avx2"
     stream = io.BytesIO(V2_DUMP)
