@@ -22,23 +22,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import hashlib
 import itertools
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-from lane_policy import Replay, record
+from lane_policy import code_replayed, recording
 
 from nacrith.corpora import locate
-from nacrith.engine import decode_streams, encode_streams
-from nacrith.format import ESCAPE_SYMBOLS, stream_bounds
+from nacrith.format import stream_bounds
 from nacrith.frames import DEFAULT_LANES, DEFAULT_MIN_STREAM, SLIDE_FRACTION
 from nacrith.models.llm import LanguageModel
-from nacrith.settings import Coding, EnsembleSettings, llm_batch
+from nacrith.settings import Coding, EnsembleSettings
 
 #: Name -> the default ensemble's settings to change (None: the model alone).
 VARIANTS: dict[str, dict[str, object] | None] = {
@@ -49,9 +45,6 @@ VARIANTS: dict[str, dict[str, object] | None] = {
     "no ngram": {"ngram": False},
     "no skip": {"skip": False},
     "no match": {"match": False, "skip": False},
-    "mixer2": {"mixer2_lr": 0.02},
-    "apm2": {"apm2_rate": 0.005},
-    "mixer2+apm2": {"mixer2_lr": 0.02, "apm2_rate": 0.005},
 }
 
 
@@ -100,7 +93,6 @@ def main() -> int:
     context = args.context
     slide = args.slide or max(1, context // SLIDE_FRACTION)
     model = LanguageModel(args.model, threads=args.threads)
-    n_vocab = model.symbols.n_vocab
     args.cache.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in args.variants.split(",")]
     for name in names:
@@ -112,45 +104,31 @@ def main() -> int:
         bounds = stream_bounds(len(symbols), DEFAULT_LANES, DEFAULT_MIN_STREAM)
         streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
         key = hashlib.sha256(data + model.sha256 + f"{context}/{slide}".encode()).hexdigest()[:12]
+        what = f"{label} ({len(symbols):,} symbols, {len(streams)} lanes)"
         rec = args.cache / f"{key}-{len(streams)}.npy"
-        meta = rec.with_suffix(".json")
-        if not rec.exists():
-            print(
-                f"recording {label} ({len(symbols):,} symbols, {len(streams)} lanes)",
-                file=sys.stderr,
-                flush=True,
-            )
-            seconds = record(model, streams, rec, context=context, slide=slide)
-            meta.write_text(json.dumps({"model_s": seconds}))
-        model_s = json.loads(meta.read_text())["model_s"]
-        rows = np.load(rec, mmap_mode="r")
-        offsets = list(np.cumsum([0, *(sum(1 for s in st if s < n_vocab) + 1 for st in streams)]))
-        sizes: dict[str, int] = {}
+        rows, offsets, model_s = recording(model, streams, rec, what, context=context, slide=slide)
         for name in names:
             ensemble = settings_of(name)
-
-            replay = functools.partial(
-                Replay, rows, offsets, llm_batch(ensemble), model.start_token, context, slide
+            payloads, stats, host_s, ok = code_replayed(
+                rows,
+                offsets,
+                streams,
+                model.start_token,
+                ensemble,
+                Coding(),
+                context,
+                slide,
+                not args.no_verify,
             )
-
-            player = replay()
-            start = time.perf_counter()
-            payloads, stats = encode_streams(player, streams, ESCAPE_SYMBOLS, 1.0, ensemble, Coding())
-            host_s = time.perf_counter() - start - player.seconds
-            ok = None
-            if not args.no_verify:
-                counts = [len(s) for s in streams]
-                back = decode_streams(replay(), payloads, counts, ESCAPE_SYMBOLS, 1.0, ensemble, Coding())
-                ok = back == [list(s) for s in streams]
-            sizes[name] = sum(len(p) for p in payloads)
+            size = sum(len(p) for p in payloads)
             row = {
                 "text": label,
                 "context": context,
                 "lanes": len(streams),
                 "variant": name,
                 "bytes": len(data),
-                "payload_bytes": sizes[name],
-                "bpb": 8 * sizes[name] / max(1, len(data)),
+                "payload_bytes": size,
+                "bpb": 8 * size / max(1, len(data)),
                 "model_us_per_token": 1e6 * model_s / max(1, len(symbols)),
                 "host_us_per_token": 1e6 * host_s / max(1, len(symbols)),
                 "skipped": stats.skipped,

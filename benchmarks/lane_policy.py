@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from nacrith.corpora import locate
-from nacrith.engine import decode_streams, encode_streams
+from nacrith.engine import FrameStats, decode_streams, encode_streams
 from nacrith.format import ESCAPE_SYMBOLS, stream_bounds
 from nacrith.models.feeder import Feeder
 from nacrith.models.llm import LanguageModel
@@ -148,6 +148,58 @@ class Replay:
         return int(self._out.ctypes.data)
 
 
+def recording(
+    model: LanguageModel,
+    streams: list[list[int]],
+    path: Path,
+    label: str,
+    warm: int = 0,
+    context: int = CONTEXT,
+    slide: int = SLIDE,
+) -> tuple[np.ndarray, list[int], float]:
+    """The streams' recording (``record``), made once and kept in path with the
+    model's seconds beside it: its rows, the row each stream starts at, and
+    those seconds."""
+    meta = path.with_suffix(".json")
+    if not path.exists():
+        print(f"recording {label}", file=sys.stderr, flush=True)
+        meta.write_text(json.dumps({"model_s": record(model, streams, path, warm, context, slide)}))
+    n_vocab = model.symbols.n_vocab
+    offsets = list(np.cumsum([0, *(sum(1 for s in st if s < n_vocab) + 1 for st in streams)]))
+    return np.load(path, mmap_mode="r"), offsets, json.loads(meta.read_text())["model_s"]
+
+
+def code_replayed(
+    rows: np.ndarray,
+    offsets: list[int],
+    streams: list[list[int]],
+    start_token: int,
+    ensemble: EnsembleSettings | None,
+    coding: Coding,
+    context: int = CONTEXT,
+    slide: int = SLIDE,
+    verify: bool = True,
+) -> tuple[list[bytes], FrameStats, float, bool | None]:
+    """The streams coded from their recording by the real engine and, with
+    verify, decoded again: the payloads, the coder's counts, the host's seconds
+    (the replay's own reading left out) and whether decoding gave the streams
+    back (None unverified)."""
+
+    def replay() -> Replay:
+        return Replay(rows, offsets, llm_batch(ensemble), start_token, context, slide)
+
+    player = replay()
+    start = time.perf_counter()
+    payloads, stats = encode_streams(player, streams, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+    host_s = time.perf_counter() - start - player.seconds
+    ok = None
+    if verify:
+        counts = [len(s) for s in streams]
+        back = decode_streams(replay(), payloads, counts, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+        ok = back == [list(s) for s in streams]
+    return payloads, stats, host_s, ok
+
+
 POLICIES: dict[str, tuple[EnsembleSettings | None, Coding]] = {
     "llm only": (None, Coding()),
     "cold": (EnsembleSettings(), LEGACY_CODING),
@@ -177,30 +229,12 @@ def main() -> int:
         bounds = stream_bounds(len(symbols), lanes, 1)
         streams = [symbols[a:b] for a, b in itertools.pairwise(bounds)]
         rec = args.cache / f"{path.name}-{key}-{lanes}{f'-warm{args.warm}' if args.warm else ''}.npy"
-        meta = rec.with_suffix(".json")
-        if not rec.exists():
-            print(f"recording {lanes} lanes", file=sys.stderr, flush=True)
-            meta.write_text(json.dumps({"model_s": record(model, streams, rec, args.warm)}))
-        model_s = json.loads(meta.read_text())["model_s"]
-        rows = np.load(rec, mmap_mode="r")
-        n_vocab = model.symbols.n_vocab
-        offsets = list(np.cumsum([0, *(sum(1 for s in st if s < n_vocab) + 1 for st in streams)]))
+        rows, offsets, model_s = recording(model, streams, rec, f"{lanes} lanes", args.warm)
         for name in args.policies.split(","):
             ensemble, coding = POLICIES[name]
-            replay = Replay(rows, offsets, llm_batch(ensemble), model.start_token)
-            start = time.perf_counter()
-            payloads, stats = encode_streams(replay, streams, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
-            host_s = time.perf_counter() - start - replay.seconds
-            back = decode_streams(
-                Replay(rows, offsets, llm_batch(ensemble), model.start_token),
-                payloads,
-                [len(s) for s in streams],
-                ESCAPE_SYMBOLS,
-                1.0,
-                ensemble,
-                coding,
+            payloads, stats, host_s, ok = code_replayed(
+                rows, offsets, streams, model.start_token, ensemble, coding
             )
-            ok = back == [list(s) for s in streams]
             coded = sum(len(p) for p in payloads)
             # The model's share: the recording evaluated every token; with the skip, fewer reach it.
             model_share = model_s * (1 - stats.skipped / len(symbols))
