@@ -62,6 +62,7 @@ __all__ = [
     "entropies",
     "resolve_inputs",
     "run_bench",
+    "runnable_peers",
 ]
 
 NACRITH = "nacrith"
@@ -272,6 +273,10 @@ def builtin_peers() -> dict[str, PeerCodec]:
     return peers
 
 
+#: How to get each peer that may be missing: the optional ones.
+INSTALL_HINTS = {"brotli -q 11": "pip install 'nacrith[peers]', or put brotli on PATH"}
+
+
 #: zstd -19 with a dictionary trained on the message set's train split, by the
 #: dictionary's size: 110K is zstd's default (--maxdict), 16K a small one. The
 #: dictionary's own bytes are not counted, as zstd users do not count them (it
@@ -283,6 +288,11 @@ DICTIONARY_PEERS = {"zstd -19 +dict 110K": 112_640, "zstd -19 +dict 16K": 16_384
 #: with in practice, zstd alone and with a dictionary, and xz -9e.
 FILE_PEERS = ("gzip -9", "bzip2 -9", "xz -9e", "zstd -22", "brotli -q 11")
 MESSAGE_PEERS = ("zstd -19", "zstd -19 +dict 16K", "zstd -19 +dict 110K", "xz -9e")
+
+
+def runnable_peers() -> list[str]:
+    """The built-in peers this Python can run, the dictionary peers among them."""
+    return [*builtin_peers(), *DICTIONARY_PEERS]
 
 
 def default_peers(inputs: Sequence[BenchInput]) -> list[str]:
@@ -651,7 +661,7 @@ def run_bench(
 
         path = resolve_model_path(model)
         meta["model"] = {"name": path.name, "sha256": file_sha256(path).hex()}
-    available = [*builtin_peers(), *DICTIONARY_PEERS]
+    available = runnable_peers()
     unknown = [p for p in peers if p not in available]
     compressors = list(variants) + list(with_dict) + [p for p in peers if p in available] + list(external)
     results: list[Result] = []

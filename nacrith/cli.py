@@ -11,6 +11,8 @@ import contextlib
 import dataclasses
 import logging
 import os
+import select
+import signal
 import sys
 import time
 import warnings
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 
 SUFFIX = ".nc"
 EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Its reader gone (`nacrith bench | head`): what a shell reports for gzip or xz,
+#: which SIGPIPE stops.
+EXIT_READER_GONE = 128 + signal.SIGPIPE
 
 
 class UsageError(Exception):
@@ -513,7 +518,7 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
     names = {f.name: f.type for f in dataclasses.fields(EnsembleSettings)}
     for item in settings:
         name, sep, text = item.partition("=")
-        name = name.strip().replace("-", "_")
+        name = _setting_name(item)
         if not sep or name not in names or names[name] == "bool" or name == "layout":
             raise UsageError(f"--ensemble wants NAME=VALUE, NAME a hyperparameter, not {item!r}")
         try:
@@ -524,6 +529,11 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
         return EnsembleSettings(**values).without(*(off or []))
     except ValueError as exc:
         raise UsageError(f"ensemble: {exc}") from None
+
+
+def _setting_name(item: str) -> str:
+    """The hyperparameter an --ensemble NAME=VALUE sets."""
+    return item.partition("=")[0].strip().replace("-", "_")
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -537,6 +547,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
             ensemble=ensemble,
             segment=args.segment,
             lanes=args.lanes,
+            # Heads asked for by name are coded whatever the input's size.
+            fit_to_input=not any(_setting_name(item) == "bias_contexts" for item in args.settings),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -771,13 +783,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--peer-decompress for unknown peer(s): {', '.join(sorted(stray))}")
     external = {name: (cmd, decompress_cmds.get(name)) for name, cmd in compress_cmds.items()}
     inputs = bench.resolve_inputs(args.corpus or ["canterbury"], args.limit)
+    on_path = bench.external_on_path()
     if args.peers is None:  # the defaults depend on the inputs: files or message sets
         peers = bench.default_peers(inputs)
+        # A default peer not installed is left out, not failed: the run did
+        # what was asked of it. (A peer named with --peers still fails.)
+        for name in [p for p in peers if p not in bench.runnable_peers() and p not in on_path]:
+            peers.remove(name)
+            hint = bench.INSTALL_HINTS.get(name, "not importable, not on PATH")
+            _say(args, f"nacrith: bench: {name} left out: not installed ({hint})")
     elif args.peers.strip() == "none":
         peers = []
     else:
         peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    on_path = bench.external_on_path()
     for name in [p for p in peers if p in on_path]:
         external.setdefault(name, on_path[name])
         peers.remove(name)
@@ -861,7 +879,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
     service = app.state.service
     service.on_load_failure = lambda: setattr(server, "should_exit", True)
-    server.run()
+    try:
+        server.run()
+    finally:
+        service.close()  # the workers stop on every way out, a forced one included
     if service.load_error:
         print(f"nacrith: cannot start the workers: {service.load_error}", file=sys.stderr)
         return EXIT_DATA
@@ -985,6 +1006,27 @@ def _show_warning(
 _MODEL_COMMANDS = ("compress", "decompress", "test", "dict", "models")
 
 
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (it polls as an
+    error), rather than some other pipe of ours broken."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or no real stdout
+        return False
+
+
+def _stop_writing_stdout() -> int:
+    """Stop quietly, as gzip and xz do when `| head` has read enough. What is
+    still buffered for stdout would fail again when Python flushes it at exit,
+    with a message: it goes to /dev/null instead."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
@@ -992,11 +1034,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # llama.cpp dying from a signal: one line and exit 1, no partial output file.
         install_guard()
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, not at exit: a reader gone is handled below
+        return status
     except UsageError as exc:
         print(f"nacrith: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (NacrithError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
+            return _stop_writing_stdout()
         file = getattr(args, "file", None)
         named = file is None or (isinstance(exc, OSError) and exc.filename)
         where = "" if named or file is None else f"{_display_name(file)}: "

@@ -151,7 +151,9 @@ def run_in_child(fn: Callable[..., T], *args: object) -> T:
     signal, os._exit) raises WorkerError naming how it died."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child_main, args=(sender, fn, args), daemon=True)
+    # Not daemonic: the child may start processes of its own (a measurement with
+    # --workers), which a daemonic process may not. It is joined below either way.
+    process = context.Process(target=_child_main, args=(sender, fn, args))
     process.start()
     sender.close()
     try:

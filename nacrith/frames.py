@@ -139,6 +139,9 @@ class CompressOptions:
     #: options' (its learned state is that ensemble's), and its frames are one
     #: stream each (its state is one ensemble's), so ``lanes`` is 1.
     dictionary: Dictionary | None = None
+    #: Whether for_input may leave the context heads out of a short input.
+    #: False when the user set ensemble.bias_contexts: what is asked for is coded.
+    fit_to_input: bool = True
 
     def __post_init__(self) -> None:
         if self.slide == 0:
@@ -172,6 +175,7 @@ class CompressOptions:
         ensemble = self.ensemble
         if (
             ensemble is None
+            or not self.fit_to_input
             or not ensemble.bias_contexts
             or self.dictionary is not None
             or content_size is None

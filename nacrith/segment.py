@@ -13,6 +13,10 @@ Canterbury binaries):
   about 50 bytes (frame headers, a zstd block, the model starting cold);
   coding a gap in place costs about 0.3 bytes per random byte more than zstd
   does, so in place won for every gap measured, up to 64 bytes.
+- A short binary run at the start or end of the input, next to text, is
+  coded in place too when that is cheaper than a binary segment of its own
+  (BINARY_SEGMENT_COST bytes beyond its data): alice29.txt's last byte, a DOS
+  end-of-file mark (0x1A), would otherwise cost a frame.
 - A text island shorter than MIN_TEXT bytes stays in the binary data: below
   it, a neural frame of its own (frame header, index entry, a cold model)
   costs more than zstd does with the island in place.
@@ -28,7 +32,16 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["MAX_GAP_COST", "MIN_RUN", "MIN_TEXT", "RUN_PER_GAP_COST", "Segment", "Segmenter", "segments"]
+__all__ = [
+    "BINARY_SEGMENT_COST",
+    "MAX_GAP_COST",
+    "MIN_RUN",
+    "MIN_TEXT",
+    "RUN_PER_GAP_COST",
+    "Segment",
+    "Segmenter",
+    "segments",
+]
 
 #: Shortest text run worth a neural frame of its own (bytes): shorter ones cost
 #: less inside the zstd stream (docs/measurements.md, "Segmentation").
@@ -40,6 +53,12 @@ MAX_GAP_COST = 96
 #: long: a text byte saves about 0.35 bytes as neural rather than zstd, so
 #: shorter runs cannot pay for the gap.
 RUN_PER_GAP_COST = 3
+#: What a short binary segment costs beyond its bytes, at least: its frame's
+#: header and index entry, and zstd's frame around the bytes; more where it
+#: turns a file of one frame into one of several (docs/measurements.md,
+#: "Segmentation"). A binary run at an end of the input is coded in place
+#: when its gap cost is less than this plus its length.
+BINARY_SEGMENT_COST = 23
 #: Shorter runs of text characters are not looked at: binary data is full of
 #: them; longer ones miss short names in binaries (docs/measurements.md).
 MIN_RUN = 3
@@ -71,8 +90,8 @@ def _byte_class(allowed: bytes) -> bytes:
     return b"[" + b"".join(re.escape(bytes([b])) for b in allowed) + b"]"
 
 
-def _text_pattern(uncarried: frozenset[int]) -> re.Pattern[bytes]:
-    """Runs of text characters made only of bytes the tokenizer carries."""
+def _text_char(uncarried: frozenset[int]) -> bytes:
+    """A pattern of one text character made only of bytes the tokenizer carries."""
     alternatives = [_byte_class(bytes(b for b in _ASCII_TEXT if b not in uncarried))]
     # (A tokenizer lacking a continuation byte is not known; its multi-byte text is left binary.)
     if not uncarried & set(range(0x80, 0xC0)):
@@ -80,7 +99,7 @@ def _text_pattern(uncarried: frozenset[int]) -> re.Pattern[bytes]:
             kept = bytes(b for b in leads if b not in uncarried)
             if kept:
                 alternatives.append(_byte_class(kept) + tail)
-    return re.compile(b"(?:" + b"|".join(alternatives) + b"){%d,}" % MIN_RUN)
+    return b"(?:" + b"|".join(alternatives) + b")"
 
 
 @dataclass(frozen=True)
@@ -101,9 +120,18 @@ class Segmenter:
             raise ValueError("segments must be allowed at least 1 byte")
         self.max_size = max_size
         self.uncarried = frozenset(uncarried)
-        self._pattern = _text_pattern(self.uncarried)
+        char = _text_char(self.uncarried)
+        self._pattern = re.compile(char + b"{%d,}" % MIN_RUN)  # runs of text characters
+        self._chars = re.compile(char + b"*")
         self._buf = b""
         self._binary = b""  # final binary bytes not yet handed out
+        self._consumed = 0  # bytes of input before self._buf
+        #: Bytes of the text span that self._buf starts inside, handed out
+        #: already (a long text span's first pieces), and how much of self._buf
+        #: is known to be that span's: the span goes on as when the whole input
+        #: is looked at at once, its length counting for the gaps after it.
+        self._text_before = 0
+        self._text_held = 0
 
     def feed(self, block: bytes) -> list[Segment]:
         """Segments that are final now that ``block`` has been read."""
@@ -119,61 +147,143 @@ class Segmenter:
         the tokenizer carries, 3 for one it escapes (24 bits or more)."""
         return sum(1 if b < 0x80 and b not in self.uncarried else 3 for b in gap)
 
-    def _spans(self, buf: bytes) -> list[tuple[bool, int, int]]:
-        """(is_text, start, end) covering buf, adjacent spans of different kinds."""
-        text: list[list[int]] = []
-        for m in self._pattern.finditer(buf):
+    def _cheaper_in_place(self, run: bytes) -> bool:
+        """Whether a binary run next to text costs less coded in it than as a segment."""
+        if len(run) > MAX_GAP_COST:
+            return False
+        cost = self._gap_cost(run)
+        return cost <= MAX_GAP_COST and cost < BINARY_SEGMENT_COST + len(run)
+
+    def _chains(self, buf: bytes) -> list[list[int]]:
+        """The runs of text in buf, those bridged by cheap gaps joined into
+        chains: [start, end]. A chain from before buf (the text span handed
+        out so far) starts before 0."""
+        chains: list[list[int]] = []
+        if self._text_before:
+            # The text span handed out so far, as a run, as far as its text characters go.
+            held = self._chars.match(buf, self._text_held)
+            chains.append([-self._text_before, held.end() if held else self._text_held])
+        for m in self._pattern.finditer(buf, chains[0][1] if chains else 0):
             start, end = m.span()
-            if text:
-                left = text[-1]
+            if chains:
+                left = chains[-1]
                 gap = buf[left[1] : start]
                 cost = self._gap_cost(gap) if len(gap) <= MAX_GAP_COST else MAX_GAP_COST + 1
                 # Bridge a cheap gap between runs that each save more than it costs.
                 if cost <= MAX_GAP_COST and min(left[1] - left[0], end - start) >= RUN_PER_GAP_COST * cost:
                     left[1] = end
                     continue
-            text.append([start, end])
+            chains.append([start, end])
+        return chains
+
+    def _spans(
+        self, buf: bytes, final: bool = False, chains: list[list[int]] | None = None
+    ) -> list[tuple[bool, int, int]]:
+        """(is_text, start, end) covering buf, adjacent spans of different kinds.
+        ``final``: buf ends the input, so a binary run at its end is at the input's end."""
         spans: list[tuple[bool, int, int]] = []
         pos = 0
-        for start, end in text:
+        for start, end in self._chains(buf) if chains is None else chains:
             if end - start < MIN_TEXT:
                 continue  # an island: stays binary
+            # The span handed out so far may end where buf starts: it stays, empty,
+            # so that what follows it is still next to text.
+            start = max(start, 0)
             if start > pos:
                 spans.append((False, pos, start))
             spans.append((True, start, end))
             pos = end
         if pos < len(buf):
             spans.append((False, pos, len(buf)))
+        # The input's own ends: a short binary run there joins the text next to it.
+        # (Known only there: the start before anything is handed out, the end at finish.)
+        if (
+            len(spans) >= 2
+            and self._consumed == 0
+            and not spans[0][0]
+            and self._cheaper_in_place(buf[: spans[0][2]])
+        ):
+            spans[:2] = [(True, 0, spans[1][2])]
+        if final and len(spans) >= 2 and not spans[-1][0] and self._cheaper_in_place(buf[spans[-1][1] :]):
+            spans[-2:] = [(True, spans[-2][1], len(buf))]
         return spans
+
+    def _undecided_from(self, buf: bytes, chains: list[list[int]]) -> int:
+        """Where the bytes that more input may still re-classify begin: the chain
+        that a run still arriving at buf's end (or starting there) may yet be
+        bridged to, or that run's own chain. A run still arriving decides its
+        gap once it is long enough; until then it may be an island."""
+        growing = bool(chains) and chains[-1][1] >= len(buf) - 3  # within a character of the end
+        if growing and not self._one_run(buf, chains[-1]):
+            return max(0, chains[-1][0])  # its gap before is bridged already: the chain can only grow
+        if growing:
+            before, run_start = (chains[-2] if len(chains) >= 2 else None), chains[-1][0]
+        else:
+            # Buf's last bytes may start a run: up to MIN_RUN - 1 characters and
+            # part of another, 4 bytes each at most.
+            before, run_start = (chains[-1] if chains else None), max(0, len(buf) - 4 * MIN_RUN + 1)
+        decided = chains[-1][0] if growing else len(buf)
+        if before is None:
+            return decided
+        gap = buf[before[1] : max(before[1], run_start)]
+        cost = self._gap_cost(gap) if len(gap) <= MAX_GAP_COST else MAX_GAP_COST + 1
+        # The chain before is complete: too short for the gap, it never will be long enough.
+        if cost > MAX_GAP_COST or before[1] - before[0] < RUN_PER_GAP_COST * cost:
+            return decided
+        return before[0]
+
+    def _one_run(self, buf: bytes, chain: list[int]) -> bool:
+        """Whether a chain is a single run of text, bridged to nothing before it."""
+        run = self._pattern.match(buf, chain[0]) if chain[0] >= 0 else None
+        return run is not None and run.end() == chain[1]
+
+    def _keep_from(self, buf: bytes, spans: list[tuple[bool, int, int]], chains: list[list[int]]) -> int:
+        """Where the bytes that must wait for more input begin: the last span,
+        which may still grow or turn out to be a gap or an island, and whatever
+        the text still arriving may yet join."""
+        is_text, start, end = spans[-1]
+        keep_from = start
+        if not is_text and end - start > _BINARY_HOLD:
+            # Only the end of a long binary span can still change (into a gap or an island).
+            keep_from = end - _BINARY_HOLD
+        elif not is_text and len(spans) >= 2 and self._cheaper_in_place(buf[start:end]):
+            keep_from = spans[-2][1]  # if the input ends here, the text before takes it in
+        keep_from = max(0, min(keep_from, self._undecided_from(buf, chains)))
+        first = chains[0][0] if chains else len(buf)
+        if self._consumed == 0 and keep_from <= first and self._cheaper_in_place(buf[:first]):
+            keep_from = 0  # the input's first text may yet join the short run before it
+        # Text is handed out in whole spans (or in the pieces of _take), never cut here.
+        return next((a for t, a, b in spans if t and a < keep_from < b), keep_from)
 
     def _take(self, final: bool) -> list[Segment]:
         buf = self._buf
-        spans = self._spans(buf)
-        keep_from = len(buf)
-        if not final and spans:
-            # The last span may still grow, or turn out to be a gap or an island: keep it,
-            # and the text before a short trailing gap, which that gap may yet join to more text.
-            is_text, start, end = spans[-1]
-            keep_from = start
-            if not is_text and end - start > _BINARY_HOLD:
-                # Only the end of a long binary span can still change (into a gap or an island).
-                keep_from = end - _BINARY_HOLD
-            elif len(spans) >= 2 and not is_text and end - start <= MAX_GAP_COST:
-                keep_from = spans[-2][1]
+        chains = self._chains(buf)
+        spans = self._spans(buf, final, chains)
+        keep_from = len(buf) if final or not spans else self._keep_from(buf, spans, chains)
+        del chains  # an entry per run of text, many in binary data: not kept while handing out
         out: list[Segment] = []
         for is_text, start, end in spans:
             if start >= keep_from:
                 break
             self._emit(is_text, buf[start : min(end, keep_from)], out)
         rest = buf[keep_from:]
+        self._consumed += keep_from
+        if keep_from:  # what is left starts after the text handed out
+            self._text_before = self._text_held = 0
         if not final and len(rest) > 2 * self.max_size:
-            # A long text run: hand out its first pieces now, so memory stays bounded.
-            done = rest[: len(rest) - self.max_size]
-            pieces = self._pieces(self._spans(rest)[0][0], done, final=False)
+            # A long text span: hand out its first pieces now, so memory stays bounded.
+            # (Binary kept back is at most _BINARY_HOLD and a few gaps' worth, and may
+            # still change: it waits.)
+            is_text, _, text_end = self._spans(rest)[0]
+            done = rest[: min(len(rest) - self.max_size, text_end)] if is_text else b""
+            pieces = self._pieces(True, done, final=False)
             taken = sum(len(p.data) for p in pieces)
             for p in pieces:
                 self._emit(p.text, p.data, out)
             rest = rest[taken:]
+            self._consumed += taken
+            self._text_before += taken
+            self._text_held = text_end - taken if taken else self._text_held
         self._buf = rest
         if final:
             self._emit(True, b"", out)  # flush the binary bytes still pending

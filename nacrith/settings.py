@@ -162,7 +162,8 @@ class EnsembleSettings:
     #: their number (at most 2^23 / vocabulary size), each added to the bias
     #: head where its context comes, and their learning rate (arithmetic 2
     #: only; 0: none). Inputs below frames.CONTEXT_HEADS_MIN_INPUT bytes are
-    #: coded without them (docs/measurements.md, "Ensemble").
+    #: coded without them unless they are asked for by name
+    #: (CompressOptions.fit_to_input; docs/measurements.md, "Ensemble").
     bias_contexts: int = 64
     bias_context_lr: float = 0.25
     #: Mixer: learning rate and bound of the weight logits.

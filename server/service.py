@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +53,9 @@ class Service:
         # One thread per admitted request, so an admitted request never waits for a thread.
         self.threads = ThreadPoolExecutor(settings.capacity, thread_name_prefix="nacrith-job")
         self._loading: asyncio.Future[None] | None = None
+        #: Set by close(): workers that finish loading after it are stopped at once.
+        self._closed = False
+        self._pool_lock = threading.Lock()
         #: Called (from a thread) when the workers cannot be started: `nacrith
         #: serve` stops the server then, rather than run one that is never ready.
         self.on_load_failure: Callable[[], None] | None = None
@@ -70,6 +74,7 @@ class Service:
 
     def _load(self) -> None:
         started = time.monotonic()
+        pool: FramePool | None = None
         try:
             # Here the model only segments and names itself in headers: one
             # thread, and no llama.cpp context is ever made in this process.
@@ -77,19 +82,24 @@ class Service:
             pool = self.pool_factory(self.model.path)
             if pool.model.sha256 != self.model.sha256:
                 # Headers name this process's model; frames must be coded with the same one.
-                pool.close()
                 raise ModelError(f"the workers run another model than {self.model.name}")
             for dictionary in self.dictionaries.values():
                 dictionary.check_model(self.model.sha256, self.model.symbols.n_vocab)
         except (NacrithError, OSError) as exc:
+            if pool is not None:  # started, but of no use: its processes must not outlive us
+                pool.close()
             self.load_error = one_line(exc)
             log.error("nacrith: cannot start the workers: %s", self.load_error)
             if self.on_load_failure is not None:
                 self.on_load_failure()
             return
+        with self._pool_lock:
+            if self._closed:  # the server stopped while the workers loaded
+                pool.close()
+                return
+            self.pool = pool
         self.metrics.workers.set(len(pool.describe()))
         self.metrics.ready.set(1)
-        self.pool = pool
         log.info(
             "nacrith: %d worker(s) ready with %s in %.1f s",
             len(pool.describe()),
@@ -100,9 +110,17 @@ class Service:
     async def stop(self) -> None:
         if self._loading is not None:
             await asyncio.wait([self._loading])
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers now, whatever state the service is in. stop() calls it
+        on a shutdown that gets that far; `nacrith serve` calls it again on its way
+        out, for one that does not (a second Ctrl-C cancels the app's shutdown)."""
+        with self._pool_lock:
+            self._closed = True
+            pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.close()
         self.metrics.ready.set(0)
         self.threads.shutdown(wait=False, cancel_futures=True)
 

@@ -247,6 +247,35 @@ def test_merge_refuses_what_it_cannot_combine(tmp_path):
         assert "Traceback" not in err.stderr.decode()
 
 
+def test_a_default_peer_not_installed_is_left_out(tmp_path):
+    """Without brotli (neither its module nor its program), the default peers
+    run without it, one line says so, and the run succeeds; a peer named
+    with --peers that cannot run still fails the run."""
+    (tmp_path / "t.txt").write_bytes(tiny_text(2_000, seed=3))
+    no_brotli = "import sys; sys.modules['brotli'] = None; from nacrith.cli import main; sys.exit(main())"
+    env = {**os.environ, "PATH": str(tmp_path / "nothing-on-path")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", no_brotli, "bench", "--no-nacrith"]
+        command += ["--corpus", str(tmp_path / "t.txt"), *args]
+        return subprocess.run(command, capture_output=True, env=env, timeout=300)
+
+    default = run()
+    err = default.stderr.decode()
+    assert default.returncode == 0, err
+    assert [line for line in err.splitlines() if "brotli" in line] == [
+        "nacrith: bench: brotli -q 11 left out: not installed "
+        "(pip install 'nacrith[peers]', or put brotli on PATH)"
+    ]
+    table = default.stdout.decode()
+    assert table.startswith("| file | bytes | gzip -9 | bzip2 -9 | xz -9e | zstd -22 | H0 |")
+    assert "brotli" not in table
+    named = run("--peers", "gzip -9,brotli -q 11")
+    assert named.returncode == 1
+    assert "| t.txt | brotli -q 11 | — |" in named.stdout.decode()
+    assert "FAILED: not available (not importable, not on PATH)" in named.stdout.decode()
+
+
 def test_unknown_variant_is_a_usage_error():
     result = _bench("--variants", "full,+gpt5", "--no-nacrith")
     assert result.returncode == 2 and "unknown variant(s) +gpt5; known: llm-only" in result.stderr.decode()

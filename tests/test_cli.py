@@ -240,6 +240,11 @@ def test_interrupt_removes_partial_output(workdir, delay):
         (["--llm-only"], "none (the language model alone)"),
         (["--no-skip", "--no-bias"], "n-gram orders 2-4, match, apm"),
         (["--no-match", "--ensemble", "ngram_max_order=6"], "n-gram orders 2-6, bias, apm"),
+        # Asked for by name, context heads are coded even in a file this short.
+        (
+            ["--no-skip", "--ensemble", "bias_contexts=8"],
+            "n-gram orders 2-4, match, bias with 8 context heads, apm",
+        ),
     ],
 )
 def test_ensemble_flags_are_recorded_and_decompress_needs_none(workdir, flags, shown):
@@ -277,6 +282,33 @@ def test_binary_file_is_zstd_alone_and_info_says_no_model(workdir):
     assert "none (no neural frames" in out and "zstd_stream" in out
     r = nacrith("test", "--model", "nope.gguf", "b.bin.nc", cwd=workdir)
     assert r.returncode == 0, r.stderr
+
+
+def _with_reader_gone(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run nacrith with stdout a pipe whose reader has closed it before the output comes."""
+    command = [sys.executable, "-m", "nacrith", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=ENV)
+    assert proc.stdout is not None
+    proc.stdout.close()  # as `| head` does once it has read its lines
+    _, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(args, proc.returncode, b"", err)
+
+
+def test_a_reader_gone_stops_quietly(workdir):
+    """`nacrith decompress -c f.nc | head` and `nacrith bench | head` stop as gzip
+    and xz do: no message, no traceback, and the status a shell reports for them."""
+    (workdir / "r.bin").write_bytes(random.Random(3).randbytes(1 << 20))  # zstd alone: no model run
+    assert nacrith("compress", "r.bin", cwd=workdir).returncode == 0
+    for args in (
+        ["decompress", "-c", "r.bin.nc"],
+        ["bench", "-q", "--no-nacrith", "--peers", "gzip -9", "--corpus", "r.bin"],
+    ):
+        gone = _with_reader_gone(args, workdir)
+        assert (gone.returncode, gone.stderr.decode()) == (128 + signal.SIGPIPE, ""), args
+    # An error of the input's own is still reported, the reader gone or not.
+    (workdir / "bad.nc").write_bytes(b"not a nacrith file")
+    bad = _with_reader_gone(["decompress", "-c", "bad.nc"], workdir)
+    assert bad.returncode == 1 and bad.stderr.decode().startswith("nacrith: bad.nc: "), bad.stderr
 
 
 def test_lanes_and_workers(workdir):

@@ -173,3 +173,18 @@ def test_lanes_benchmark_reports_a_dead_child_as_a_failed_row(tmp_path):
     out = result.stdout.decode()
     assert result.returncode == 1, result.stderr.decode()
     assert out.count("FAILED: WorkerError: the child process died from SIGILL (illegal instruction)") == 2
+
+
+@pytest.mark.llm
+def test_lanes_benchmark_runs_workers_in_its_child_and_leaks_nothing(tmp_path):
+    """Each measurement runs in a child process of its own, which starts the
+    workers of --workers 2 (a daemonic child could not), and everything it
+    started is cleaned up: Python reports no leaked semaphores."""
+    source = tmp_path / "words.txt"
+    source.write_bytes(tiny_text(3_000, seed=8))
+    script = ROOT / "benchmarks" / "lanes.py"
+    args = [sys.executable, str(script), str(source), "--lanes", "1", "--workers", "1,2", "--threads", "1"]
+    result = subprocess.run([*args, "--frame-size", "1000"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAILED" not in result.stdout and result.stdout.count(" yes\n") == 2  # both rows verified
+    assert "leaked" not in result.stderr

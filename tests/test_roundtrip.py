@@ -90,6 +90,20 @@ def test_special_token_strings_are_plain_text(codec, model):
     assert codec.decompress(blob) == data
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(b"", b"\x1a"), (b"\x1b", b""), (b"\xff\xfe", b"\x00\x00\r\n\x04"), (b"", b"\x04" * 11)],
+)
+def test_a_short_binary_run_at_an_end_is_coded_in_the_text(codec, before, after):
+    """A DOS end-of-file mark after a text (alice29.txt ends so), an escape
+    before it: one neural frame, not a binary segment costing a frame, and back
+    byte for byte, escapes for the bytes the tokenizer lacks included."""
+    data = before + tiny_text(1500, seed=4) + after
+    blob = codec.compress(data)
+    assert frame_types(blob) == [FrameType.NEURAL]
+    assert codec.decompress(blob) == data
+
+
 def test_empty_input_is_eleven_bytes(codec):
     """Version 2: an empty stored frame, no model (docs/format.md's example)."""
     blob = codec.compress(b"")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nacrith.segment import MAX_GAP_COST, MIN_TEXT, RUN_PER_GAP_COST, Segmenter, segments
+from nacrith.segment import BINARY_SEGMENT_COST, MAX_GAP_COST, MIN_TEXT, RUN_PER_GAP_COST, Segmenter, segments
 
 PROSE = (
     b"Alice was beginning to get very tired of sitting by her sister on the bank, and of having "
@@ -131,6 +131,17 @@ def test_long_runs_come_out_before_the_input_ends():
     assert out > 150 * len(PROSE) * 350
 
 
+def test_a_long_text_after_a_short_binary_start_comes_out_on_the_way():
+    """The input's first text may yet join a short binary run before it, so that
+    run waits; one too dear to join never holds back the text after it."""
+    segmenter = Segmenter(1 << 16, SMOLLM2_UNCARRIED)
+    out = segmenter.feed(b"\xff" * 40)  # escapes, 3 bytes each: dearer than a segment
+    for _ in range(100):
+        out += segmenter.feed(PROSE * 100)
+        assert len(segmenter._buf) <= 3 * (1 << 16) + len(PROSE) * 100
+    assert kinds(out[:1]) == [(False, 40)] and all(seg.text for seg in out[1:]) and len(out) > 20
+
+
 @pytest.mark.parametrize("block", [1 << 16, 4096, 777])
 def test_same_split_however_the_input_arrives(block):
     """Blocks smaller than a segment give the same split as the whole input at once."""
@@ -156,18 +167,62 @@ def test_segments_cover_the_input_exactly(pieces, max_size, block):
 
 @given(st.lists(PIECES, max_size=12))
 def test_text_segments_hold_only_cheap_gaps(pieces):
-    """Inside a text segment, the bytes that are not text characters form only gaps within budget."""
+    """Inside a text segment, the bytes that are not text characters form only gaps
+    within budget; a text segment starts and ends with text, except at the input's
+    own ends, where a binary run joins it only when cheaper than a segment of its own."""
     data = b"".join(pieces)
     segmenter = Segmenter(1 << 20, SMOLLM2_UNCARRIED)
-    for seg in split(data):
+    segs = split(data)
+    for i, seg in enumerate(segs):
         if not seg.text:
             continue
         assert len(seg.data) >= MIN_TEXT
         pos = 0
         for m in segmenter._pattern.finditer(seg.data):
-            assert segmenter._gap_cost(seg.data[pos : m.start()]) <= MAX_GAP_COST
+            gap = seg.data[pos : m.start()]
+            assert segmenter._gap_cost(gap) <= MAX_GAP_COST
+            if pos == 0 and gap:
+                assert i == 0 and segmenter._cheaper_in_place(gap), (
+                    "text starts with text, but at the input's start"
+                )
             pos = m.end()
-        assert pos == len(seg.data), "a text segment ends with text"
+        end = seg.data[pos:]
+        assert not end or (i == len(segs) - 1 and segmenter._cheaper_in_place(end)), "text ends with text"
+
+
+def test_a_short_binary_run_at_an_end_of_the_input_is_coded_in_place():
+    """alice29.txt ends with a DOS end-of-file mark (0x1A): a binary segment of its
+    own would cost a frame, about BINARY_SEGMENT_COST bytes; in the text, about one."""
+    text = PROSE * 2
+    assert kinds(split(text + b"\x1a")) == [(True, len(text) + 1)]
+    assert kinds(split(b"\x1b[1m" + text + b"\x00\x00")) == [(True, len(text) + 6)]
+    # A byte the tokenizer lacks is an escape of about 3 bytes: a run of them joins
+    # while that costs less than the segment would, its bytes included.
+    lacking = bytes([0x04])
+    joined = (BINARY_SEGMENT_COST - 1) // 2
+    assert 3 * joined < BINARY_SEGMENT_COST + joined <= 3 * (joined + 1) - 1
+    assert kinds(split(text + lacking * joined)) == [(True, len(text) + joined)]
+    assert kinds(split(text + lacking * (joined + 1))) == [(True, len(text)), (False, joined + 1)]
+    assert kinds(split(lacking * (joined + 1) + text)) == [(False, joined + 1), (True, len(text))]
+    long = bytes(MAX_GAP_COST + 1)
+    assert kinds(split(text + long)) == [(True, len(text)), (False, len(long))]
+    # Only the input's ends: binary next to text inside it is a gap or a segment as before.
+    middle = text + long + b"\x1a" + text
+    assert kinds(split(middle)) == [(True, len(text)), (False, len(long) + 1), (True, len(text))]
+
+
+@given(
+    st.lists(st.one_of(PIECES, st.sampled_from([PROSE * 3, noise(97), bytes(95)])), max_size=14),
+    st.sampled_from([1, 7, 64, 333]),
+    st.sampled_from([64, 200, 1 << 16]),
+)
+def test_same_split_in_any_blocks(pieces, block, max_size):
+    """However the input arrives, its split is the same: at its ends, across gaps
+    whose text after them is still arriving, and through a long text's pieces
+    handed out on the way."""
+    data = b"".join(pieces)
+    whole = split(data, max_size=max_size, block=max(1, len(data)))
+    assert kinds(split(data, max_size=max_size, block=block)) == kinds(whole)
 
 
 @pytest.mark.parametrize("block", [1 << 16, 5000])

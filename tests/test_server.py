@@ -11,10 +11,12 @@ import io
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -415,6 +417,62 @@ def test_serve_refuses_a_missing_model(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "none.gguf" in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is pid (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux's /proc")
+@pytest.mark.parametrize("interrupts", [1, 2], ids=["ctrl-c", "ctrl-c-twice"])
+def test_shutdown_stops_every_worker_and_leaks_nothing(tmp_path, interrupts):
+    """Ctrl-C once (a graceful shutdown, after a request), or twice while a
+    request is being coded (forced: the app's own shutdown is cancelled): the
+    worker processes are gone, and Python reports no leaked semaphores."""
+    port, log = free_port(), tmp_path / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k != "NACRITH_API_KEY"}
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "nacrith", "serve", "--port", str(port), "--workers", "2", "-T", "1"]
+        process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
+    url = f"http://127.0.0.1:{port}"
+    client = Client(url, timeout=120)
+
+    def long_request() -> None:
+        with contextlib.suppress(OSError):  # the server goes away in the middle of it
+            client.request("POST", "/compress", prose(100_000, seed=3))
+
+    try:
+        client.wait_ready(180, lambda: process.poll() is None)
+        started = _children(process.pid)
+        assert len(started) >= 2, "two workers (and multiprocessing's resource tracker)"
+        if interrupts == 1:
+            assert client.request("POST", "/compress", TEXT).status == 200
+        else:  # a long request, still being coded when the interrupts come
+            threading.Thread(target=long_request, daemon=True).start()
+            wait_for(lambda: metric(url, "nacrith_jobs") >= 1, 30)
+        for _ in range(interrupts):
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    wait_for(lambda: not any(_running(pid) for pid in started), 20)
+    assert "leaked" not in log.read_text(errors="replace")
 
 
 def test_serve_stops_when_the_workers_cannot_start():
