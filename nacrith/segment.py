@@ -147,12 +147,13 @@ class Segmenter:
         the tokenizer carries, 3 for one it escapes (24 bits or more)."""
         return sum(1 if b < 0x80 and b not in self.uncarried else 3 for b in gap)
 
-    def _cheaper_in_place(self, run: bytes) -> bool:
-        """Whether a binary run next to text costs less coded in it than as a segment."""
-        if len(run) > MAX_GAP_COST:
-            return False
-        cost = self._gap_cost(run)
-        return cost <= MAX_GAP_COST and cost < BINARY_SEGMENT_COST + len(run)
+    def _cheaper_in_place(self, buf: bytes, start: int, end: int) -> bool:
+        """Whether the binary run buf[start:end], next to text, costs less coded
+        in it than as a segment of its own."""
+        if end - start > MAX_GAP_COST:
+            return False  # (before slicing: a binary span may be a whole block)
+        cost = self._gap_cost(buf[start:end])
+        return cost <= MAX_GAP_COST and cost < BINARY_SEGMENT_COST + end - start
 
     def _chains(self, buf: bytes) -> list[list[int]]:
         """The runs of text in buf, those bridged by cheap gaps joined into
@@ -201,10 +202,15 @@ class Segmenter:
             len(spans) >= 2
             and self._consumed == 0
             and not spans[0][0]
-            and self._cheaper_in_place(buf[: spans[0][2]])
+            and self._cheaper_in_place(buf, 0, spans[0][2])
         ):
             spans[:2] = [(True, 0, spans[1][2])]
-        if final and len(spans) >= 2 and not spans[-1][0] and self._cheaper_in_place(buf[spans[-1][1] :]):
+        if (
+            final
+            and len(spans) >= 2
+            and not spans[-1][0]
+            and self._cheaper_in_place(buf, spans[-1][1], len(buf))
+        ):
             spans[-2:] = [(True, spans[-2][1], len(buf))]
         return spans
 
@@ -246,11 +252,11 @@ class Segmenter:
         if not is_text and end - start > _BINARY_HOLD:
             # Only the end of a long binary span can still change (into a gap or an island).
             keep_from = end - _BINARY_HOLD
-        elif not is_text and len(spans) >= 2 and self._cheaper_in_place(buf[start:end]):
+        elif not is_text and len(spans) >= 2 and self._cheaper_in_place(buf, start, end):
             keep_from = spans[-2][1]  # if the input ends here, the text before takes it in
         keep_from = max(0, min(keep_from, self._undecided_from(buf, chains)))
         first = chains[0][0] if chains else len(buf)
-        if self._consumed == 0 and keep_from <= first and self._cheaper_in_place(buf[:first]):
+        if self._consumed == 0 and keep_from <= first and self._cheaper_in_place(buf, 0, first):
             keep_from = 0  # the input's first text may yet join the short run before it
         # Text is handed out in whole spans (or in the pieces of _take), never cut here.
         return next((a for t, a, b in spans if t and a < keep_from < b), keep_from)

@@ -182,12 +182,14 @@ def test_text_segments_hold_only_cheap_gaps(pieces):
             gap = seg.data[pos : m.start()]
             assert segmenter._gap_cost(gap) <= MAX_GAP_COST
             if pos == 0 and gap:
-                assert i == 0 and segmenter._cheaper_in_place(gap), (
+                assert i == 0 and segmenter._cheaper_in_place(gap, 0, len(gap)), (
                     "text starts with text, but at the input's start"
                 )
             pos = m.end()
         end = seg.data[pos:]
-        assert not end or (i == len(segs) - 1 and segmenter._cheaper_in_place(end)), "text ends with text"
+        assert not end or (i == len(segs) - 1 and segmenter._cheaper_in_place(end, 0, len(end))), (
+            "text ends with text"
+        )
 
 
 def test_a_short_binary_run_at_an_end_of_the_input_is_coded_in_place():
