@@ -517,7 +517,7 @@ def ensemble_from_args(llm_only: bool, off: list[str] | None, settings: list[str
     values: dict[str, Any] = {}  # each converted to its field's type below
     names = {f.name: f.type for f in dataclasses.fields(EnsembleSettings)}
     for item in settings:
-        name, sep, text = item.partition("=")
+        _, sep, text = item.partition("=")
         name = _setting_name(item)
         if not sep or name not in names or names[name] == "bool" or name == "layout":
             raise UsageError(f"--ensemble wants NAME=VALUE, NAME a hyperparameter, not {item!r}")
@@ -788,7 +788,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         peers = bench.default_peers(inputs)
         # A default peer not installed is left out, not failed: the run did
         # what was asked of it. (A peer named with --peers still fails.)
-        for name in [p for p in peers if p not in bench.runnable_peers() and p not in on_path]:
+        runnable = [*bench.runnable_peers(), *on_path]
+        for name in [p for p in peers if p not in runnable]:
             peers.remove(name)
             hint = bench.INSTALL_HINTS.get(name, "not importable, not on PATH")
             _say(args, f"nacrith: bench: {name} left out: not installed ({hint})")

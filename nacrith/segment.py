@@ -147,12 +147,18 @@ class Segmenter:
         the tokenizer carries, 3 for one it escapes (24 bits or more)."""
         return sum(1 if b < 0x80 and b not in self.uncarried else 3 for b in gap)
 
+    def _bounded_gap_cost(self, buf: bytes, start: int, end: int) -> int:
+        """The gap cost of buf[start:end], or MAX_GAP_COST + 1 for one longer than
+        MAX_GAP_COST bytes, too dear whatever its bytes (and not sliced: it may
+        be a whole block of binary)."""
+        if end - start > MAX_GAP_COST:
+            return MAX_GAP_COST + 1
+        return self._gap_cost(buf[start:end])
+
     def _cheaper_in_place(self, buf: bytes, start: int, end: int) -> bool:
         """Whether the binary run buf[start:end], next to text, costs less coded
         in it than as a segment of its own."""
-        if end - start > MAX_GAP_COST:
-            return False  # (before slicing: a binary span may be a whole block)
-        cost = self._gap_cost(buf[start:end])
+        cost = self._bounded_gap_cost(buf, start, end)
         return cost <= MAX_GAP_COST and cost < BINARY_SEGMENT_COST + end - start
 
     def _chains(self, buf: bytes) -> list[list[int]]:
@@ -168,8 +174,7 @@ class Segmenter:
             start, end = m.span()
             if chains:
                 left = chains[-1]
-                gap = buf[left[1] : start]
-                cost = self._gap_cost(gap) if len(gap) <= MAX_GAP_COST else MAX_GAP_COST + 1
+                cost = self._bounded_gap_cost(buf, left[1], start)
                 # Bridge a cheap gap between runs that each save more than it costs.
                 if cost <= MAX_GAP_COST and min(left[1] - left[0], end - start) >= RUN_PER_GAP_COST * cost:
                     left[1] = end
@@ -231,8 +236,7 @@ class Segmenter:
         decided = chains[-1][0] if growing else len(buf)
         if before is None:
             return decided
-        gap = buf[before[1] : max(before[1], run_start)]
-        cost = self._gap_cost(gap) if len(gap) <= MAX_GAP_COST else MAX_GAP_COST + 1
+        cost = self._bounded_gap_cost(buf, before[1], max(before[1], run_start))
         # The chain before is complete: too short for the gap, it never will be long enough.
         if cost > MAX_GAP_COST or before[1] - before[0] < RUN_PER_GAP_COST * cost:
             return decided
