@@ -42,13 +42,14 @@ async def receive_upload(service: Service, request: Request, endpoint: str) -> I
             f"all {service.settings.upload_capacity} upload places are taken; retry later",
             {"Retry-After": "1"},
         )
-    # Closed here on failure; on success its owner (the job) closes it.
-    spool = tempfile.TemporaryFile(dir=service.settings.spool_dir)  # noqa: SIM115
     try:
-        size = await _spool_body(service, request, endpoint, spool)
-    except BaseException:
-        spool.close()
-        raise
+        # Closed here on failure; on success its owner (the job) closes it.
+        spool = tempfile.TemporaryFile(dir=service.settings.spool_dir)  # noqa: SIM115
+        try:
+            size = await _spool_body(service, request, endpoint, spool)
+        except BaseException:
+            spool.close()
+            raise
     finally:
         service.end_upload()
     service.metrics.bytes_in.labels(endpoint).inc(size)

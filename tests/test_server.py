@@ -602,10 +602,15 @@ STALLED_HEAD = b"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\
 
 
 @pytest.fixture(scope="module")
-def slow_uploads() -> Iterator[str]:
+def slow_uploads_spool(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="module")
+def slow_uploads(slow_uploads_spool) -> Iterator[str]:
     """One worker, two places in the queue, four upload places, a body timeout of 3 s, no key."""
     flags = ("--workers", "1", "--queue", "2", "--max-uploads", "4", "--body-timeout", str(BODY_TIMEOUT))
-    with serve(*flags, key=None) as (url, _):
+    with serve(*flags, "--spool-dir", str(slow_uploads_spool), key=None) as (url, _):
         yield url
 
 
@@ -680,6 +685,22 @@ def test_closing_stalled_uploads_counts_them_as_gone(slow_uploads):
     wait_for(lambda: metric(url, "nacrith_uploads") == 0, 2)  # well before the body timeout
     assert metric(url, CANCELLED_GONE) == gone + 3
     assert metric(url, CANCELLED_STALLED.replace("/compress", "/decompress")) == 0
+
+
+def test_an_upload_that_cannot_be_spooled_gives_its_place_back(slow_uploads, slow_uploads_spool):
+    """Four uploads whose spool file cannot be made (the directory is gone):
+    each fails, and each gives its upload place back, so the next is taken."""
+    url = slow_uploads
+    client = Client(url, timeout=30)
+    moved = slow_uploads_spool.with_name(slow_uploads_spool.name + "-moved")
+    slow_uploads_spool.rename(moved)
+    try:
+        for _ in range(4):
+            assert client.request("POST", "/compress", b"data").status != 200
+    finally:
+        moved.rename(slow_uploads_spool)
+    assert metric(url, "nacrith_uploads") == 0
+    assert client.decompress(client.compress(b"data")) == b"data"
 
 
 def test_serve_refuses_a_missing_model(tmp_path):
