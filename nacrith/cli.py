@@ -372,6 +372,8 @@ def _add_bench(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None
 
 
 def _add_serve(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None:
+    from nacrith.server.settings import DEFAULT_BODY_TIMEOUT, MIN_UPLOAD_RATE, UPLOADS_PER_PLACE
+
     srv = sub.add_parser(
         "serve",
         parents=parents,
@@ -380,7 +382,8 @@ def _add_serve(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None
         "the X-API-Key header. OpenAPI docs at /docs.",
     )
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
+    # Checked by cmd_serve, not argparse, so that a bad port is one line like every other refusal.
+    srv.add_argument("--port", default="8000", help="port to listen on (default %(default)s)")
     srv.add_argument(
         "--max-body",
         type=_size,
@@ -393,6 +396,21 @@ def _add_serve(sub: Subcommands, parents: list[argparse.ArgumentParser]) -> None
         type=_positive_int,
         metavar="N",
         help=f"requests admitted at once; more get 503 (default {JOBS_PER_WORKER} per worker)",
+    )
+    srv.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help="answer 408 to an upload that sends nothing for this long, or later averages under "
+        f"{MIN_UPLOAD_RATE >> 10} KiB/s (default %(default)g)",
+    )
+    srv.add_argument(
+        "--max-uploads",
+        type=_positive_int,
+        metavar="N",
+        help=f"request bodies received at once; more get 503 (default {UPLOADS_PER_PLACE} per place "
+        "in the queue)",
     )
     srv.add_argument(
         "--spool-dir", metavar="DIR", help="where uploads and results are spooled (default: $TMPDIR)"
@@ -853,7 +871,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from nacrith.models.llm import resolve_model_path
     from nacrith.server import ServerSettings, create_app
+    from nacrith.server.runner import Server, listen, parse_port
 
+    try:
+        port = parse_port(args.port)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     resolve_model_path(args.model)  # a missing model is a one-line error now, not a server never ready
     if args.spool_dir is not None and not Path(args.spool_dir).is_dir():
         raise UsageError(f"--spool-dir {args.spool_dir}: not a directory")
@@ -865,6 +888,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threads=args.threads,
             max_body=args.max_body,
             queue=args.queue,
+            body_timeout=args.body_timeout,
+            max_uploads=args.max_uploads,
             spool_dir=args.spool_dir,
             dicts=tuple(_named_dicts(args.dict)),
         )
@@ -873,24 +898,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The service's own messages, in uvicorn's format beside its lines.
     logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(message)s")
     if args.backend == "ray":
-        return _serve_on_ray(args, settings)
+        return _serve_on_ray(args, settings, port)
     if args.address or args.max_workers or args.gpu_replicas or args.accelerator_type:
         raise UsageError("--address, --max-workers, --gpu-replicas and --accelerator-type need --backend ray")
+    # Bound before anything starts: a port in use is one line and exit 1, before any worker loads.
+    sock = listen(args.host, port)
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    server = Server(uvicorn.Config(app, host=args.host, port=port, log_level="info"))
     service = app.state.service
     service.on_load_failure = lambda: setattr(server, "should_exit", True)
     try:
-        server.run()
+        server.run(sockets=[sock])
+    except SystemExit:  # uvicorn's own "cannot start" (it has logged why)
+        return EXIT_DATA
     finally:
         service.close()  # the workers stop on every way out, a forced one included
+        sock.close()
     if service.load_error:
         print(f"nacrith: cannot start the workers: {service.load_error}", file=sys.stderr)
         return EXIT_DATA
-    return EXIT_OK if server.started else EXIT_DATA  # e.g. the port is taken (uvicorn said so)
+    if server.interrupted:
+        raise KeyboardInterrupt  # "interrupted", 130, as for any other command
+    return EXIT_OK if server.started else EXIT_DATA
 
 
-def _serve_on_ray(args: argparse.Namespace, settings: ServerSettings) -> int:
+def _serve_on_ray(args: argparse.Namespace, settings: ServerSettings, port: int) -> int:
     if args.gpus:
         raise UsageError(
             "with --backend ray, Ray places the replicas on GPUs: use --gpu-replicas, not --gpus"
@@ -909,7 +941,7 @@ def _serve_on_ray(args: argparse.Namespace, settings: ServerSettings) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with contextlib.suppress(KeyboardInterrupt):
-        run(settings, layout, args.address, args.host, args.port)
+        run(settings, layout, args.address, args.host, port)
     return EXIT_OK
 
 

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -94,11 +94,24 @@ def _start(model_path: str, plan: WorkerPlan, board: Any, pids: Any, index: int)
     loaded by the first task, so that a failure to load it reaches the caller
     as that task's error, not as a broken pool."""
     global _PLAN, _BOARD
+    _leave_interrupts_to_the_caller()
     pids[index] = os.getpid()
     if plan.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = plan.gpu
     _PLAN = (model_path, plan)
     _BOARD = board
+
+
+def _leave_interrupts_to_the_caller() -> None:
+    """Ignore SIGINT from now on. A terminal's Ctrl-C goes to the whole process
+    group, workers included; the process that started them decides what an
+    interrupt means and stops them (Workers.close()), so a worker that took it
+    too would only print a KeyboardInterrupt traceback of its own. The signal
+    was held blocked since the process was spawned (_interrupts_held), so one
+    that came while this interpreter started is dropped here, not raised."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _loaded() -> LanguageModel:
@@ -237,7 +250,8 @@ class Workers:
         self._waiting: list[list[tuple[Future[Any], int]]] = [[] for _ in self._pools]
         self._given = [0] * len(self._pools)
         try:
-            loading = [pool.submit(_identity) for pool in self._pools]  # all load at once
+            with _interrupts_held():
+                loading = [pool.submit(_identity) for pool in self._pools]  # all load at once
             identities = [future.result() for future in loading]
         except BrokenProcessPool:
             self.close()
@@ -322,13 +336,15 @@ class Workers:
                 waiting[:] = [(f, t) for f, t in waiting if not f.done()]
             index = min(range(len(self._pools)), key=lambda i: len(self._waiting[i]))
             try:
-                inner = self._pools[index].submit(fn, *args)
+                with _interrupts_held():
+                    inner = self._pools[index].submit(fn, *args)
             except BrokenProcessPool:
                 # The worker died (killed, out of memory) since its last frame,
                 # whose caller was told. Start it afresh rather than lose it for good.
                 self._pools[index].shutdown(wait=False, cancel_futures=True)
                 self._pools[index] = self._new_pool(index)
-                inner = self._pools[index].submit(fn, *args)
+                with _interrupts_held():
+                    inner = self._pools[index].submit(fn, *args)
             self._waiting[index].append((inner, ticket))
             self._given[index] += 1
             pid = self._pids[index]
@@ -397,6 +413,24 @@ class WorkerJob:
     def _refuse_if_cancelled(self) -> None:
         if self.cancelled:
             raise JobCancelled(f"job {self.ticket} was cancelled")
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT blocked in this thread while a worker process may be spawned
+    (ProcessPoolExecutor starts one on a submit): the new process inherits the
+    mask, so a Ctrl-C that comes while its interpreter starts stays pending
+    until _start ignores it, rather than raising KeyboardInterrupt in an import.
+    This process is not deaf meanwhile: the kernel gives the signal to a thread
+    that does not block it, or delivers it here once the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _named_failures(inner: Future[T], index: int, pid: Callable[[], int]) -> Future[T]:

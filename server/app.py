@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nacrith import __version__
@@ -28,22 +30,25 @@ takes a Nacrith file and returns the original bytes. Bodies are raw
 `{"error": ..., "message": ...}`.
 """
 
+#: Where the documentation is served. The pages' scripts and styles are served
+#: by the app too (from the fastapi-offline package), not from a CDN, so the
+#: pages work where the service has no way out to the internet.
+DOCUMENTATION = {"swagger_ui": "/docs", "redoc": "/redoc", "openapi": "/openapi.json"}
+
 
 class CountRequests:
     """Counts every answer by endpoint and status, whoever sent it (a route,
     an error handler, the body limit)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, paths: set[str]) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
-        self.paths = paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Unknown paths share one label, so scanners cannot grow the metrics without bound.
-        endpoint = scope["path"] if scope["path"] in self.paths else "other"
+        endpoint = self.metrics.endpoint(scope["path"])
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -69,18 +74,26 @@ def create_app(settings: ServerSettings | None = None, pool_factory: PoolFactory
         finally:
             await service.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Nacrith",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=DOCUMENTATION["swagger_ui"],
+        redoc_url=DOCUMENTATION["redoc"],
+        openapi_url=DOCUMENTATION["openapi"],
+        # Swagger UI would otherwise show a badge fetched from swagger.io's online validator.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.service = service
+    app.state.documentation = DOCUMENTATION
     app.include_router(router)
     for exc_class, handler in HANDLERS.items():
         app.add_exception_handler(exc_class, handler)
+    # Each page and endpoint its own label; the docs' scripts and anything else, "other".
+    routes = [*app.routes, *router.routes]  # (newer FastAPI keeps an included router's routes in it)
+    service.metrics.endpoints = frozenset(route.path for route in routes if isinstance(route, Route))
     app.add_middleware(BodyLimit, limit=settings.max_body)
     # Added last, so outermost: it also sees the body limit's 413s.
-    paths = {route.path for route in router.routes if hasattr(route, "path")}
-    app.add_middleware(CountRequests, metrics=service.metrics, paths=paths)
+    app.add_middleware(CountRequests, metrics=service.metrics)
     return app

@@ -18,6 +18,6 @@ async def require_key(request: Request, key: str | None = Security(api_key_heade
     if expected is None:
         return
     if key is None:
-        raise ApiError(401, "Unauthorized", "missing X-API-Key header", {"WWW-Authenticate": "ApiKey"})
+        raise ApiError("Unauthorized", "missing X-API-Key header", {"WWW-Authenticate": "ApiKey"})
     if not secrets.compare_digest(key.encode(), expected.encode()):
-        raise ApiError(401, "Unauthorized", "wrong API key", {"WWW-Authenticate": "ApiKey"})
+        raise ApiError("Unauthorized", "wrong API key", {"WWW-Authenticate": "ApiKey"})

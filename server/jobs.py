@@ -1,10 +1,12 @@
-"""One compress or decompress request: its place in the queue, its spooled
-files, its frames in the workers, and what happens when its client goes away.
+"""One compress or decompress request once its body is in: its place in the
+queue, its spooled files, its frames in the workers, and what happens when
+its client goes away.
 
-The upload is spooled to disk before any work starts: once a response has
-started, an ASGI server no longer delivers the request body, so the body
-cannot be read while the answer streams. Spool files are unlinked from the
-start (tempfile.TemporaryFile), so even a crash leaves none behind.
+The upload is spooled to disk before the job starts (uploads.receive_upload):
+once a response has started, an ASGI server no longer delivers the request
+body, so the body cannot be read while the answer streams. Spool files are
+unlinked from the start (tempfile.TemporaryFile), so even a crash leaves none
+behind.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import time
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from nacrith.parallel import WorkerJob
 
+from .metrics import GONE
 from .service import Service
 
 T = TypeVar("T")
@@ -30,19 +33,29 @@ class ClientGone(Exception):
 
 
 class Job:
-    def __init__(self, service: Service, request: Request, endpoint: str) -> None:
+    """A request admitted to the queue (its place taken by the caller, given
+    back by close()), with its spooled body, which it closes."""
+
+    def __init__(
+        self, service: Service, request: Request, endpoint: str, body: IO[bytes], started: float
+    ) -> None:
         if service.pool is None:
             raise RuntimeError("a job needs the workers loaded")
         self.service = service
         self.request = request
+        #: Its label in the metrics: the route's path.
         self.endpoint = endpoint
-        self.started = time.monotonic()
+        #: When the request arrived (its upload began), for the request-duration metric.
+        self.started = started
+        self.admitted = time.monotonic()
         self.workers: WorkerJob = service.pool.job()
-        self._files: list[IO[bytes]] = []
+        self.body = body
+        self._files: list[IO[bytes]] = [body]
         #: The step running in a thread now, if any: files stay open until it ends.
         self._running: asyncio.Future[Any] | None = None
         self._gone = asyncio.Event()
-        self._watcher: asyncio.Task[None] | None = None
+        # After the body, the only message left to receive is the disconnect.
+        self._watcher: asyncio.Task[None] | None = asyncio.create_task(self._watch_disconnect())
         self._released = False
 
     def spool(self) -> IO[bytes]:
@@ -50,25 +63,6 @@ class Job:
         f = tempfile.TemporaryFile(dir=self.service.settings.spool_dir)  # noqa: SIM115
         self._files.append(f)
         return f
-
-    async def receive_body(self) -> IO[bytes]:
-        """The request body, spooled to disk (the body limit is enforced by
-        limits.BodyLimit around this); ClientGone if the client leaves first."""
-        spool = self.spool()
-        size = 0
-        try:
-            async for chunk in self.request.stream():
-                # A chunk is at most what one socket read gives (about 64 KiB):
-                # written to the page cache at once, it does not hold up the loop.
-                spool.write(chunk)
-                size += len(chunk)
-        except ClientDisconnect:
-            raise ClientGone from None
-        spool.flush()
-        spool.seek(0)
-        self.service.metrics.bytes_in.labels(self.endpoint).inc(size)
-        self._watcher = asyncio.create_task(self._watch_disconnect())
-        return spool
 
     async def _watch_disconnect(self) -> None:
         """After the body, the only message left to receive is the disconnect."""
@@ -107,9 +101,10 @@ class Job:
         return step.result()
 
     def cancel(self) -> None:
+        """Stop the job's frames: its client has gone."""
         if not self.workers.cancelled:
             self.workers.cancel()
-            self.service.metrics.cancelled.inc()
+            self.service.metrics.cancelled.labels(self.endpoint, GONE).inc()
 
     def close(self) -> None:
         """Give back the place in the queue now, and the files once no thread uses them."""
@@ -117,7 +112,7 @@ class Job:
             self._watcher.cancel()
         if not self._released:
             self._released = True
-            self.service.release(time.monotonic() - self.started)
+            self.service.release(time.monotonic() - self.admitted)
         files, self._files = self._files, []
 
         def close_files(_: object = None) -> None:

@@ -1,5 +1,9 @@
 """Prometheus metrics of one server, in a registry of its own (so that two
-apps in one process, as in tests, never share counts)."""
+apps in one process, as in tests, never share counts).
+
+Every metric with an ``endpoint`` label gives it the same way: the route's
+path (``/compress``), or ``other`` for a path the app does not serve.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,20 @@ from .pool import FramePool
 
 #: Seconds over which the tokens-per-second gauge is averaged.
 RATE_WINDOW = 60.0
+#: The endpoint label of a path the app does not serve: one label for them all,
+#: so that scanners cannot grow the metrics without bound.
+OTHER_ENDPOINT = "other"
+#: Why a request was given up before its answer was sent (nacrith_cancelled's reason).
+GONE = "gone"  # the client closed the connection
+STALLED = "stalled"  # the client stopped sending its body (the body timeout)
+#: The endpoints that take work, whose cancellations are counted.
+JOB_ENDPOINTS = ("/compress", "/decompress")
 
 
 class Metrics:
     def __init__(self) -> None:
+        #: The paths the app serves, each its own endpoint label (set by the app once its routes are known).
+        self.endpoints: frozenset[str] = frozenset(JOB_ENDPOINTS)
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -38,11 +52,22 @@ class Metrics:
             "nacrith_errors", "Requests that failed, by error class", ["endpoint", "error"], registry=r
         )
         self.cancelled = Counter(
-            "nacrith_cancelled", "Requests whose client went away before the answer was sent", registry=r
+            "nacrith_cancelled",
+            "Requests given up before their answer was sent: the client went away (gone) "
+            "or stopped sending its body (stalled)",
+            ["endpoint", "reason"],
+            registry=r,
         )
+        for endpoint in JOB_ENDPOINTS:  # shown at 0 from the start, so a rate() has a baseline
+            for reason in (GONE, STALLED):
+                self.cancelled.labels(endpoint, reason)
         self.jobs = Gauge("nacrith_jobs", "Compress and decompress requests admitted now", registry=r)
         self.capacity = Gauge(
             "nacrith_queue_capacity", "Requests admitted at once before answering 503", registry=r
+        )
+        self.uploads = Gauge("nacrith_uploads", "Request bodies being received now", registry=r)
+        self.upload_capacity = Gauge(
+            "nacrith_upload_capacity", "Request bodies received at once before answering 503", registry=r
         )
         self.frames_waiting = Gauge(
             "nacrith_frames_waiting", "Frames given to the workers and not done yet", registry=r
@@ -62,6 +87,10 @@ class Metrics:
         )
         self._recent: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
+
+    def endpoint(self, path: str) -> str:
+        """The endpoint label of a request's path."""
+        return path if path in self.endpoints else OTHER_ENDPOINT
 
     def count_tokens(self, endpoint: str, n: int) -> None:
         if n <= 0:

@@ -289,7 +289,7 @@ def build(args: dict[str, str]) -> Any:
         serve run nacrith.server.ray_backend:build replicas=2 max_replicas=8 gpu=true
 
     Arguments (all optional): replicas, max_replicas, gpu, accelerator_type,
-    cpus, model, threads, max_body, queue. The API key comes from
+    cpus, model, threads, max_body, queue, body_timeout, max_uploads. The API key comes from
     NACRITH_API_KEY in the ingress replica's environment."""
     known = {
         "replicas",
@@ -301,6 +301,8 @@ def build(args: dict[str, str]) -> Any:
         "threads",
         "max_body",
         "queue",
+        "body_timeout",
+        "max_uploads",
     }
     unknown = set(args) - known
     if unknown:
@@ -322,6 +324,10 @@ def build(args: dict[str, str]) -> Any:
         values["max_body"] = int(args["max_body"])
     if "queue" in args:
         values["queue"] = int(args["queue"])
+    if "body_timeout" in args:
+        values["body_timeout"] = float(args["body_timeout"])
+    if "max_uploads" in args:
+        values["max_uploads"] = int(args["max_uploads"])
     return application(ServerSettings.from_env(**values), layout)
 
 

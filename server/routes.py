@@ -1,4 +1,5 @@
-"""The endpoints: compress, decompress, info, health, readiness and metrics."""
+"""The endpoints: compress, decompress, info, health, readiness, metrics and
+the index at /."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import replace
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Receive, Scope, Send
 
 from nacrith import __version__
+from nacrith.errors import NacrithError
 from nacrith.format import FORMAT_VERSION, FrameType, Header
 from nacrith.frames import DEFAULT_LANES, CodecModel, CompressOptions, ProgressInfo, StreamProgress
 from nacrith.parallel import WorkerJob
@@ -24,9 +28,10 @@ from nacrith.settings import MAX_CONTEXT, MAX_FRAME_SIZE, MAX_LANES, MIN_CONTEXT
 from nacrith.writer import compress_stream
 
 from .auth import require_key
-from .errors import ApiError, ErrorBody
+from .errors import ApiError, ErrorBody, library_error_name
 from .jobs import Job
 from .service import Service
+from .uploads import receive_upload
 
 log = logging.getLogger("nacrith.server")
 
@@ -39,35 +44,105 @@ RAW_BODY = {"requestBody": {"required": True, "content": {"application/octet-str
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, object]]:
     meaning = {
-        400: "Bad input: not a Nacrith file, corrupt, truncated, another model's, or bad options",
+        400: "Bad input: not a Nacrith file, corrupt, truncated, another model's, bad options, "
+        "or a query parameter the endpoint does not take",
         401: "Missing or wrong X-API-Key",
+        408: "The request body stopped coming (see the body timeout); the connection is closed",
         413: "Request body over the server's limit",
+        415: "A multipart form: send the raw bytes as the body",
         422: "Bad query parameters",
-        503: "Not ready, or every place in the queue is taken; see Retry-After",
+        503: "Not ready, or every place in the queue or every upload place is taken; see Retry-After",
     }
     return {status: {"model": ErrorBody, "description": meaning[status]} for status in statuses}
 
 
-router = APIRouter()
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route takes, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+class StrictQueryRoute(APIRoute):
+    """A route that answers 400 UnknownParameter to a query parameter it does
+    not declare, rather than ignore it: `?lane=4` for `?lanes=4` must not pass
+    as a request for the defaults. What a route takes is read from its own
+    declaration, so the check never falls behind a new parameter."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        responses = dict(kwargs.pop("responses", None) or {})
+        # Every route can answer it; those that take data say more about their 400s.
+        responses.setdefault(400, {"model": ErrorBody, "description": "A query parameter it does not take"})
+        super().__init__(path, endpoint, responses=responses, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        known = _query_names(self.dependant)
+        takes = ", ".join(sorted(known)) or "none"
+
+        async def strict(request: Request) -> Response:
+            unknown = sorted(set(request.query_params) - known)
+            if unknown:
+                names = ", ".join(repr(name) for name in unknown)
+                raise ApiError(
+                    "UnknownParameter",
+                    f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names} "
+                    f"({request.scope['path']} takes: {takes})",
+                )
+            return await handler(request)
+
+        return strict
+
+
+router = APIRouter(route_class=StrictQueryRoute)
+
+#: Bodies that are an envelope around the data rather than the data: compressing
+#: one would give back the envelope. (application/x-www-form-urlencoded is not
+#: among them: curl --data-binary, the way docs/service.md sends a file, labels
+#: the raw bytes it sends so.)
+FORM_TYPES = ("multipart/",)
 
 
 def _service(request: Request) -> Service:
     return request.app.state.service
 
 
-def _admit(request: Request, endpoint: str) -> Job:
+async def _start_job(request: Request, endpoint: str) -> Job:
+    """The request's job, its body spooled and its place in the queue taken.
+    What can be refused without reading the body is refused first; the
+    place is taken only once the body is in (uploads.py says why)."""
     service = _service(request)
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith(FORM_TYPES):
+        raise ApiError(
+            "UnsupportedMediaType",
+            f"the body is a form ({content_type.split(';')[0]}): send the raw bytes instead, "
+            "e.g. curl --data-binary @FILE",
+        )
+    _refuse_unless_admissible(service)  # before the body, which would only be read to be refused
+    started = time.monotonic()
+    body = await receive_upload(service, request, endpoint)
+    try:
+        _refuse_unless_admissible(service)  # the queue may have filled while the body came
+    except ApiError:
+        body.close()
+        raise
+    service.admit()
+    return Job(service, request, endpoint, body, started)
+
+
+def _refuse_unless_admissible(service: Service) -> None:
+    """503 NotReady or QueueFull, unless the request can take a place now."""
     if not service.ready:
         message = service.load_error or "the workers are loading the model"
-        raise ApiError(503, "NotReady", message, {"Retry-After": str(service.retry_after())})
-    if not service.admit():
+        raise ApiError("NotReady", message, {"Retry-After": str(service.retry_after())})
+    if service.queue_full:
         raise ApiError(
-            503,
             "QueueFull",
             f"all {service.settings.capacity} places in the queue are taken; retry later",
             {"Retry-After": str(service.retry_after())},
         )
-    return Job(service, request, endpoint)
 
 
 def _count_tokens(service: Service, endpoint: str) -> StreamProgress:
@@ -89,7 +164,10 @@ def _count_tokens(service: Service, endpoint: str) -> StreamProgress:
     "writes with the same options and model. The result is sent once the last frame is coded, "
     "since only then is it known whether zstd alone is smaller.",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": BINARY}}, **_errors(400, 401, 413, 422, 503)},
+    responses={
+        200: {"content": {"application/octet-stream": BINARY}},
+        **_errors(400, 401, 408, 413, 415, 422, 503),
+    },
     openapi_extra=RAW_BODY,
     dependencies=[Depends(require_key)],
 )
@@ -117,22 +195,20 @@ async def compress(
         known = _service(request).dictionaries
         if dict not in known:
             names = ", ".join(sorted(known)) or "none"
-            raise ApiError(
-                400, "DictionaryError", f"no dictionary named {dict!r} (this service has: {names})"
-            )
+            raise ApiError("DictionaryError", f"no dictionary named {dict!r} (this service has: {names})")
         if llm_only:
-            raise ApiError(400, "BadOptions", "a dictionary brings its own ensemble: drop llm_only")
+            raise ApiError("BadOptions", "a dictionary brings its own ensemble: drop llm_only")
         dictionary = known[dict]
     try:
         options = CompressOptions(lanes=lanes, context=context, frame_size=frame_size, dictionary=dictionary)
         if llm_only:
             options = replace(options, ensemble=None)
     except ValueError as exc:
-        raise ApiError(400, "BadOptions", str(exc)) from None
-    job = _admit(request, "compress")
+        raise ApiError("BadOptions", str(exc)) from None
+    job = await _start_job(request, "/compress")
     service = job.service
     try:
-        src = await job.receive_body()
+        src = job.body
         size = os.fstat(src.fileno()).st_size
         out = job.spool()
         summary = await job.run(
@@ -142,7 +218,7 @@ async def compress(
             service.model,
             options,
             size,
-            _count_tokens(service, "compress"),
+            _count_tokens(service, job.endpoint),
             job.workers,
         )
         out.seek(0)
@@ -218,20 +294,20 @@ def _no_model(header: Header) -> CodecModel:  # pragma: no cover - the workers d
     response_class=Response,
     responses={
         200: {"content": {"application/octet-stream": BINARY}},
-        **_errors(400, 401, 413, 503),
+        **_errors(400, 401, 408, 413, 415, 503),
     },
     openapi_extra=RAW_BODY,
     dependencies=[Depends(require_key)],
 )
 async def decompress(request: Request) -> Response:
-    job = _admit(request, "decompress")
+    job = await _start_job(request, "/decompress")
     try:
-        src = await job.receive_body()
+        src = job.body
         info = await job.run(_inspect, src, job.workers, job.service)
         frames = iter_decoded_frames(
             src,  # type: ignore[arg-type]  # a spooled upload: IO[bytes], a file in all but name
             _no_model,
-            _count_tokens(job.service, "decompress"),
+            _count_tokens(job.service, job.endpoint),
             job.workers,
             job.service.dictionary,
         )
@@ -299,7 +375,8 @@ class _HeldFrames:
             # The status line is gone: all that is left is to end the connection
             # short of Content-Length, which every HTTP client reports as an error.
             log.error("nacrith: decompress stopped after %d bytes: %s", sent, exc)
-            self.job.service.metrics.errors.labels("/decompress", type(exc).__name__).inc()
+            name = library_error_name(exc) if isinstance(exc, NacrithError) else type(exc).__name__
+            self.job.service.metrics.errors.labels(self.job.endpoint, name).inc()
             raise StreamAborted(f"decompress stopped after {sent} bytes: {exc}") from exc
         finally:
             _finish(self.job, sent)
@@ -336,6 +413,26 @@ async def info(request: Request) -> dict[str, object]:
         "frames_by_worker": service.pool.frames_by_worker() if service.pool else {},
         "max_body": service.settings.max_body,
         "queue_capacity": service.settings.capacity,
+        "upload_capacity": service.settings.upload_capacity,
+        "body_timeout": service.settings.body_timeout,
+    }
+
+
+@router.get("/", summary="What this service is: its version, endpoints and documentation")
+async def index(request: Request) -> dict[str, object]:
+    """A map for whoever finds the service's address: the API's endpoints (as
+    in the OpenAPI schema), the documentation pages, and the version."""
+    endpoints = [
+        {"method": method, "path": route.path, "summary": route.summary}
+        for route in router.routes
+        if isinstance(route, APIRoute) and route.include_in_schema
+        for method in sorted(route.methods or ())
+    ]
+    return {
+        "service": "Nacrith",
+        "version": __version__,
+        "documentation": request.app.state.documentation,
+        "endpoints": endpoints,
     }
 
 

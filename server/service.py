@@ -45,10 +45,12 @@ class Service:
         self.pool_factory: PoolFactory = pool_factory or self._local_pool
         self.metrics = Metrics()
         self.metrics.capacity.set(settings.capacity)
+        self.metrics.upload_capacity.set(settings.upload_capacity)
         self.model: LanguageModel | None = None
         self.pool: FramePool | None = None
         self.load_error: str | None = None
         self.active = 0
+        self.uploading = 0
         self.mean_seconds = 0.0
         # One thread per admitted request, so an admitted request never waits for a thread.
         self.threads = ThreadPoolExecutor(settings.capacity, thread_name_prefix="nacrith-job")
@@ -132,11 +134,27 @@ class Service:
         raise DictionaryError(f"file needs dictionary {fingerprint.hex()}, which this service does not have")
 
     # --- admission ----------------------------------------------------------
+    # Only ever called on the event loop, so no locks.
+
+    def start_upload(self) -> bool:
+        """Take an upload place; False when every one is taken."""
+        if self.uploading >= self.settings.upload_capacity:
+            return False
+        self.uploading += 1
+        self.metrics.uploads.set(self.uploading)
+        return True
+
+    def end_upload(self) -> None:
+        self.uploading -= 1
+        self.metrics.uploads.set(self.uploading)
+
+    @property
+    def queue_full(self) -> bool:
+        return self.active >= self.settings.capacity
 
     def admit(self) -> bool:
-        """Take a place for one request; False when every place is taken.
-        Only ever called on the event loop, so no lock."""
-        if self.active >= self.settings.capacity:
+        """Take a place for one request; False when every place is taken."""
+        if self.queue_full:
             return False
         self.active += 1
         self.metrics.jobs.set(self.active)

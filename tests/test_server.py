@@ -11,6 +11,8 @@ import io
 import json
 import os
 import random
+import re
+import select
 import signal
 import socket
 import subprocess
@@ -40,17 +42,21 @@ from nacrith.api import Codec
 from nacrith.corpora import locate
 from nacrith.dictbuild import build_dictionary
 from nacrith.dictionary import Dictionary
-from nacrith.errors import CorpusError
+from nacrith.errors import CorpusError, InputChangedError, JobCancelled, NacrithError
 from nacrith.format import Header
 from nacrith.frames import CompressOptions
 from nacrith.models.llm import MODEL_ENV
 from nacrith.reader import read_info
 from nacrith.server.client import Client, ServiceError
+from nacrith.server.errors import STATUSES, library_error_name
 from nacrith.testhooks import FAULT_ENV, FAULT_MARKER, PACE_DECODING_ENV, PACE_ENV, PACE_MARKER
 
 pytestmark = pytest.mark.llm
 
 MAX_BODY = 200_000
+DOCUMENTATION = {"swagger_ui": "/docs", "redoc": "/redoc", "openapi": "/openapi.json"}
+CANCELLED_GONE = 'nacrith_cancelled_total{endpoint="/compress",reason="gone"}'
+CANCELLED_STALLED = 'nacrith_cancelled_total{endpoint="/compress",reason="stalled"}'
 SNAPSHOT = Path(__file__).parent / "server" / "openapi.json"
 rng = random.Random(7)
 
@@ -153,6 +159,71 @@ def test_openapi_schema_matches_the_snapshot(server):
     assert body == {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
     docs = anonymous.request("GET", "/docs")
     assert docs.status == 200 and b"swagger" in docs.body.lower()
+
+
+def _local_links(page: bytes) -> list[str]:
+    """What a page loads: its src and href attributes, and Swagger UI's spec url."""
+    text = page.decode()
+    links = re.findall(r'(?:src|href|spec-url)="([^"]*)"', text) + re.findall(r"url: '([^']*)'", text)
+    assert links, text
+    return links
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_load_nothing_from_outside(server, page):
+    """Swagger UI and ReDoc from the app itself, so they work with no way out
+    to the internet: every script, style, icon and schema the page names is a
+    path on this server, and answers 200."""
+    anonymous = Client(server, timeout=10)
+    answer = anonymous.request("GET", page)
+    assert answer.status == 200
+    assert b"http:" not in answer.body and b"https:" not in answer.body and b"//" not in answer.body
+    links = _local_links(answer.body)
+    assert any(link.endswith(".js") for link in links)
+    for link in links:
+        assert link.startswith("/") and not link.startswith("//"), link
+        loaded = anonymous.request("GET", link)
+        assert loaded.status == 200 and loaded.body, link
+
+
+def test_the_index_names_the_endpoints_the_docs_and_the_version(server):
+    answer = Client(server, timeout=10).request("GET", "/")
+    assert answer.status == 200
+    index = answer.json()
+    assert (
+        index["version"]
+        == Client(server, timeout=10).request("GET", "/openapi.json").json()["info"]["version"]
+    )
+    assert index["documentation"] == DOCUMENTATION
+    listed = {(e["method"], e["path"]) for e in index["endpoints"]}
+    schema = Client(server, timeout=10).request("GET", "/openapi.json").json()
+    assert listed == {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+    assert ("POST", "/compress") in listed and all(e["summary"] for e in index["endpoints"])
+
+
+def test_every_metric_labels_an_endpoint_by_its_path(server, client):
+    """One scheme: the route's path (or "other"), in every metric that has the label."""
+    client.decompress(client.compress(TEXT[:200]))
+    client.request("POST", "/compress?lanes=0", b"x")  # an error, counted by endpoint too
+    Client(server, timeout=10).request("GET", "/nowhere")
+    text = Client(server, timeout=10).request("GET", "/metrics").body.decode()
+    paths = set(Client(server, timeout=10).request("GET", "/openapi.json").json()["paths"])
+    by_metric: dict[str, set[str]] = {}
+    for name, endpoint in re.findall(r'^(\w+)\{[^}]*endpoint="([^"]*)"', text, re.MULTILINE):
+        by_metric.setdefault(name, set()).add(endpoint)
+    for name in (
+        "nacrith_requests_total",
+        "nacrith_request_seconds_count",
+        "nacrith_bytes_in_total",
+        "nacrith_bytes_out_total",
+        "nacrith_tokens_total",
+        "nacrith_errors_total",
+        "nacrith_cancelled_total",
+    ):
+        assert "/compress" in by_metric[name], name
+    for name, endpoints in by_metric.items():
+        assert endpoints <= paths | {*DOCUMENTATION.values(), "/docs/oauth2-redirect", "other"}, name
+    assert "other" in by_metric["nacrith_requests_total"]
 
 
 # --- round trips ----------------------------------------------------------------
@@ -298,6 +369,116 @@ def test_bad_options_are_refused(client):
         assert answer.json()["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "target", "named"),
+    [
+        ("POST", "/compress?lane=4", "parameter 'lane'"),  # a typo of lanes
+        ("POST", "/compress?foo=1&lanes=4&bar=", "parameters 'bar', 'foo'"),
+        ("POST", "/decompress?lanes=4", "parameter 'lanes'"),  # compress's option: decompress takes none
+        ("GET", "/v1/info?verbose=1", "parameter 'verbose'"),
+        ("GET", "/healthz?x", "parameter 'x'"),
+    ],
+)
+def test_unknown_query_parameters_get_400_naming_them(client, method, target, named):
+    answer = client.request(method, target, b"some text" if method == "POST" else None)
+    assert answer.status == 400, target
+    error = answer.json()
+    assert error["error"] == "UnknownParameter"
+    assert error["message"].startswith(f"unknown query {named} ({target.split('?')[0]} takes: ")
+
+
+def test_every_endpoint_refuses_a_query_parameter_it_does_not_take(server, client):
+    """Each endpoint of the schema, each checked against what it declares."""
+    schema = Client(server, timeout=10).request("GET", "/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            takes = sorted(p["name"] for p in operation.get("parameters", ()) if p["in"] == "query")
+            answer = client.request(
+                method.upper(), f"{path}?nacrith_nonesuch=1", b"" if method == "post" else None
+            )
+            assert answer.status == 400, (method, path)
+            message = answer.json()["message"]
+            assert message == (
+                f"unknown query parameter 'nacrith_nonesuch' ({path} takes: {', '.join(takes) or 'none'})"
+            )
+
+
+def test_a_multipart_form_gets_415_and_a_form_label_on_raw_bytes_does_not(client):
+    """`curl -F file=@t.txt` sends the file inside a multipart envelope: 415,
+    saying to send the raw bytes. `curl --data-binary @t.txt` sends the raw
+    bytes but labels them application/x-www-form-urlencoded: taken as they are."""
+    data = b"name=value&the file's own bytes\n"
+    boundary = "----nacrith-test-boundary"
+    form = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="t.txt"\r\n'
+            f"Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    for endpoint in ("/compress", "/decompress"):
+        answer = client.request(
+            "POST", endpoint, form, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        )
+        assert answer.status == 415, endpoint
+        assert answer.json()["error"] == "UnsupportedMediaType"
+        assert "curl --data-binary @FILE" in answer.json()["message"]
+    curl_label = {"Content-Type": "application/x-www-form-urlencoded"}
+    blob = client.request("POST", "/compress", data, curl_label).body
+    assert client.request("POST", "/decompress", blob, curl_label).body == data
+
+
+SERVICE_DOC = Path(__file__).parent.parent / "docs" / "service.md"
+#: Library errors the service never sends, and why.
+NEVER_SENT = {
+    JobCancelled: "only a job whose client has gone is cancelled: there is no one to answer",
+    InputChangedError: "the service compresses its own spooled copy, which nothing changes",
+    CorpusError: "corpora are the benchmarks' concern",
+}
+
+
+def _documented_errors() -> dict[str, tuple[int, ...]]:
+    """docs/service.md's table of errors: each name with its statuses."""
+    section = SERVICE_DOC.read_text().split("## Errors", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, tuple[int, ...]] = {}
+    for statuses, names in re.findall(r"^\| ([\d, ]+) \| (`[^|]+`) \|", section, re.MULTILINE):
+        for name in re.findall(r"`(\w+)`", names):
+            assert name not in found, f"{name} is listed twice"
+            found[name] = tuple(int(status) for status in statuses.split(","))
+    return found
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def test_the_docs_list_every_error_the_service_sends_and_no_other():
+    """docs/service.md's table and the service's (server/errors.py) name the
+    same errors with the same statuses; each library error class goes out
+    under a name the table lists, each of the table's library names is a
+    class, and each of the service's own is sent somewhere in server/."""
+    documented = _documented_errors()
+    assert documented == STATUSES
+    library = {cls.__name__: cls for cls in _subclasses(NacrithError)}
+    for cls in library.values():
+        if cls not in NEVER_SENT:
+            name = library_error_name(cls("x"))
+            assert name in documented, f"{cls.__name__} would be sent as {name}, which the docs do not list"
+    sources = "".join(
+        path.read_text()
+        for path in (SERVICE_DOC.parent.parent / "server").glob("*.py")
+        if path.name != "errors.py"
+    )
+    errors_py = (SERVICE_DOC.parent.parent / "server" / "errors.py").read_text()
+    handlers = errors_py.split("class ErrorBody", 1)[1]  # what follows the table
+    for name in documented:
+        if name in library:
+            assert library_error_name(library[name]("x")) == name
+        else:
+            assert f'"{name}"' in sources or f'"{name}"' in handlers, f"nothing in server/ sends {name}"
+
+
 def test_wrong_method_and_path(client):
     assert client.request("GET", "/compress").status == 405
     answer = client.request("GET", "/nowhere")
@@ -376,11 +557,17 @@ def test_full_queue_gets_503_and_a_gone_client_frees_its_worker(lone_worker):
 
 
 def test_a_client_leaving_mid_upload_harms_no_one(lone_worker):
+    """It held an upload place, never a place in the queue (bodies are spooled
+    first), gives it back at once, and is counted as gone."""
     url = lone_worker
+    gone = metric(url, CANCELLED_GONE)
     head = b"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
     with contextlib.closing(raw_request(url, head, rng.randbytes(30_000))):
-        wait_for(lambda: metric(url, "nacrith_jobs") == 1, 10)
-    wait_for(lambda: metric(url, "nacrith_jobs") == 0, 10)
+        wait_for(lambda: metric(url, "nacrith_uploads") == 1, 10)
+        assert metric(url, "nacrith_jobs") == 0
+    wait_for(lambda: metric(url, "nacrith_uploads") == 0, 10)
+    assert metric(url, "nacrith_jobs") == 0
+    assert metric(url, CANCELLED_GONE) == gone + 1
     data = rng.randbytes(5_000)
     client = Client(url, timeout=60)
     assert client.decompress(client.compress(data)) == data
@@ -406,6 +593,114 @@ def test_a_client_leaving_mid_download_frees_its_worker(lone_worker, client):
     wait_for(lambda: metric(lone_worker, "nacrith_jobs") == 0, 60)
     wait_for(lambda: metric(lone_worker, "nacrith_frames_waiting") == 0, 60)
     assert metric(lone_worker, "nacrith_frames_stopped_total") == stopped + 1  # stopped, not finished
+
+
+# --- uploads that stall -------------------------------------------------------------
+
+BODY_TIMEOUT = 3.0
+STALLED_HEAD = b"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def slow_uploads_spool(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("spool")
+
+
+@pytest.fixture(scope="module")
+def slow_uploads(slow_uploads_spool) -> Iterator[str]:
+    """One worker, two places in the queue, four upload places, a body timeout of 3 s, no key."""
+    flags = ("--workers", "1", "--queue", "2", "--max-uploads", "4", "--body-timeout", str(BODY_TIMEOUT))
+    with serve(*flags, "--spool-dir", str(slow_uploads_spool), key=None) as (url, _):
+        yield url
+
+
+def stalled_upload(url: str) -> socket.socket:
+    """A request that declares a body of 1,000 bytes and sends 5, as the issue's did."""
+    return raw_request(url, STALLED_HEAD, b"hello")
+
+
+def test_stalled_uploads_do_not_block_a_normal_request(slow_uploads):
+    """Three stalled uploads, more than the queue has places: a normal request
+    is still answered, since an upload takes a place only once its body is in.
+    A fourth takes the last upload place: then a request is refused at once
+    (503 TooManyUploads), not left waiting."""
+    url = slow_uploads
+    client = Client(url, timeout=30)
+    data = rng.randbytes(2_000)  # stored: no model, so answered at once
+    stalled = [stalled_upload(url) for _ in range(3)]
+    try:
+        wait_for(lambda: metric(url, "nacrith_uploads") == 3, 2)
+        assert client.decompress(client.compress(data)) == data
+        stalled.append(stalled_upload(url))
+        wait_for(lambda: metric(url, "nacrith_uploads") == 4, 2)
+        answer = client.request("POST", "/compress", data)
+        assert answer.status == 503 and answer.json()["error"] == "TooManyUploads"
+        assert answer.headers["retry-after"] == "1"
+    finally:
+        for s in stalled:
+            s.close()
+    wait_for(lambda: metric(url, "nacrith_uploads") == 0, 5)
+    assert client.decompress(client.compress(data)) == data
+
+
+def test_a_stalled_upload_is_answered_408_within_the_body_timeout(slow_uploads):
+    url = slow_uploads
+    stalled_before = metric(url, CANCELLED_STALLED)
+    sent = time.monotonic()
+    with contextlib.closing(stalled_upload(url)) as s:
+        status, answer = read_status(s)  # to the end: the server closes the connection
+    waited = time.monotonic() - sent
+    assert status == 408
+    assert BODY_TIMEOUT - 0.5 < waited < BODY_TIMEOUT + 2
+    assert b"connection: close" in answer.lower()
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body == {"error": "BodyTimeout", "message": "the request body stopped coming (nothing for 3 s)"}
+    assert metric(url, CANCELLED_STALLED) == stalled_before + 1
+    assert metric(url, "nacrith_uploads") == 0
+
+
+def test_an_upload_that_trickles_is_stopped_too(slow_uploads):
+    """A byte every second never goes silent for the body timeout, but past it
+    falls under the slowest rate taken (8 KiB/s): 408 all the same."""
+    url = slow_uploads
+    sent = time.monotonic()
+    with contextlib.closing(raw_request(url, STALLED_HEAD)) as s:
+        for _ in range(30):  # a byte a second, until the server answers
+            if select.select([s], [], [], 1.0)[0]:
+                break
+            s.sendall(b"x")
+        status, answer = read_status(s)
+    assert status == 408
+    assert b"under 8 KiB/s" in answer
+    assert time.monotonic() - sent < BODY_TIMEOUT + 2
+
+
+def test_closing_stalled_uploads_counts_them_as_gone(slow_uploads):
+    url = slow_uploads
+    gone = metric(url, CANCELLED_GONE)
+    stalled = [stalled_upload(url) for _ in range(3)]
+    wait_for(lambda: metric(url, "nacrith_uploads") == 3, 2)
+    for s in stalled:
+        s.close()
+    wait_for(lambda: metric(url, "nacrith_uploads") == 0, 2)  # well before the body timeout
+    assert metric(url, CANCELLED_GONE) == gone + 3
+    assert metric(url, CANCELLED_STALLED.replace("/compress", "/decompress")) == 0
+
+
+def test_an_upload_that_cannot_be_spooled_gives_its_place_back(slow_uploads, slow_uploads_spool):
+    """Four uploads whose spool file cannot be made (the directory is gone):
+    each fails, and each gives its upload place back, so the next is taken."""
+    url = slow_uploads
+    client = Client(url, timeout=30)
+    moved = slow_uploads_spool.with_name(slow_uploads_spool.name + "-moved")
+    slow_uploads_spool.rename(moved)
+    try:
+        for _ in range(4):
+            assert client.request("POST", "/compress", b"data").status != 200
+    finally:
+        moved.rename(slow_uploads_spool)
+    assert metric(url, "nacrith_uploads") == 0
+    assert client.decompress(client.compress(b"data")) == b"data"
 
 
 def test_serve_refuses_a_missing_model(tmp_path):
@@ -437,16 +732,23 @@ def _running(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from Linux's /proc")
-@pytest.mark.parametrize("interrupts", [1, 2], ids=["ctrl-c", "ctrl-c-twice"])
-def test_shutdown_stops_every_worker_and_leaks_nothing(tmp_path, interrupts):
-    """Ctrl-C once (a graceful shutdown, after a request), or twice while a
-    request is being coded (forced: the app's own shutdown is cancelled): the
-    worker processes are gone, and Python reports no leaked semaphores."""
+@pytest.mark.parametrize(
+    ("signals", "status"),
+    [((signal.SIGINT,), 130), ((signal.SIGINT, signal.SIGINT), 130), ((signal.SIGTERM,), 0)],
+    ids=["ctrl-c", "ctrl-c-twice", "sigterm"],
+)
+def test_shutdown_stops_every_worker_and_leaks_nothing(tmp_path, signals, status):
+    """Ctrl-C once (a graceful shutdown, after a request), twice while a
+    request is being coded (forced: the app's own shutdown is cancelled), or
+    SIGTERM, each sent to the whole process group, workers included, as a
+    terminal and a service manager send them: the worker processes are gone,
+    Python reports no leaked semaphores, no process prints a traceback, and
+    the exit status is the documented one (130 interrupted, 0 stopped)."""
     port, log = free_port(), tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k != "NACRITH_API_KEY"}
     with log.open("wb") as out:
         command = [sys.executable, "-m", "nacrith", "serve", "--port", str(port), "--workers", "2", "-T", "1"]
-        process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=out, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     client = Client(url, timeout=120)
 
@@ -458,23 +760,57 @@ def test_shutdown_stops_every_worker_and_leaks_nothing(tmp_path, interrupts):
         client.wait_ready(180, lambda: process.poll() is None)
         started = _children(process.pid)
         assert len(started) >= 2, "two workers (and multiprocessing's resource tracker)"
-        if interrupts == 1:
+        if len(signals) == 1:
             assert client.request("POST", "/compress", TEXT).status == 200
         else:  # a long request, still being coded when the interrupts come
             threading.Thread(target=long_request, daemon=True).start()
             wait_for(lambda: metric(url, "nacrith_jobs") >= 1, 30)
-        for _ in range(interrupts):
-            process.send_signal(signal.SIGINT)
+        for signum in signals:
+            os.killpg(process.pid, signum)  # its own group: start_new_session
             time.sleep(0.5)
         process.wait(60)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    # 130 as for any interrupted command (uvicorn re-raises the signal it caught; before 0.29 it did not).
-    assert process.returncode in (0, 130)
+    text = log.read_text(errors="replace")
+    assert process.returncode == status, text[-2000:]
     wait_for(lambda: not any(_running(pid) for pid in started), 20)
-    assert "leaked" not in log.read_text(errors="replace")
+    assert "leaked" not in text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+    if status == 130:
+        assert text.splitlines()[-1] == "nacrith: interrupted"
+
+
+@pytest.mark.parametrize(
+    ("port", "words"), [("99999", "a port number is 0 to 65535"), ("http", "not a port number")]
+)
+def test_serve_refuses_a_bad_port_in_one_line(port, words):
+    result = subprocess.run(
+        [sys.executable, "-m", "nacrith", "serve", "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (2, f"nacrith: --port {port}: {words}\n")
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line():
+    """Found before any worker starts; exit 1, as for any I/O error."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "nacrith", "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"nacrith: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in result.stderr
 
 
 def test_serve_stops_when_the_workers_cannot_start():
