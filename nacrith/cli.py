@@ -946,31 +946,24 @@ def _serve_on_ray(args: argparse.Namespace, settings: ServerSettings, port: int)
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
-    from nacrith.dictbuild import BuildReport, build_dictionary, read_samples  # the model's side, on demand
+    from nacrith.dictbuild import BuildProgress, build_dictionary, read_samples  # the model's side, on demand
 
     samples = read_samples(args.samples)
     output = Path(args.output)
     if output.exists() and not args.force:
         raise UsageError(f"{output} exists; -f overwrites it")
     options = CompressOptions(ensemble=None) if args.llm_only else CompressOptions()
-    show = not args.quiet and sys.stderr.isatty()
-    total = min(args.limit, sum(len(s) for s in samples))
-
-    def progress(r: BuildReport) -> None:
-        if show:
-            print(
-                f"\rnacrith: trained on {r.trained_samples} samples, {r.trained_bytes}/{total} bytes, "
-                f"{r.trained_tokens / max(r.seconds, 1e-9):.0f} tok/s",
-                end="",
-                file=sys.stderr,
+    line = BuildProgress() if not args.quiet and sys.stderr.isatty() else None
+    try:
+        with LanguageModel(args.model, args.threads) as model:
+            dictionary, report = build_dictionary(
+                model, samples, options, args.tokens, args.limit, line.show if line else None
             )
-
-    with LanguageModel(args.model, args.threads) as model:
-        dictionary, report = build_dictionary(model, samples, options, args.tokens, args.limit, progress)
+    finally:
+        if line:
+            line.close()
     with atomic_output(output, overwrite=args.force) as out:
         out.write(dictionary.pack())
-    if show:
-        print(file=sys.stderr)
     trained = (
         f", ensemble trained on {report.trained_samples} samples ({report.trained_bytes} bytes, "
         f"{report.coded_bits / max(report.trained_bytes, 1):.3f} bpb as they were coded) "

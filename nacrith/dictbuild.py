@@ -18,11 +18,15 @@ Two things are learned from the samples:
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 from nacrith.corpora import is_message_set, read_messages
 from nacrith.dictionary import Dictionary
@@ -31,7 +35,7 @@ from nacrith.errors import DictionaryError
 from nacrith.format import ESCAPE_SYMBOLS
 from nacrith.frames import CodecModel, CompressOptions
 
-__all__ = ["BuildReport", "build_dictionary", "choose_priming", "read_samples"]
+__all__ = ["BuildProgress", "BuildReport", "build_dictionary", "choose_priming", "read_samples"]
 
 #: Default budget of the priming text, in tokens: half of the default window,
 #: leaving the other half (and a slide) to the message.
@@ -88,11 +92,59 @@ class BuildReport:
     #: Samples counted without the model (n-gram, match and unigram statistics).
     counted_samples: int = 0
     trained_samples: int = 0
+    #: Bytes the model codes in all: the samples up to the one that reaches the
+    #: limit, that one whole (so it may pass the limit; trained_bytes never passes it).
+    planned_bytes: int = 0
     trained_bytes: int = 0
     trained_tokens: int = 0
     #: Bits the trained samples cost as they were coded, each from the state before it.
     coded_bits: float = 0.0
     seconds: float = 0.0
+
+
+class BuildProgress:
+    """The progress of a build as one line on a terminal, rewritten in place:
+    a carriage return, the line cut to the terminal's width (a longer one
+    would wrap, and each rewrite leave a line behind), padded over the one
+    before. ``close`` clears it, for the summary."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int | None = None) -> None:
+        self.stream = stream
+        self.width = width
+        self._shown = 0
+
+    @staticmethod
+    def text(r: BuildReport) -> str:
+        """The line for a report: bytes coded of those planned (never more), samples, speed, time left."""
+        total = max(r.planned_bytes, 1)
+        done = min(r.trained_bytes, total)
+        speed = r.trained_tokens / r.seconds if r.seconds > 0 else 0.0
+        left = r.seconds * (total - done) / done if done else 0.0
+        return (
+            f"nacrith: dictionary {100 * done // total:3d}%, {done:,}/{total:,} bytes, "
+            f"{r.trained_samples:,} samples, {speed:.0f} tok/s, {int(left) // 60}:{int(left) % 60:02d} left"
+        )
+
+    def _columns(self) -> int:
+        """The terminal's width, asked each time (it may be resized); 80 when it does not say."""
+        try:
+            columns = os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, OSError, ValueError):  # not a terminal, or no fileno (io.StringIO)
+            columns = 0
+        return columns or shutil.get_terminal_size().columns
+
+    def show(self, report: BuildReport) -> None:
+        width = self.width or self._columns()
+        line = self.text(report)[: max(width - 1, 1)]  # the last column would wrap on some terminals
+        self.stream.write("\r" + line + " " * max(0, self._shown - len(line)))
+        self.stream.flush()
+        self._shown = len(line)
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\r" + " " * self._shown + "\r")
+            self.stream.flush()
+            self._shown = 0
 
 
 def _trained_count(samples: Sequence[bytes], limit: int) -> int:
@@ -132,13 +184,18 @@ def build_dictionary(
         raise DictionaryError(f"no sample fits a priming text of {min(tokens, room)} tokens")
     report.priming_tokens = len(priming)
     state: bytes | None = None
+    # What the n-gram, match and unigram models counted, in order: the samples
+    # beyond the limit, then those coded (which count each token as counting does).
+    counted: list[list[int]] = []
     if options.ensemble is not None:
         # Samples beyond what the model has time to code are counted: n-gram,
         # match and unigram statistics need no model. Then the model codes the
         # first ones, and the mixer, bias head and APM learn beside those counts.
         trained = _trained_count(samples, limit)
+        report.planned_bytes = sum(map(len, samples[:trained]))
         state = count_samples(n_vocab, ESCAPE_SYMBOLS, options.ensemble, options.coding, encoded[trained:])
         report.counted_samples = len(samples) - trained
+        counted += encoded[trained:]
         predictor = model.predictor(
             options.context, options.slide, model.start_token, options.batch, 1, primed=True
         )
@@ -165,8 +222,9 @@ def build_dictionary(
             report.seconds = time.monotonic() - start
             if progress is not None:
                 progress(report)
+        counted += encoded[: report.trained_samples]
     dictionary = Dictionary.make(
-        model.sha256, n_vocab, options.coding.arith, options.ensemble, priming, state
+        model.sha256, n_vocab, options.coding.arith, options.ensemble, priming, state, counted
     )
     report.seconds = time.monotonic() - start
     return dictionary, report

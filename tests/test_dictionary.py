@@ -10,25 +10,37 @@ default model's business: ``nacrith bench --corpus changelogs --dict``.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
 import io
 import json
 import os
 import pickle
+import pty
+import select
+import shutil
+import struct
 import subprocess
 import sys
+import termios
+import zlib
 from pathlib import Path
 
 import pytest
 
+from nacrith import dictionary as dictionary_module
 from nacrith.api import Codec
-from nacrith.dictbuild import build_dictionary, choose_priming, read_samples
+from nacrith.dictbuild import BuildProgress, BuildReport, build_dictionary, choose_priming, read_samples
 from nacrith.dictionary import DICTS_ENV, Dictionary, find_dictionary
+from nacrith.dictstate import replayed_state, state_difference, state_regions, unpack_samples
 from nacrith.engine import Primer, count_samples, encode_streams
 from nacrith.errors import CorpusError, DictionaryError
 from nacrith.format import ESCAPE_SYMBOLS, FrameType, Header
 from nacrith.frames import CompressOptions
 from nacrith.settings import EnsembleSettings
 
+#: A dictionary of version 1 and a file made with it, by the nacrith before version 2 (its README).
+GOLDEN_V1 = Path(__file__).parent / "golden" / "dict-v1"
 #: Messages of one small domain: entries of a changelog.
 SAMPLES = [
     f"pkg{i} (1.{i}-1) unstable; urgency=medium\n\n  * New upstream release {i}.\n"
@@ -42,9 +54,18 @@ MESSAGE = (
 )
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch) -> Path:
+    """Each test its own cache directory (primed windows kept on disk), not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-home"))
+    return tmp_path / "cache-home" / "nacrith"
+
+
 @pytest.fixture(scope="module")
-def dictionary(model) -> Dictionary:
-    d, report = build_dictionary(model, SAMPLES, CompressOptions(), tokens=120, limit=600)
+def dictionary(model, tmp_path_factory) -> Dictionary:
+    with pytest.MonkeyPatch.context() as patch:  # building primes the model: not in the user's cache
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+        d, report = build_dictionary(model, SAMPLES, CompressOptions(), tokens=120, limit=600)
     # Samples until the limit is reached: the last one crosses it.
     assert 600 <= report.trained_bytes < 600 + max(map(len, SAMPLES)) and report.priming_tokens <= 120
     assert report.counted_samples == len(SAMPLES) - report.trained_samples > 0
@@ -81,9 +102,97 @@ def test_every_byte_of_a_damaged_file_is_refused(dictionary):
 
 def test_other_version_is_refused(dictionary):
     data = bytearray(dictionary.pack())
-    data[4] = 2
-    with pytest.raises(DictionaryError, match="version 2"):
+    data[4] = 3
+    with pytest.raises(DictionaryError, match="version 3"):
         Dictionary.read(bytes(data))
+
+
+def test_a_version_1_dictionary_still_reads_and_codes_the_same(real_model):
+    data = (GOLDEN_V1 / "changelog.ncd").read_bytes()
+    message = (GOLDEN_V1 / "changelog.txt").read_bytes()
+    made = (GOLDEN_V1 / "changelog.txt.nc").read_bytes()
+    old = Dictionary.read(GOLDEN_V1 / "changelog.ncd")
+    assert old.version == 1 and old.pack() == data
+    assert old.fingerprint == hashlib.sha256(data).digest()[:4] == Header.read(io.BytesIO(made)).dict_id
+    codec = Codec.from_model(real_model, dict=old)
+    assert codec.decompress(made) == message
+    assert codec.compress(message) == made
+
+
+def test_version_2_stores_the_samples_not_their_tables(model, dictionary, own_cache):
+    """The n-gram, match and unigram models' tables are rebuilt from the
+    samples: the stored difference is zeros there, the state is the same bit
+    for bit, and so are the files made with it."""
+    assert dictionary.version == 2
+    learned = dictionary.learned
+    assert learned is not None
+    old = Dictionary.make(
+        model.sha256,
+        dictionary.vocab_size,
+        dictionary.arith,
+        dictionary.ensemble,
+        dictionary.tokens,
+        learned,
+        version=1,
+    )
+    assert old.version == 1 and len(dictionary.pack()) < len(old.pack())
+    shutil.rmtree(own_cache, ignore_errors=True)
+    rebuilt = Dictionary.read(dictionary.pack())
+    assert rebuilt.learned == learned == old.learned
+    assert dictionary.ensemble is not None
+    regions = state_regions(dictionary.vocab_size, dictionary.arith, dictionary.ensemble)
+    assert sum(size for _, size in regions) == dictionary.state_size
+    assert not any(name.startswith("region") for name, _ in regions)
+    samples = unpack_samples(dictionary.packed_samples, dictionary.vocab_size)
+    replayed = replayed_state(dictionary.vocab_size, dictionary.arith, dictionary.ensemble, samples)
+    difference = state_difference(learned, replayed)
+    offset, counted = 0, []
+    for name, size in regions:
+        if name.startswith(("n-gram", "match index", "match history", "fallback unigram", "tokens seen")):
+            counted.append(name)
+            assert not any(difference[offset : offset + size]), name
+        offset += size
+    assert len(counted) == 3 * 3 + 5  # three orders; index, history and its length; unigrams; tokens
+    new_file, old_file = (Codec.from_model(model, dict=d).compress(MESSAGE) for d in (dictionary, old))
+    assert new_file[10:-4] == old_file[10:-4]  # all but the dictionary's fingerprint and the CRC
+
+
+def test_parts_of_a_dictionary_add_up(dictionary):
+    parts = dict(dictionary.parts())
+    assert sum(parts.values()) == len(dictionary.pack())
+    assert parts["counted samples"] > 0 and parts["learned state"] == len(dictionary.packed_state)
+
+
+def test_a_state_that_does_not_rebuild_is_refused(dictionary, own_cache):
+    data = bytearray(dictionary.pack())
+    check = dictionary.state_check.to_bytes(4, "little")
+    at = data.rindex(check, 0, len(data) - 4)
+    data[at : at + 4] = (dictionary.state_check ^ 1).to_bytes(4, "little")
+    data[-4:] = zlib.crc32(data[:-4]).to_bytes(4, "little")
+    shutil.rmtree(own_cache, ignore_errors=True)
+    with pytest.raises(DictionaryError, match="does not rebuild"):
+        _ = Dictionary.read(bytes(data)).learned
+
+
+def test_a_rebuilt_state_is_kept_and_checked(dictionary, own_cache, monkeypatch):
+    """Rebuilt once per machine; a damaged copy is rebuilt again, never used."""
+    rebuilds: list[int] = []
+    rebuild = dictionary_module.rebuild_state
+
+    def counted(*args: object) -> bytes:
+        rebuilds.append(1)
+        return rebuild(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dictionary_module, "rebuild_state", counted)
+    shutil.rmtree(own_cache, ignore_errors=True)
+    data = dictionary.pack()
+    assert Dictionary.read(data).learned == dictionary.learned and len(rebuilds) == 1
+    assert Dictionary.read(data).learned == dictionary.learned and len(rebuilds) == 1  # kept
+    (entry,) = (own_cache / "primed").glob("*.primed")
+    damaged = bytearray(entry.read_bytes())
+    damaged[-1] ^= 1
+    entry.write_bytes(bytes(damaged))
+    assert Dictionary.read(data).learned == dictionary.learned and len(rebuilds) == 2
 
 
 def test_samples_from_files_and_jsonl(tmp_path):
@@ -118,14 +227,17 @@ def test_round_trip_and_header(dict_codec, dictionary):
     assert dict_codec.decompress(blob) == MESSAGE
 
 
-def test_primed_state_restored_codes_as_computed(model, dictionary, dict_codec):
+def test_primed_state_restored_codes_as_computed(model, dictionary, dict_codec, own_cache):
     """The second frame restores the primed window from llama.cpp's saved state;
-    a fresh predictor computes it: the files and their decodes are the same."""
+    a fresh predictor without a disk cache computes it: the files and their
+    decodes are the same (tests/test_priming_cache.py: restored from disk)."""
     first = dict_codec.compress(MESSAGE)
     second = dict_codec.compress(MESSAGE)  # restored priming
-    model.release_contexts()  # a fresh context: the priming is computed again
+    model.release_contexts()  # a fresh context and no saved state: the priming is computed again
+    shutil.rmtree(own_cache, ignore_errors=True)
     assert dict_codec.compress(MESSAGE) == first == second
     model.release_contexts()
+    shutil.rmtree(own_cache, ignore_errors=True)
     assert dict_codec.decompress(second) == MESSAGE
 
 
@@ -225,6 +337,96 @@ def test_cli_build_compress_test_and_missing(tmp_path):
     assert fingerprint in err
     again = run("dict", "build", "samples.jsonl", "-o", "log.ncd", cwd=tmp_path)
     assert again.returncode == 2 and b"exists" in again.stderr
+
+
+def test_cli_wrong_dictionary_names_both_and_where_it_looked(tmp_path, own_cache):
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(s.decode()) + "\n" for s in SAMPLES))
+    (tmp_path / "reversed.jsonl").write_text("".join(json.dumps(s.decode()) + "\n" for s in SAMPLES[::-1]))
+    (tmp_path / "m.txt").write_bytes(MESSAGE)
+    for samples, name in (("samples.jsonl", "right.ncd"), ("reversed.jsonl", "other.ncd")):
+        built = run("dict", "build", samples, "-o", name, "--tokens", "60", "--llm-only", cwd=tmp_path)
+        assert built.returncode == 0, built.stderr
+    right, other = (Dictionary.read(tmp_path / n).fingerprint.hex() for n in ("right.ncd", "other.ncd"))
+    assert run("compress", "-q", "--dict", "right.ncd", "m.txt", cwd=tmp_path).returncode == 0
+    (tmp_path / "m.txt").unlink()
+    searched = os.pathsep.join([str(tmp_path / "none"), str(tmp_path / "shared")])
+    wrong = run("decompress", "--dict", "other.ncd", "m.txt.nc", cwd=tmp_path, env={DICTS_ENV: searched})
+    err = wrong.stderr.decode()
+    assert wrong.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"needs dictionary {right}" in err and f"{other} (other.ncd)" in err
+    assert f"${DICTS_ENV} ({searched})" in err and str(own_cache / "dicts") in err
+    assert not (tmp_path / "m.txt").exists()
+    unset = run("decompress", "m.txt.nc", cwd=tmp_path, env={DICTS_ENV: ""})
+    assert unset.returncode == 1 and f"${DICTS_ENV} (not set)" in unset.stderr.decode()
+
+
+def test_progress_is_one_line_that_never_passes_its_total():
+    out = io.StringIO()
+    line = BuildProgress(out, width=60)
+    report = BuildReport(planned_bytes=4259, seconds=1.0)
+    for done in (1000, 4096, 4259, 5000):  # past the plan: shown as the plan
+        report.trained_bytes, report.trained_samples, report.trained_tokens = done, done // 400, done // 3
+        line.show(report)
+    line.close()
+    writes = out.getvalue().split("\r")[1:]
+    # Closed: the line cleared, the cursor at its start.
+    assert "\n" not in out.getvalue() and writes[-1] == ""
+    shown = writes[:-2]
+    assert len(shown) == 4 and all(len(w) <= 59 for w in shown)  # cut to the width, less its last column
+    assert "1,000/4,259 bytes" in shown[0] and " 23%" in shown[0]
+    assert "4,259/4,259 bytes" in shown[-1] and "100%" in shown[-1]
+    assert BuildProgress.text(report).endswith(", 1666 tok/s, 0:00 left")
+    longer = BuildProgress(io.StringIO(), width=200)
+    longer.show(dataclasses.replace(report, trained_tokens=10**9))
+    longer.show(report)  # shorter: padded over the one before
+    first, second = longer.stream.getvalue().split("\r")[1:]  # type: ignore[attr-defined]
+    assert len(second) == len(first) and second.rstrip() == BuildProgress.text(report)
+
+
+def run_in_terminal(args: list[str], cwd: Path, columns: int) -> tuple[int, str]:
+    """nacrith with its stderr on a pseudo-terminal of this width; its exit status and what it showed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nacrith", *args],
+        cwd=cwd,
+        env={**os.environ, "NACRITH_THREADS": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    chunks = []
+    while select.select([master], [], [], 300)[0]:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+def test_cli_build_progress_on_a_terminal(tmp_path):
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(s.decode()) + "\n" for s in SAMPLES))
+    args = ["dict", "build", "samples.jsonl", "-o", "d.ncd", "--tokens", "60", "--limit", "400"]
+    code, shown = run_in_terminal(args, tmp_path, columns=50)
+    assert code == 0, shown
+    progress, summary = shown.replace("\r\n", "\n").rsplit("\r", 1)  # the terminal ends lines with CR LF
+    assert "\n" not in progress and summary.startswith("d.ncd: dictionary") and summary.count("\n") == 1
+    lines = [line.rstrip() for line in progress.split("\r") if line.strip()]
+    assert len(lines) >= 2 and all(len(line) <= 49 for line in lines)
+    planned = 0
+    for sample in SAMPLES:  # the samples until the one that reaches the limit, that one whole
+        planned += len(sample)
+        if planned >= 400:
+            break
+    assert lines[-1].startswith(f"nacrith: dictionary 100%, {planned}/{planned} bytes")
+    for line in lines:
+        done, total = line.split(", ")[1].split(" ")[0].split("/")
+        assert int(done) <= int(total) == planned
 
 
 def test_a_worker_keeps_one_copy_of_a_dictionary(dictionary):
