@@ -116,6 +116,8 @@ class _FrameWriter:
                 f"input changed while reading: expected {content_size} bytes, read {self.summary.raw_bytes}"
             )
         if not self.started:
+            if self.held is None:  # an empty input: one empty stored frame, as info lists it
+                self.summary.frames["stored"] = 1
             ftype, raw, payload, n_symbols = self.held or (FrameType.STORED, b"", b"", 0)
             header = replace(
                 self.header, single=ftype, zstd_stream=ftype == FrameType.ZSTD_STREAM, content_size=None
