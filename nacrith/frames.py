@@ -18,6 +18,7 @@ from nacrith.dictionary import Dictionary
 from nacrith.engine import FrameStats, Predictor, Progress, decode_streams, encode_streams
 from nacrith.errors import FormatError, ModelMismatchError, NacrithWarning
 from nacrith.format import (
+    COMPACT_VERSIONS,
     ESCAPE_SYMBOLS,
     FORMAT_VERSION,
     VERSIONS,
@@ -147,8 +148,8 @@ class CompressOptions:
         if self.slide == 0:
             object.__setattr__(self, "slide", max(1, self.context // SLIDE_FRACTION))
         if self.dictionary is not None:
-            if self.format_version != 2:
-                raise ValueError("dictionaries need format version 2")
+            if self.format_version not in COMPACT_VERSIONS:
+                raise ValueError("dictionaries need the compact format (version 2 or later)")
             object.__setattr__(self, "ensemble", self.dictionary.ensemble)
             object.__setattr__(self, "coding", replace(self.coding, arith=self.dictionary.arith))
             object.__setattr__(self, "lanes", 1)

@@ -129,8 +129,13 @@ def iter_decoded_frames(
     def finished(fh: FrameHeader, future: Future[bytes], single: SingleFrame | None = None) -> bytes:
         number = len(entries) + 1
         backend = _backend_hint(header, environment)
-        # A file of one frame has no sizes to tell a cut from damage: say both.
-        damaged = " (the file is truncated or damaged)" if single is not None else ""
+        # A file of one frame has no checksum of its own to tell damage from a wrong
+        # model; a version-2 one not even its payload's size to tell a cut: say so.
+        damaged = ""
+        if single is not None:
+            damaged = (
+                " (the file is truncated or damaged)" if _cut_unseen(header) else " (the file is damaged)"
+            )
         try:
             data = future.result()
         except CoderError as exc:
@@ -144,11 +149,7 @@ def iter_decoded_frames(
             hint = damaged
             if fh.type == FrameType.NEURAL:
                 other = "the model or llama.cpp build differs from the encoder's"
-                hint = backend or (
-                    f" (the file is truncated or damaged, or {other})"
-                    if single is not None
-                    else f" ({other}?)"
-                )
+                hint = backend or (f"{damaged[:-1]}, or {other})" if single is not None else f" ({other}?)")
             raise ChecksumError(f"frame {number}: decoded bytes do not match the checksum{hint}")
         digest.update(data)
         done.raw_bytes += len(data)
@@ -158,7 +159,7 @@ def iter_decoded_frames(
             progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
         return data
 
-    if header.single != FrameType.END:  # version 2's file of one frame: no frame header, no index
+    if header.single != FrameType.END:  # a compact file of one frame: no frame header, no index
         one = SingleFrame.read(src, header, header_bytes)
         fh = one.header
         progress = _with_total(progress, fh.raw_size)
@@ -227,6 +228,12 @@ def _check_rest(spool: IO[bytes], header: Header) -> None:
     rest = cast(BinaryIO, spool)  # a file opened for bytes, as BinaryIO means
     rest.seek(0)
     check_body(rest, header)
+
+
+def _cut_unseen(header: Header) -> bool:
+    """A version-2 file of one neural frame: its payload runs to the last 4
+    bytes, so a cut is not told from damage until it is decoded."""
+    return header.version == 2 and header.single == FrameType.NEURAL
 
 
 def _seekable(f: BinaryIO) -> bool:
@@ -314,6 +321,11 @@ def read_info(src: BinaryIO) -> FileInfo:
     entry = IndexEntry(fh.type, fh.raw_size, fh.payload_size)
     if fh.type == FrameType.NEURAL:
         checked = "sizes; the checksum covers the decoded text, which only decoding checks (nacrith test)"
+        if _cut_unseen(header):
+            checked = (
+                "sizes; a version-2 file of one neural frame does not say where its payload ends, "
+                "so only decoding finds a cut (nacrith test)"
+            )
     else:
         content = (
             one.payload

@@ -161,3 +161,20 @@ def test_info_says_what_it_checked(tmp_path: Path):
     assert nacrith("compress", "-q", "a.txt", cwd=tmp_path).returncode == 0
     out = nacrith("info", "a.txt.nc", cwd=tmp_path).stdout.decode()
     assert "checked       " in out
+
+
+def test_a_cut_file_of_one_neural_frame_is_truncated_for_info_and_decoder(codec, tmp_path: Path):
+    """The issue's second case: a one-frame file cut short was listed by info
+    as fine ("compressed 200 bytes") and called a ChecksumError by the decoder.
+    Version 3 says where the payload ends: both say TruncatedError, and info
+    exits 1, without a model."""
+    data = tiny_text(600, seed=2)
+    blob = codec.compress(data)
+    header = Header.read(io.BytesIO(blob))
+    assert header.version == 3 and header.single == FrameType.NEURAL
+    (tmp_path / "cut.nc").write_bytes(blob[: len(blob) * 2 // 3])
+    assert_clean_error(nacrith("info", "cut.nc", cwd=tmp_path), 1, "truncated")
+    nowhere = ["--model", str(tmp_path / "no-such-model.gguf")]
+    assert_clean_error(nacrith("test", *nowhere, "cut.nc", cwd=tmp_path), 1, "truncated")
+    with pytest.raises(TruncatedError):
+        codec.decompress(blob[:-1])
