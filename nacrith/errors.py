@@ -38,6 +38,25 @@ class InputChangedError(NacrithError):
     """The input file changed size while it was being compressed."""
 
 
+class OutputError(NacrithError):
+    """The output cannot be written without harm: it is the input itself, or a
+    kind of file (a directory, a block device, a socket) that is never replaced
+    or written through. The message starts with the output's path."""
+
+    def __init__(self, filename: str, message: str) -> None:
+        super().__init__(f"{filename}: {message}")
+        self.filename = filename
+
+
+class InputSkipped(NacrithError):
+    """An input that is not a regular file, a pipe or stdin (a device, a socket):
+    left alone, as zstd leaves it, since reading it may never end or may consume it."""
+
+    def __init__(self, filename: str, message: str) -> None:
+        super().__init__(f"{filename}: {message}")
+        self.filename = filename
+
+
 class ModelError(NacrithError):
     """The language model cannot be found, loaded or used."""
 

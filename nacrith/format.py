@@ -1,7 +1,8 @@
 """The file format: constants and the header, frame and trailer structures.
 
-Version 2, the compact layout, is what writers write; version 1 files are
-read forever (and written only on request, by the tests of their golden
+Version 3, the compact layout of version 2 whose file of one neural frame
+also says where its payload ends, is what writers write; versions 1 and 2
+are read forever (and written only on request, by the tests of their golden
 files).
 
 docs/format.md specifies every byte; this module packs, unpacks and
@@ -38,8 +39,13 @@ from nacrith.settings import (
 MAGIC = b"\x89NCR"
 FOOTER_MAGIC = b"NCIX"
 #: The version writers write; readers read every one of VERSIONS.
-FORMAT_VERSION = 2
-VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+VERSIONS = (1, 2, 3)
+#: Versions of the compact layout (a descriptor byte, short fingerprints, a
+#: file of one frame without an index). Version 3 differs from 2 in one field:
+#: a file of one neural frame says its payload's size (Payload_Size), so that a
+#: cut file is told from a damaged one, and found without decoding.
+COMPACT_VERSIONS = (2, 3)
 #: Version 2 names the model by the first bytes of its SHA-256.
 MODEL_ID_SIZE = 8
 
@@ -502,7 +508,7 @@ class Header:
         check_frame_size(self.frame_size)
         if self.single != FrameType.END:
             if self.version == 1:
-                raise ValueError("a file of one frame without an index is version 2's")
+                raise ValueError("a file of one frame without an index is the compact layout's")
             if self.single == FrameType.NEURAL and self.model_id is None:
                 raise ValueError("a neural frame needs a model")
             if self.content_size is not None:
@@ -645,7 +651,7 @@ class Header:
             descriptor |= Descriptor.ZSTD_STREAM
         if self.dict_id is not None:
             descriptor |= Descriptor.DICT
-        out = MAGIC + bytes([2, descriptor]) + (self.model_id or b"") + (self.dict_id or b"")
+        out = MAGIC + bytes([self.version, descriptor]) + (self.model_id or b"") + (self.dict_id or b"")
         if settings:
             out += pack_varint(len(settings)) + settings
         if self.single == FrameType.END:  # a single frame's checksum covers the header instead
@@ -669,8 +675,8 @@ class Header:
         cur = _Cursor(stream, "file header")
         cur.seen += magic
         version = cur.u8()
-        if version == 2:
-            return cls._read_v2(cur), bytes(cur.seen)
+        if version in COMPACT_VERSIONS:
+            return cls._read_v2(cur, version), bytes(cur.seen)
         if version != 1:
             raise UnsupportedVersionError(
                 f"file uses format version {version}; this nacrith reads versions "
@@ -690,7 +696,7 @@ class Header:
         return cls._from_params(params, HeaderFlag(required_flags)), bytes(cur.seen)
 
     @classmethod
-    def _read_v2(cls, cur: _Cursor) -> Header:
+    def _read_v2(cls, cur: _Cursor, version: int) -> Header:
         descriptor = cur.u8()
         if descriptor & _DESCRIPTOR_UNKNOWN:
             raise UnsupportedVersionError(
@@ -725,7 +731,7 @@ class Header:
         fields = _parse_params(settings)
         # A file whose one frame is a piece of the zstd stream needs no flag to say that it may appear.
         zstd_stream = bool(descriptor & Descriptor.ZSTD_STREAM) or single == FrameType.ZSTD_STREAM
-        return _header_v2(fields, model_id, dict_id, single, zstd_stream)
+        return _header_v2(fields, model_id, dict_id, single, zstd_stream, version)
 
     @classmethod
     def _from_params(cls, params: bytes, flags: HeaderFlag) -> Header:
@@ -849,9 +855,10 @@ def _header_v2(
     dict_id: bytes | None,
     single: FrameType,
     zstd_stream: bool,
+    version: int,
 ) -> Header:
-    """A version-2 header from its settings: every setting absent takes its
-    default, and one at its default is corrupt (a header has one spelling)."""
+    """A compact header (version 2 or 3) from its settings: every setting absent
+    takes its default, and one at its default is corrupt (a header has one spelling)."""
     allowed = _V2_MODEL_TAGS if model_id is not None else _V2_NO_MODEL_TAGS
     if single != FrameType.END:
         allowed = allowed - {Tag.CONTENT_SIZE}  # the frame says it
@@ -881,7 +888,7 @@ def _header_v2(
     assert frame_size is not None
     try:
         if model_id is None:
-            header = Header.without_model(frame_size, content_size, zstd_stream, version=2)
+            header = Header.without_model(frame_size, content_size, zstd_stream, version=version)
             return replace(header, single=single, model_name=name, unknown_ignorable=unknown)
         temperature = V2_TEMPERATURE
         if Tag.TEMPERATURE in fields:
@@ -925,7 +932,7 @@ def _header_v2(
             lanes=lanes,
             min_stream=min_stream,
             coding=coding,
-            version=2,
+            version=version,
             dict_id=dict_id,
             single=single,
             unknown_ignorable=unknown,
@@ -1079,29 +1086,38 @@ def payload_fits(ftype: FrameType, raw_size: int, payload_size: int) -> bool:
     return 0 < payload_size < raw_size
 
 
-# --- a file of one frame (version 2) -----------------------------------------
+# --- a file of one frame (versions 2 and 3) ----------------------------------
+
+
+def _says_payload_size(header: Header) -> bool:
+    """Whether the file of one frame says its payload's size: a neural one,
+    from version 3. (A stored payload's size is the content's; a zstd frame
+    ends itself, and info decodes it without a model.)"""
+    return header.single == FrameType.NEURAL and header.version >= 3
 
 
 def pack_single(header: Header, raw: bytes, payload: bytes, symbols: int) -> bytes:
-    """A version-2 file of one frame: the header, Content_Size, Symbol_Count
-    (neural only), the payload, and the CRC32 of every byte before it followed
-    by the content, which covers the header too and tells a wrong model's
-    output from the content."""
+    """A compact file of one frame: the header, Content_Size, Symbol_Count and
+    (version 3) Payload_Size, both neural only, the payload, and the CRC32 of
+    every byte before it followed by the content, which covers the header too
+    and tells a wrong model's output from the content."""
     ftype = header.single
-    if ftype == FrameType.END or header.version != 2:
-        raise ValueError("a file of one frame needs a version-2 header that names its type")
+    if ftype == FrameType.END or header.version not in COMPACT_VERSIONS:
+        raise ValueError("a file of one frame needs a compact header that names its type")
     if not payload_fits(ftype, len(raw), len(payload)) and not (ftype == FrameType.STORED and not raw):
         raise ValueError(f"a payload of {len(payload)} bytes for {len(raw)}")
     out = header.pack() + pack_varint(len(raw))
     if ftype == FrameType.NEURAL:
         out += pack_varint(symbols)
+    if _says_payload_size(header):
+        out += pack_varint(len(payload))
     out += payload
     return out + struct.pack("<I", zlib.crc32(raw, zlib.crc32(out)))
 
 
 @dataclass(frozen=True)
 class SingleFrame:
-    """A version-2 file's one frame, as read: its sizes, payload, and the CRC32
+    """A compact file's one frame, as read: its sizes, payload, and the CRC32
     its content must continue to give the stored checksum."""
 
     header: FrameHeader
@@ -1124,7 +1140,16 @@ class SingleFrame:
         if ftype == FrameType.NEURAL and not 0 < symbols <= raw_size:
             raise FormatError(f"corrupt file: {symbols} symbols for {raw_size} bytes")
         bound = raw_size if ftype == FrameType.STORED else zstd_stream_bound(raw_size)
-        rest = read_up_to(stream, bound + 5)
+        if _says_payload_size(header):
+            size = cur.varint()
+            if size > bound or not payload_fits(ftype, raw_size, size):
+                raise FormatError(f"corrupt file: a payload of {size} bytes for {raw_size}")
+            bound = size
+            rest = read_up_to(stream, size + 5)
+            if len(rest) < size + 4:
+                raise TruncatedError("file is truncated: it ends inside its frame")
+        else:
+            rest = read_up_to(stream, bound + 5)
         if len(rest) > bound + 4:
             raise FormatError("corrupt file: data after the end of its frame, or a wrong size")
         payload, tail = rest[:-4], rest[-4:]

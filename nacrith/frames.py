@@ -18,6 +18,7 @@ from nacrith.dictionary import Dictionary
 from nacrith.engine import FrameStats, Predictor, Progress, decode_streams, encode_streams
 from nacrith.errors import FormatError, ModelMismatchError, NacrithWarning
 from nacrith.format import (
+    COMPACT_VERSIONS,
     ESCAPE_SYMBOLS,
     FORMAT_VERSION,
     VERSIONS,
@@ -147,8 +148,8 @@ class CompressOptions:
         if self.slide == 0:
             object.__setattr__(self, "slide", max(1, self.context // SLIDE_FRACTION))
         if self.dictionary is not None:
-            if self.format_version != 2:
-                raise ValueError("dictionaries need format version 2")
+            if self.format_version not in COMPACT_VERSIONS:
+                raise ValueError("dictionaries need the compact format (version 2 or later)")
             object.__setattr__(self, "ensemble", self.dictionary.ensemble)
             object.__setattr__(self, "coding", replace(self.coding, arith=self.dictionary.arith))
             object.__setattr__(self, "lanes", 1)
@@ -250,6 +251,9 @@ class ProgressInfo:
     symbols: int
     #: Bits written so far (compression only; 0 when decoding).
     coded_bits: float
+    #: The bytes the whole call will have done, when known beforehand (a
+    #: decoder knows it from the file; a compressor's caller knows the input's size).
+    total_bytes: int | None = None
 
 
 StreamProgress = Callable[[ProgressInfo], None]
@@ -420,15 +424,27 @@ class ModelIdentity:
         return cls(model.sha256, model.name, model.symbols.n_vocab, model.max_context, model.environment)
 
 
+def _model_whereabouts(header: Header) -> str:
+    """Where the model a file needs is, if this machine knows it: what a
+    user needs to decode it, rather than a bare fingerprint."""
+    from nacrith.models.registry import find_model  # on this error's path only: it hashes models
+
+    assert header.model_id is not None
+    found = find_model(header.model_id)
+    if found is not None:
+        return f" ({found.path.name}, found as {found.source}: decode with --model {found.path})"
+    named = f" ({header.model_name})" if header.model_name else ""
+    return f"{named}, which is not among the models found here (nacrith models lists them)"
+
+
 def check_model(header: Header, model: ModelIdentity) -> None:
     """Refuse a model that is not the one the file was made with; warn on a different build."""
     if header.model_id is None:
         return  # a file without a model decodes with any
     if not header.uses_model(model.sha256):
-        named = f" ({header.model_name})" if header.model_name else ""
         raise ModelMismatchError(
-            f"file needs model {header.model_id.hex()[:16]}{named}, "
-            f"loaded model is {model.sha256.hex()[:16]} ({model.name})"
+            f"file needs model {header.model_id.hex()[:16]}{_model_whereabouts(header)}; "
+            f"the loaded model is {model.sha256.hex()[:16]} ({model.name})"
         )
     if header.vocab_size is not None and header.vocab_size != model.n_vocab:
         raise ModelMismatchError(

@@ -46,17 +46,18 @@ class ProgressLine:
             return
         self._last = now
         elapsed = max(now - self.start, 1e-9)
+        total = self.total or info.total_bytes
         parts = [self.label]
-        if self.total:
-            share = min(info.bytes_done / self.total, 1.0)
-            parts.append(f"{100 * share:5.1f}% of {human_bytes(self.total)}")
+        if total:
+            share = min(info.bytes_done / total, 1.0)
+            parts.append(f"{100 * share:5.1f}% of {human_bytes(total)}")
         else:
             parts.append(human_bytes(info.bytes_done))
         parts.append(f"{info.symbols / elapsed:6.1f} tok/s")
         if info.coded_bits and info.bytes_done:
             parts.append(f"{info.coded_bits / info.bytes_done:.3f} bpb")
-        if self.total and info.bytes_done:
-            parts.append(f"ETA {human_duration(elapsed * (self.total - info.bytes_done) / info.bytes_done)}")
+        if total and info.bytes_done:
+            parts.append(f"ETA {human_duration(elapsed * max(total - info.bytes_done, 0) / info.bytes_done)}")
         line = "  ".join(parts)
         pad = max(0, self._width - len(line))
         self._width = len(line)

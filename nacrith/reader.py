@@ -7,17 +7,18 @@ Memory stays bounded by the frame size, whatever the size of the file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 from nacrith.dictionary import Dictionary
 from nacrith.engine import Progress
-from nacrith.errors import ChecksumError, CoderError, DictionaryError, FormatError
+from nacrith.errors import ChecksumError, CoderError, DictionaryError, FormatError, TruncatedError
 from nacrith.format import (
     FrameHeader,
     FrameType,
@@ -39,9 +40,10 @@ from nacrith.frames import (
     failed_future,
     frame_progress,
 )
+from nacrith.readahead import ReadAhead
 from nacrith.zstdio import StreamReader, unzstd
 
-__all__ = ["FileInfo", "decompress_stream", "iter_decoded_frames", "read_info"]
+__all__ = ["FileInfo", "check_body", "decompress_stream", "iter_decoded_frames", "read_info"]
 
 
 def _decode_payload(
@@ -86,6 +88,18 @@ def iter_decoded_frames(
     needs ``load_dictionary``, which finds it by its fingerprint.
     """
     header, header_bytes = Header.read_bytes(src)
+    ahead: ReadAhead | None = None
+    if header.single == FrameType.END:
+        # Damage found first: the index and footer at the end, and every frame
+        # header against them, before any frame is decoded (on a pipe, as soon
+        # as it has ended: ReadAhead).
+        if _seekable(src):
+            total: int | None = check_body(src, header).content_size
+        else:
+            ahead = ReadAhead(src, lambda spool: _check_rest(spool, header))
+            src = cast(BinaryIO, ahead)  # it reads as the pipe would
+            total = header.content_size
+        progress = _with_total(progress, total)
     digest = hashlib.sha256()
     entries: list[IndexEntry] = []
     stream = StreamReader()
@@ -115,8 +129,13 @@ def iter_decoded_frames(
     def finished(fh: FrameHeader, future: Future[bytes], single: SingleFrame | None = None) -> bytes:
         number = len(entries) + 1
         backend = _backend_hint(header, environment)
-        # A file of one frame has no sizes to tell a cut from damage: say both.
-        damaged = " (the file is truncated or damaged)" if single is not None else ""
+        # A file of one frame has no checksum of its own to tell damage from a wrong
+        # model; a version-2 one not even its payload's size to tell a cut: say so.
+        damaged = ""
+        if single is not None:
+            damaged = (
+                " (the file is truncated or damaged)" if _cut_unseen(header) else " (the file is damaged)"
+            )
         try:
             data = future.result()
         except CoderError as exc:
@@ -130,11 +149,7 @@ def iter_decoded_frames(
             hint = damaged
             if fh.type == FrameType.NEURAL:
                 other = "the model or llama.cpp build differs from the encoder's"
-                hint = backend or (
-                    f" (the file is truncated or damaged, or {other})"
-                    if single is not None
-                    else f" ({other}?)"
-                )
+                hint = backend or (f"{damaged[:-1]}, or {other})" if single is not None else f" ({other}?)")
             raise ChecksumError(f"frame {number}: decoded bytes do not match the checksum{hint}")
         digest.update(data)
         done.raw_bytes += len(data)
@@ -144,14 +159,19 @@ def iter_decoded_frames(
             progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
         return data
 
-    if header.single != FrameType.END:  # version 2's file of one frame: no frame header, no index
+    if header.single != FrameType.END:  # a compact file of one frame: no frame header, no index
         one = SingleFrame.read(src, header, header_bytes)
         fh = one.header
+        progress = _with_total(progress, fh.raw_size)
         on_one = frame_progress(progress, done, fh.raw_size, fh.symbols) if workers is None else None
         yield finished(fh, _decode_payload(header, fh, one.payload, neural, on_one, stream), one)
         return
     depth = workers.depth if workers is not None else 0
+    if ahead is not None and progress is not None:
+        progress = _failing_early(progress, ahead)
     while True:
+        if ahead is not None:
+            ahead.raise_failure()
         ftype = FrameHeader.read_type(src)
         if ftype == FrameType.END:
             break
@@ -173,6 +193,77 @@ def iter_decoded_frames(
         raise ChecksumError("content checksum mismatch")
     if src.read(1):
         raise FormatError("unexpected data after the end of the file")
+
+
+def check_body(src: BinaryIO, header: Header) -> Trailer:
+    """Check a seekable file's body of frames from where its header ended,
+    without decoding: every frame header in turn (payloads skipped), then the
+    index and footer, which must describe those frames and end the file.
+    TruncatedError names where a cut file ends, FormatError what disagrees;
+    the stream is left where it was."""
+    start = src.tell()
+    end = src.seek(0, 2)
+    src.seek(start)
+    entries: list[IndexEntry] = []
+    while (ftype := FrameHeader.read_type(src)) != FrameType.END:
+        fh = FrameHeader.read_after_type(src, ftype, header.frame_size)
+        if src.tell() + fh.payload_size > end:
+            raise TruncatedError(f"file is truncated: it ends inside frame {len(entries) + 1}")
+        src.seek(fh.payload_size, 1)
+        entries.append(IndexEntry(fh.type, fh.raw_size, fh.payload_size))
+    trailer = Trailer.read_after_type(src)
+    if src.read(1):
+        raise FormatError("unexpected data after the end of the file")
+    total = sum(e.raw_size for e in entries)
+    if trailer.entries != tuple(entries) or trailer.content_size != total:
+        raise FormatError("corrupt index: it does not describe the frames in the file")
+    if header.content_size is not None and header.content_size != total:
+        raise FormatError(f"corrupt file: header says {header.content_size} bytes, frames hold {total}")
+    src.seek(start)
+    return trailer
+
+
+def _check_rest(spool: IO[bytes], header: Header) -> None:
+    """check_body over what followed the header (a pipe's, spooled by ReadAhead)."""
+    rest = cast(BinaryIO, spool)  # a file opened for bytes, as BinaryIO means
+    rest.seek(0)
+    check_body(rest, header)
+
+
+def _cut_unseen(header: Header) -> bool:
+    """A version-2 file of one neural frame: its payload runs to the last 4
+    bytes, so a cut is not told from damage until it is decoded."""
+    return header.version == 2 and header.single == FrameType.NEURAL
+
+
+def _seekable(f: BinaryIO) -> bool:
+    try:
+        return f.seekable()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _with_total(progress: StreamProgress | None, total: int | None) -> StreamProgress | None:
+    """The progress callback, told the size the file decodes to, when known."""
+    if progress is None or total is None:
+        return progress
+    report = progress
+
+    def with_total(info: ProgressInfo) -> None:
+        report(dataclasses.replace(info, total_bytes=total))
+
+    return with_total
+
+
+def _failing_early(progress: StreamProgress, ahead: ReadAhead) -> StreamProgress:
+    """The progress callback, raising inside a frame as soon as the read-ahead
+    found the file damaged, rather than once the frame is done."""
+
+    def checked(info: ProgressInfo) -> None:
+        ahead.raise_failure()
+        progress(info)
+
+    return checked
 
 
 def _backend_hint(header: Header, environment: str | None) -> str:
@@ -209,16 +300,41 @@ class FileInfo:
     header: Header
     trailer: Trailer
     file_size: int
+    #: What reading the file without a model could check, in words.
+    checked: str = ""
 
 
 def read_info(src: BinaryIO) -> FileInfo:
-    """Header and index of a seekable file, without decoding any frame. A file
-    of one frame has no index: its frame stands for it (with no content
-    digest, which such a file does not keep)."""
+    """Header and index of a seekable file, without decoding any neural frame,
+    checked as far as that allows: a file of frames, its index and footer and
+    every frame header against them; a file of one frame (which has no index:
+    the frame stands for it, with no content digest), its sizes, and the
+    whole file's checksum when the frame is stored or zstd. FormatError,
+    TruncatedError or ChecksumError when a check fails."""
     header, header_bytes = Header.read_bytes(src)
-    if header.single != FrameType.END:
-        one = SingleFrame.read(src, header, header_bytes).header
-        entry = IndexEntry(one.type, one.raw_size, one.payload_size)
-        return FileInfo(header, Trailer(one.raw_size, b"", (entry,)), src.seek(0, 2))
-    trailer = Trailer.read_from_end(src)
-    return FileInfo(header, trailer, src.seek(0, 2))
+    if header.single == FrameType.END:
+        trailer = check_body(src, header)
+        checked = "frames, index and footer agree; each frame's checksum is checked when it is decoded"
+        return FileInfo(header, trailer, src.seek(0, 2), checked)
+    one = SingleFrame.read(src, header, header_bytes)
+    fh = one.header
+    entry = IndexEntry(fh.type, fh.raw_size, fh.payload_size)
+    if fh.type == FrameType.NEURAL:
+        checked = "sizes; the checksum covers the decoded text, which only decoding checks (nacrith test)"
+        if _cut_unseen(header):
+            checked = (
+                "sizes; a version-2 file of one neural frame does not say where its payload ends, "
+                "so only decoding finds a cut (nacrith test)"
+            )
+    else:
+        content = (
+            one.payload
+            if fh.type == FrameType.STORED
+            else unzstd(one.payload, fh.raw_size)
+            if fh.type == FrameType.ZSTD
+            else StreamReader().piece(one.payload, fh.raw_size)
+        )
+        if len(content) != fh.raw_size or not one.matches(content):
+            raise ChecksumError("the file's checksum does not match: it is truncated or damaged")
+        checked = "the whole file, checksum included"
+    return FileInfo(header, Trailer(fh.raw_size, b"", (entry,)), src.seek(0, 2), checked)

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from nacrith.engine import FrameStats, Progress
 from nacrith.errors import InputChangedError
 from nacrith.format import (
+    COMPACT_VERSIONS,
     MODEL_ID_SIZE,
     FrameHeader,
     FrameType,
@@ -116,6 +117,8 @@ class _FrameWriter:
                 f"input changed while reading: expected {content_size} bytes, read {self.summary.raw_bytes}"
             )
         if not self.started:
+            if self.held is None:  # an empty input: one empty stored frame, as info lists it
+                self.summary.frames["stored"] = 1
             ftype, raw, payload, n_symbols = self.held or (FrameType.STORED, b"", b"", 0)
             header = replace(
                 self.header, single=ftype, zstd_stream=ftype == FrameType.ZSTD_STREAM, content_size=None
@@ -258,11 +261,11 @@ def _read_ahead(src: BinaryIO, limit: int) -> tuple[BinaryIO, int | None]:
 def _header(
     model: CodecModel, options: CompressOptions, content_size: int | None, workers: FrameWorkers | None
 ) -> Header:
-    """The header of options.format_version: version 2 names the model by a
-    short fingerprint and leaves out what the model itself says (its
-    vocabulary, its start token) and its file name, which ``info`` finds
-    among the models it knows (models/registry.py)."""
-    v2 = options.format_version == 2
+    """The header of options.format_version: the compact versions (2 and 3)
+    name the model by a short fingerprint and leave out what the model itself
+    says (its vocabulary, its start token) and its file name, which ``info``
+    finds among the models it knows (models/registry.py)."""
+    v2 = options.format_version in COMPACT_VERSIONS
     return Header(
         # With a dictionary, its file names the model.
         model_id=(b"" if options.dictionary is not None else model.sha256[:MODEL_ID_SIZE])

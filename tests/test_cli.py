@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import os
-import pty
 import random
-import select
 import signal
 import subprocess
 import sys
@@ -15,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_model import tiny_text
+from cli_helpers import ENGLISH, ENV, TEXT, assert_clean_error, nacrith, run_in_pty
 
 from nacrith.files import file_sha256
 from nacrith.format import Header
@@ -23,68 +21,6 @@ from nacrith.models.llm import MODEL_ENV
 from nacrith.testhooks import PACE_ENV, PACE_MARKER
 
 pytestmark = pytest.mark.llm
-
-#: Long enough that the real model's coding beats zstd alone, header included.
-ENGLISH = (
-    b"Compression is prediction: a model that guesses the next word well needs few bits.\n"
-    b"An arithmetic coder turns each probability into a fraction of a bit, so the better\n"
-    b"the guess, the shorter the file. A small language model has read far more English\n"
-    b"than any dictionary holds, and it knows that after 'once upon a' comes 'time'. The\n"
-    b"decoder runs the same model over the same text, one token at a time, and recovers\n"
-    b"every byte exactly, provided both sides compute the very same numbers.\n"
-)
-#: The same for the tiny test model (tests/tiny_model.py).
-TEXT = tiny_text(1500, seed=5)
-ENV = {**os.environ, "NACRITH_THREADS": "1"}
-
-
-def nacrith(
-    *args: str, stdin: bytes | None = None, cwd: Path | None = None, env: dict[str, str] = ENV
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "nacrith", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
-
-
-def assert_clean_error(result: subprocess.CompletedProcess, code: int, words: str) -> None:
-    """A user mistake: the given exit code, one line on stderr naming the problem, no traceback."""
-    err = result.stderr.decode()
-    assert result.returncode == code, err
-    assert "Traceback" not in err
-    assert err.startswith("nacrith: ") and err.count("\n") == 1, err
-    assert words in err
-
-
-def run_in_pty(args: list[str], stdin_tty: bool = False, stdout_tty: bool = False, stderr_tty: bool = False):
-    """Run nacrith with some of its standard streams on a pseudo-terminal; returns (code, terminal output)."""
-    master, slave = pty.openpty()
-    streams = {
-        "stdin": slave if stdin_tty else subprocess.DEVNULL,
-        "stdout": slave if stdout_tty else subprocess.DEVNULL,
-        "stderr": slave if stderr_tty else subprocess.DEVNULL,
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "nacrith", *args], env=ENV, **streams)
-    os.close(slave)
-    chunks = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 300)
-        if not ready:
-            proc.kill()
-            break
-        try:
-            data = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
 
 
 @pytest.fixture
@@ -277,7 +213,7 @@ def test_binary_file_is_zstd_alone_and_info_says_no_model(workdir):
     (workdir / "b.bin").write_bytes(bytes(range(256)) * 64)
     r = nacrith("compress", "b.bin", cwd=workdir)
     assert r.returncode == 0, r.stderr
-    assert b"zstd alone" in r.stderr
+    assert b"in 1 zstd stream frame" in r.stderr
     out = nacrith("info", "b.bin.nc", cwd=workdir).stdout.decode()
     assert "none (no neural frames" in out and "zstd_stream" in out
     r = nacrith("test", "--model", "nope.gguf", "b.bin.nc", cwd=workdir)

@@ -278,7 +278,7 @@ def test_header_unknown_required_tag(tag):
         read_header(raw_header(params))
 
 
-@pytest.mark.parametrize("version", [0, 3, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_header_other_version(version):
     data = raw_header(params_of(required_params()), version=version)
     with pytest.raises(UnsupportedVersionError, match=f"format version {version}"):
@@ -910,11 +910,24 @@ def test_v2_a_few_hundred_bytes_stored_cost_12():
     single=st.sampled_from(list(FrameType)),
     content_size=st.none() | st.integers(0, 2**64 - 1),
     env=st.sampled_from([V2_ENVIRONMENT, "0.3.40 gpu 12345678 native", ""]),
+    version=st.sampled_from([2, 3]),
 )
 def test_v2_header_round_trip_any_values(
-    context, slide_frac, temperature, frame_size, start, ensemble, lanes, coding, single, content_size, env
+    context,
+    slide_frac,
+    temperature,
+    frame_size,
+    start,
+    ensemble,
+    lanes,
+    coding,
+    single,
+    content_size,
+    env,
+    version,
 ):
     header = v2_header(
+        version=version,
         context=context,
         slide=32 + int(slide_frac * (context - 34)),  # room for the skip's batch
         temperature=temperature,
@@ -1053,3 +1066,62 @@ def test_v2_a_dictionary_names_the_model_and_means_one_stream():
         v2_header(dict_id=b"\x01\x02\x03\x04", lanes=1, min_stream=0)  # a Model_Id besides
     with pytest.raises(FormatError, match="dictionary in a file without a model"):
         read_header(MAGIC + bytes([2, 0x41]) + bytes(4) + bytes(8))
+
+
+# --- version 3: version 2 with Payload_Size in a file of one neural frame --------------
+
+
+def test_v3_default_header_differs_from_version_2_by_its_version_byte():
+    assert v2_header(version=3).pack() == MAGIC + b"\x03\x0b" + V2_ID
+    assert Header.read(io.BytesIO(v2_header(version=3).pack())) == v2_header(version=3)
+
+
+def test_v3_default_file_of_one_frame_costs_at_most_27_bytes():
+    """Version 2's 24, and Payload_Size: a varint of at most 3 bytes for a
+    frame of 1 MiB (1 byte for a payload under 128 bytes, 2 under 16 KiB)."""
+    for raw_size in (2, 127, 128, 385, 16383, 16384, CONTEXT_HEADS_MIN_INPUT, 1 << 20):
+        raw = b"a" * raw_size
+        payload = b"p" * max(1, raw_size // 4)
+        ensemble = CompressOptions().for_input(raw_size).ensemble
+        blob = pack_single(v2_header(ensemble=ensemble, version=3), raw, payload, raw_size)
+        heads = 8 if raw_size >= CONTEXT_HEADS_MIN_INPUT else 0
+        assert len(blob) - len(payload) <= 27 + heads, raw_size
+        expected = 18 + 2 * len(pack_varint(raw_size)) + len(pack_varint(len(payload))) + heads
+        assert len(blob) - len(payload) == expected
+
+
+def test_v3_only_a_neural_frame_says_its_payload_size():
+    """A stored payload's size is the content's, and a zstd frame ends itself:
+    their files are byte for byte version 2's but for the version."""
+    header = replace(Header.without_model(1 << 25, zstd_stream=False, version=3), single=FrameType.STORED)
+    raw = bytes(range(256))
+    v3 = pack_single(header, raw, raw, 0)
+    v2 = pack_single(replace(header, version=2), raw, raw, 0)
+    assert v3[:4] + v3[5:-4] == v2[:4] + v2[5:-4] and v3[4] == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "message"),
+    [
+        (b"\x05\x05\x04" + bytes(4), TruncatedError, "truncated"),  # the checksum cut off
+        (b"\x05\x05\x04" + bytes(2), TruncatedError, "truncated"),
+        (b"\x05\x05", TruncatedError, "truncated"),  # inside the sizes
+        (b"\x05\x05\x04" + bytes(4 + 4 + 1), FormatError, "data after the end"),
+        (b"\x05\x05\x05" + bytes(5 + 4), FormatError, "payload of 5 bytes for 5"),  # not smaller
+        (b"\x05\x05\x00" + bytes(4), FormatError, "payload of 0 bytes"),
+    ],
+)
+def test_v3_one_frame_malformed(body, error, message):
+    header = v2_header(version=3)
+    with pytest.raises(error, match=message):
+        SingleFrame.read(io.BytesIO(body), header, header.pack())
+
+
+def test_v3_every_cut_of_a_file_of_one_neural_frame_is_truncated_error():
+    raw = b"a" * 300
+    blob = pack_single(v2_header(version=3), raw, b"p" * 70, 200)
+    for n in range(len(blob)):
+        stream = io.BytesIO(blob[:n])
+        with pytest.raises(TruncatedError):
+            header, header_bytes = Header.read_bytes(stream)
+            SingleFrame.read(stream, header, header_bytes)

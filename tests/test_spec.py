@@ -137,13 +137,20 @@ def test_the_default_ensemble_tag_is_the_one_the_spec_gives():
 # --- version 2 ----------------------------------------------------------------
 
 
-def v2_section() -> str:
+def worked_example(version: int) -> str:
+    """The section "Worked example, version N", up to the next one."""
     text = SPEC.read_text(encoding="utf-8")
-    return text[text.index("\nWorked example, version 2\n") :]
+    text = text[text.index(f"\nWorked example, version {version}\n") :]
+    following = text.find(f"\nWorked example, version {version + 1}\n")
+    return text if following < 0 else text[:following]
 
 
-def v2_dump() -> bytes:
-    section = v2_section()
+def v2_section() -> str:
+    return worked_example(2)
+
+
+def v2_dump(section: str | None = None) -> bytes:
+    section = section or v2_section()
     block = section[section.index("```\n") + 4 :]
     data = bytearray()
     for line in block[: block.index("```")].splitlines():
@@ -156,9 +163,9 @@ def v2_dump() -> bytes:
 V2_DUMP = v2_dump()
 
 
-def v2_rows() -> list[tuple[int, str]]:
+def v2_rows(section: str | None = None) -> list[tuple[int, str]]:
     rows = []
-    for line in v2_section().splitlines():
+    for line in (section or v2_section()).splitlines():
         match = re.match(r"\| `0x([0-9A-F]+)` \| ([^|]*)\|", line)
         if match:
             rows.append((int(match.group(1), 16), match.group(2).strip()))
@@ -204,3 +211,29 @@ def test_the_version_2_empty_file_is_the_one_the_spec_gives():
     )
     header = Header.without_model(1 << 25, zstd_stream=False, version=2)
     assert pack_single(dataclasses.replace(header, single=FrameType.STORED), b"", b"", 0) == shown
+
+
+# --- version 3 ----------------------------------------------------------------
+
+V3_DUMP = v2_dump(worked_example(3))
+
+
+@pytest.mark.parametrize(
+    ("offset", "column"), v2_rows(worked_example(3)), ids=lambda v: hex(v) if isinstance(v, int) else ""
+)
+def test_every_version_3_row_matches_its_dump(offset, column):
+    expected = bytes.fromhex(column.replace("`", ""))
+    assert V3_DUMP[offset : offset + len(expected)] == expected
+
+
+def test_the_code_reads_and_writes_the_version_3_example():
+    """Version 2's example with its version byte and Payload_Size: 24 bytes."""
+    header, header_bytes = Header.read_bytes(io.BytesIO(V3_DUMP))
+    assert header.version == 3 and header_bytes == V3_DUMP[:14] and header.pack() == header_bytes
+    assert dataclasses.replace(header, version=2).pack() == V2_DUMP[:14]
+    stream = io.BytesIO(V3_DUMP)
+    Header.read(stream)
+    one = SingleFrame.read(stream, header, header_bytes)
+    assert one.header == FrameHeader(FrameType.NEURAL, 14, 3, 5, 0) and one.payload == V2_DUMP[16:19]
+    assert one.matches(CONTENT)
+    assert pack_single(header, CONTENT, one.payload, 5) == V3_DUMP

@@ -11,7 +11,9 @@ under the pinned profile (README, Quick start): that is what decodes them on
 every machine. ``v1`` holds the first set, made before the profile was
 pinned, by a build with AVX-512 kernels (tests/test_golden.py says what is
 checked of it). ``v1-avx2`` holds version 1's cases (``cases(1)``), made
-before version 2; ``v2-avx2`` version 2's, the compact layout.
+before version 2; ``v2-avx2`` version 2's, the compact layout; ``v3-avx2``
+version 3's, the compact layout whose file of one neural frame says its
+payload's size.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ HERE = Path(__file__).parent / f"v{FORMAT_VERSION}-avx2"
 
 
 def cases(version: int = FORMAT_VERSION) -> dict[str, tuple[bytes, dict[str, object]]]:
-    if version == 2:
-        return compact_cases()
+    if version in (2, 3):
+        return compact_cases(version)
     return {
         **llm_only_cases(),
         **ensemble_cases(),
@@ -41,11 +43,12 @@ def cases(version: int = FORMAT_VERSION) -> dict[str, tuple[bytes, dict[str, obj
     }
 
 
-def compact_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
-    """Version 2, the compact layout: files of one frame without frame header and
-    index, a header that spells only what differs from version 2's defaults,
-    and files of several frames. ``"format_version": 2`` cases start from
-    ``nacrith compress``'s defaults, not from version 1's."""
+def compact_cases(version: int) -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Version 2 or 3, the compact layout: files of one frame without frame
+    header and index, a header that spells only what differs from version 2's
+    defaults, and files of several frames. ``"format_version": 2`` (or 3)
+    cases start from ``nacrith compress``'s defaults, not from version 1's.
+    Version 3's cases are version 2's, named v3_..., written in version 3."""
     rng = random.Random(3)
     message = (
         b"nacrith (0.3.1-1) unstable; urgency=medium\n\n"
@@ -54,17 +57,17 @@ def compact_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
         b" -- Ada Lovelace <ada@example.org>  Tue, 01 Dec 2026 12:00:00 +0000\n"
     )
     noise = bytes(rng.randrange(256) for _ in range(300))
-    v2: dict[str, object] = {"format_version": 2}
-    return {
-        "v2_hello": (b"Hello, world!\n", {**v2, "segment": False}),  # docs/format.md's example
-        "v2_message": (message, v2),
-        "v2_empty": (b"", v2),
-        "v2_stored": (noise[:40], v2),
-        "v2_zstd_stream": (noise[:60] * 8, v2),
+    v2: dict[str, object] = {"format_version": version}
+    compact = {
+        "hello": (b"Hello, world!\n", {**v2, "segment": False}),  # docs/format.md's example
+        "message": (message, v2),
+        "empty": (b"", v2),
+        "stored": (noise[:40], v2),
+        "zstd_stream": (noise[:60] * 8, v2),
         # Two frames and the index; the content size in the header.
-        "v2_frames": (noise + message * 2 + noise[::-1], v2),
+        "frames": (noise + message * 2 + noise[::-1], v2),
         # Every setting away from its default.
-        "v2_settings": (
+        "settings": (
             message,
             {
                 **v2,
@@ -77,8 +80,9 @@ def compact_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
                 "coding": {"arith": 1, "shared": False},
             },
         ),
-        "v2_llm_only_lanes": (message * 2, {**v2, "ensemble": None, "lanes": 4, "min_stream": 16}),
+        "llm_only_lanes": (message * 2, {**v2, "ensemble": None, "lanes": 4, "min_stream": 16}),
     }
+    return {f"v{version}_{name}": case for name, case in compact.items()}
 
 
 def coding_cases() -> dict[str, tuple[bytes, dict[str, object]]]:
@@ -237,7 +241,7 @@ def compress_options(options: dict[str, object]) -> dict[str, object]:
     frame writer; without "lanes", before lanes, with one stream per frame;
     without "coding", before the CODING parameter; without "min_stream", when
     its default was 16,384."""
-    if options.get("format_version") == 2:
+    if options.get("format_version") in (2, 3):
         out = dict(options)
         if isinstance(out.get("ensemble"), dict):
             out["ensemble"] = ensemble_of_layout(**{"layout": 2, **out["ensemble"]})
