@@ -107,13 +107,14 @@ def dictionary_report(
     found = find_model(d.model_id, extra_models)
     model = found.path.name if found is not None else f"not found here (fingerprint {d.model_id.hex()})"
     state = (
-        f"{d.state_size:,} bytes, {len(d.packed_state):,} as stored (zstd)"
+        f"{d.state_size:,} bytes when loaded"
         if d.state_size
         else "none (a priming text only: files made with it use no ensemble)"
     )
+    parts = d.parts()
     rows: Rows = [
         ("file", name),
-        ("format", "dictionary (docs/dictionary.md)"),
+        ("format", f"dictionary version {d.version} (docs/dictionary.md)"),
         ("fingerprint", f"{d.fingerprint.hex()} (what a file made with it names)"),
         ("model", model),
         ("vocabulary", f"{d.vocab_size} tokens"),
@@ -121,11 +122,12 @@ def dictionary_report(
         ("ensemble", _ensemble_text(d.ensemble)),
         ("coding", f"arithmetic {d.arith}"),
         ("learned state", state),
-        ("size", f"{file_size:,} bytes"),
+        ("size", f"{file_size:,} bytes: " + ", ".join(f"{part} {size:,}" for part, size in parts)),
     ]
     facts = {
         "file": name,
         "kind": "dictionary",
+        "version": d.version,
         "fingerprint": d.fingerprint.hex(),
         "model": {"id": d.model_id.hex(), "name": found.path.name if found is not None else None},
         "vocab_size": d.vocab_size,
@@ -133,8 +135,8 @@ def dictionary_report(
         "ensemble": None if d.ensemble is None else _ensemble_values(d.ensemble),
         "arithmetic": d.arith,
         "state_bytes": d.state_size,
-        "state_stored_bytes": len(d.packed_state),
         "file_bytes": file_size,
+        "parts": dict(parts),
     }
     return rows, facts
 

@@ -5,11 +5,14 @@ one of its streams to be a terminal."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import select
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 from tiny_model import tiny_text
@@ -56,15 +59,20 @@ def run_in_pty(
     stdout_tty: bool = False,
     stderr_tty: bool = False,
     env: dict[str, str] = ENV,
+    cwd: Path | None = None,
+    columns: int | None = None,
 ):
-    """Run nacrith with some of its standard streams on a pseudo-terminal; returns (code, terminal output)."""
+    """Run nacrith with some of its standard streams on a pseudo-terminal (of
+    ``columns`` columns if given); returns (code, terminal output)."""
     master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     streams = {
         "stdin": slave if stdin_tty else subprocess.DEVNULL,
         "stdout": slave if stdout_tty else subprocess.DEVNULL,
         "stderr": slave if stderr_tty else subprocess.DEVNULL,
     }
-    proc = subprocess.Popen([sys.executable, "-m", "nacrith", *args], env=env, **streams)
+    proc = subprocess.Popen([sys.executable, "-m", "nacrith", *args], env=env, cwd=cwd, **streams)
     os.close(slave)
     chunks = []
     while True:

@@ -67,7 +67,7 @@ def test_gzip_style_command_lines(workdir):
     tested = nacrith("-t", "a.txt.nc", cwd=workdir)
     assert tested.returncode == 0 and b"OK" in tested.stderr
     listed = nacrith("-l", "a.txt.nc", cwd=workdir)
-    assert listed.returncode == 0 and b"format        version 2" in listed.stdout
+    assert listed.returncode == 0 and b"format        version 3" in listed.stdout
     version = nacrith("-V")
     assert version.returncode == 0 and version.stdout.startswith(b"nacrith ")
 
@@ -198,3 +198,16 @@ def test_a_model_mismatch_names_the_model_the_file_needs(workdir, real_model_pat
     r = nacrith("test", "--model", str(bundled_model_path()), "a.txt.nc", cwd=workdir)
     tiny = Path(ENV[MODEL_ENV])
     assert_clean_error(r, 1, f"({tiny.name}, found as ${MODEL_ENV}: decode with --model {tiny})")
+
+
+def test_info_lists_a_dictionary():
+    """`nacrith info cl.ncd` said "not a Nacrith file"; it shows the dictionary's parts."""
+    path = Path(__file__).parent / "golden" / "dict-v1" / "changelog.ncd"
+    r = nacrith("info", str(path))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "format        dictionary version 1" in out and "fingerprint   0bdccd90" in out
+    assert "priming text  57 tokens" in out and f"size          {path.stat().st_size:,} bytes:" in out
+    facts = json.loads(nacrith("info", "--json", str(path)).stdout)
+    assert facts["kind"] == "dictionary" and facts["priming_tokens"] == 57
+    assert sum(facts["parts"].values()) == facts["file_bytes"] == path.stat().st_size

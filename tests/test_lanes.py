@@ -41,8 +41,10 @@ from nacrith.format import (
     FrameHeader,
     FrameType,
     Header,
+    IndexEntry,
     SingleFrame,
     Tag,
+    Trailer,
     environment_backend,
     pack_streams,
     pack_varint,
@@ -359,8 +361,10 @@ def test_workers_refuse_another_models_file(workers):
         bytes(32), 49152, context=64, slide=16, temperature=1.0, frame_size=10, start_token=0
     ).pack()
     frame = FrameHeader(FrameType.NEURAL, 5, 3, 2, zlib.crc32(b"hello")).pack() + b"abc"
+    # A whole file (its index says so), so that its structure passes and its model is what is wrong.
+    trailer = Trailer(5, bytes(8), (IndexEntry(FrameType.NEURAL, 5, 3),)).pack()
     with pytest.raises(ModelMismatchError):
-        decompress_stream(io.BytesIO(blob + frame), io.BytesIO(), lambda h: None, workers=workers)
+        decompress_stream(io.BytesIO(blob + frame + trailer), io.BytesIO(), lambda h: None, workers=workers)
 
 
 @pytest.mark.llm

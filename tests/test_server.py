@@ -42,7 +42,14 @@ from nacrith.api import Codec
 from nacrith.corpora import locate
 from nacrith.dictbuild import build_dictionary
 from nacrith.dictionary import Dictionary
-from nacrith.errors import CorpusError, InputChangedError, JobCancelled, NacrithError
+from nacrith.errors import (
+    CorpusError,
+    InputChangedError,
+    InputSkipped,
+    JobCancelled,
+    NacrithError,
+    OutputError,
+)
 from nacrith.format import Header
 from nacrith.frames import CompressOptions
 from nacrith.models.llm import MODEL_ENV
@@ -339,8 +346,8 @@ def test_corrupt_and_foreign_files_get_400_naming_the_problem(client):
     Header.read(stream)
     inside = stream.tell() + 40  # past the frame header, inside the coded payload
     flipped = blob[:inside] + bytes([blob[inside] ^ 0x10]) + blob[inside + 1 :]
-    # A file of one frame cannot tell a cut from damage: either error says "truncated".
-    cut = ("TruncatedError", "ChecksumError")
+    # A file of one neural frame says where its payload ends (format version 3): a cut is told.
+    cut = ("TruncatedError",)
     cases = [
         (b"hello, not a nacrith file", ("FormatError",), "not a Nacrith file"),
         (blob[:-9], cut, "truncated"),
@@ -435,6 +442,8 @@ NEVER_SENT = {
     JobCancelled: "only a job whose client has gone is cancelled: there is no one to answer",
     InputChangedError: "the service compresses its own spooled copy, which nothing changes",
     CorpusError: "corpora are the benchmarks' concern",
+    OutputError: "the command line's: the service writes its own spool files",
+    InputSkipped: "the command line's: the service reads request bodies, never a device",
 }
 
 
