@@ -19,12 +19,14 @@ other work, and llama.cpp's spinning threads slow down badly when they do.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 from stub_model import StubModel
-from tiny_model import tiny_model_path
+from tiny_model import TESTS_CACHE_ENV, tiny_model_path
 
 from nacrith.api import Codec
 from nacrith.errors import ModelError
@@ -48,6 +50,12 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[MODEL_ENV] = str(tiny_model_path())
     except ModelError as exc:  # the tiny model is made from the real one's tokenizer
         raise pytest.UsageError(f"the tests need the default model: {exc}") from None
+    # nacrith's cache (~/.cache/nacrith: primed windows, dictionaries, models)
+    # is the session's own: tests neither write into the user's nor find what
+    # the user keeps there. The tiny model stays where it was made.
+    os.environ[TESTS_CACHE_ENV] = str(tiny_model_path().parent)
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="nacrith-test-cache-")
+    config.add_cleanup(lambda: shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

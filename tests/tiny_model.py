@@ -58,7 +58,14 @@ EMBED_STD = 0.1
 CONTEXT_LOGITS = 1.0
 
 
+#: Where the tiny model is kept, when set (conftest.py sets it for the whole
+#: test session, which gives nacrith a cache of its own: see there).
+TESTS_CACHE_ENV = "NACRITH_TESTS_CACHE"
+
+
 def _cache_dir() -> Path:
+    if os.environ.get(TESTS_CACHE_ENV):
+        return Path(os.environ[TESTS_CACHE_ENV])
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(root) / "nacrith-tests"
 
