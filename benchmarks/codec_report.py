@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from nacrith.api import Codec
-from nacrith.frames import CompressOptions
+from nacrith.options import CompressOptions
 
 
 def peak_rss_mib() -> float:

@@ -32,8 +32,8 @@ from lane_policy import code_replayed, recording
 
 from nacrith.corpora import locate
 from nacrith.format import stream_bounds
-from nacrith.frames import DEFAULT_LANES, DEFAULT_MIN_STREAM, SLIDE_FRACTION
 from nacrith.models.llm import LanguageModel
+from nacrith.options import DEFAULT_LANES, DEFAULT_MIN_STREAM, SLIDE_FRACTION
 from nacrith.settings import Coding, EnsembleSettings
 
 #: Name -> the default ensemble's settings to change (None: the model alone).

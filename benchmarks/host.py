@@ -33,9 +33,10 @@ import numpy as np
 
 from nacrith.engine import decode_streams, encode_streams
 from nacrith.format import ESCAPE_SYMBOLS
-from nacrith.models.feeder import Feeder
+from nacrith.frameparams import FrameParams
 from nacrith.models.llm import LanguageModel
 from nacrith.settings import Coding, EnsembleSettings, llm_batch
+from nacrith.support.feeder import Feeder
 
 DEFAULT_TEXT = Path(__file__).resolve().parent.parent.parent / "shared/corpora/canterbury/alice29.txt"
 #: The issue's targets, microseconds per token on one core at 16 lanes.
@@ -44,7 +45,7 @@ TARGETS = {"llm only": 80.0, "ensemble": 150.0}
 
 def record(model: LanguageModel, tokens: list[int]) -> np.ndarray:
     """rows[i]: the model's logits after the start token and tokens[:i]."""
-    feeder = Feeder(model.predictor(len(tokens) + 16, 8, model.start_token))
+    feeder = Feeder(model.windows(len(tokens) + 16, 8), model.start_token)
     feeder.reset()
     rows = np.empty((len(tokens) + 1, model.symbols.n_vocab), dtype=np.float32)
     rows[0] = feeder.scores()
@@ -58,10 +59,10 @@ class Replay:
     """engine.Predictor over recorded logits: lane k's token at position j
     (the start token at 0) is token k + j - 1 of the recorded stream."""
 
-    def __init__(self, rows: np.ndarray, lanes: int, batch: int, start_token: int) -> None:
+    def __init__(self, rows: np.ndarray, lanes: int, batch: int) -> None:
         self.rows = rows
         self.n_vocab = rows.shape[1]
-        self.lanes, self.batch, self.start_token = lanes, batch, start_token
+        self.lanes, self.batch = lanes, batch
         self.context, self.slide = rows.shape[0] + 16, max(batch, 8)
         size = lanes * batch
         self._token = (ctypes.c_int32 * size)()
@@ -116,13 +117,16 @@ def measure(
     n = sum(counts)
     coding = Coding()
     out: dict[str, float] = {}
-    replay = Replay(rows, lanes, llm_batch(ensemble), start_token)
+    replay = Replay(rows, lanes, llm_batch(ensemble))
+    params = FrameParams(
+        replay.context, replay.slide, 1.0, ensemble, coding, lanes, int(lanes > 1), start_token
+    )
     start = time.perf_counter()
-    payloads, stats = encode_streams(replay, streams, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+    payloads, stats = encode_streams(replay, params, streams, ESCAPE_SYMBOLS)
     out["encode us"] = 1e6 * (time.perf_counter() - start - replay.seconds) / n
-    replay = Replay(rows, lanes, llm_batch(ensemble), start_token)
+    replay = Replay(rows, lanes, llm_batch(ensemble))
     start = time.perf_counter()
-    back = decode_streams(replay, payloads, counts, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+    back = decode_streams(replay, params, payloads, counts, ESCAPE_SYMBOLS)
     out["decode us"] = 1e6 * (time.perf_counter() - start - replay.seconds) / n
     if back != [list(s) for s in streams]:
         raise SystemExit(f"round trip failed at {lanes} lanes")

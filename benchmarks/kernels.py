@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 from nacrith.models import llm
-from nacrith.models.feeder import Feeder
 from nacrith.models.llm import LanguageModel, resolve_model_path
 from nacrith.models.runtime import kernel_profile, load_llama
+from nacrith.support.feeder import Feeder
 
 TEXT = (
     b"It was a bright cold day in April, and the clocks were striking thirteen. The hallway smelt "
@@ -54,14 +54,14 @@ def fingerprint(model: LanguageModel) -> dict[str, str]:
         raise SystemExit("the fingerprint text must tokenize without escapes")
     out = {}
     for batch in (1, 2, 8, 32):
-        p = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token, batch))
+        p = Feeder(model.windows(CONTEXT, SLIDE, batch), model.start_token)
         p.reset()
         digest = hashlib.sha256(p.scores().tobytes())
         for i in range(0, len(tokens) - batch + 1, batch):
             p.feed([(0, tokens[i : i + batch], True)])
             digest.update(p.scores().tobytes())
         out[f"batch {batch}"] = digest.hexdigest()[:16]
-    lanes = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token, lanes=LANES))
+    lanes = Feeder(model.windows(CONTEXT, SLIDE, lanes=LANES), model.start_token)
     lanes.reset(LANES)
     digest = hashlib.sha256()
     for step in range(len(tokens) // 2):
@@ -79,7 +79,7 @@ def speed(model: LanguageModel, steps: int, repeat: int) -> dict[str, float]:
     tokens = model.symbols.encode(TEXT)
 
     def one_lane() -> float:
-        p = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token))
+        p = Feeder(model.windows(CONTEXT, SLIDE), model.start_token)
         p.reset()
         start = time.perf_counter()
         for i in range(steps):
@@ -87,7 +87,7 @@ def speed(model: LanguageModel, steps: int, repeat: int) -> dict[str, float]:
         return steps / (time.perf_counter() - start)
 
     def all_lanes() -> float:
-        lanes = Feeder(model.predictor(CONTEXT, SLIDE, model.start_token, lanes=LANES))
+        lanes = Feeder(model.windows(CONTEXT, SLIDE, lanes=LANES), model.start_token)
         lanes.reset(LANES)
         start = time.perf_counter()
         for i in range(steps):

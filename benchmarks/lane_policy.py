@@ -43,9 +43,10 @@ import numpy as np
 from nacrith.corpora import locate
 from nacrith.engine import FrameStats, decode_streams, encode_streams
 from nacrith.format import ESCAPE_SYMBOLS, stream_bounds
-from nacrith.models.feeder import Feeder
+from nacrith.frameparams import FrameParams
 from nacrith.models.llm import LanguageModel
 from nacrith.settings import LEGACY_CODING, Coding, EnsembleSettings, llm_batch
+from nacrith.support.feeder import Feeder
 
 CONTEXT, SLIDE = 2048, 512
 
@@ -71,7 +72,7 @@ def record(
         path.with_suffix(".tmp.npy"), "w+", np.float32, (int(offsets[-1]), n_vocab)
     )
     # A batch as large as a slide, for the warm prefix (the coder's own steps feed one token).
-    feeder = Feeder(model.predictor(context, slide, model.start_token, slide if warm else 1, len(streams)))
+    feeder = Feeder(model.windows(context, slide, slide if warm else 1, len(streams)), model.start_token)
     start = time.perf_counter()
     feeder.reset(len(streams))
     for i in range(0, len(prefix), slide):
@@ -101,13 +102,12 @@ class Replay:
         rows: np.ndarray,
         offsets: list[int],
         batch: int,
-        start_token: int,
         context: int = CONTEXT,
         slide: int = SLIDE,
     ) -> None:
         self.rows, self.offsets = rows, offsets
         self.n_vocab = rows.shape[1]
-        self.lanes, self.batch, self.start_token = len(offsets) - 1, batch, start_token
+        self.lanes, self.batch = len(offsets) - 1, batch
         self.context, self.slide = context, slide
         size = self.lanes * batch
         self._token = (ctypes.c_int32 * size)()
@@ -169,6 +169,18 @@ def recording(
     return np.load(path, mmap_mode="r"), offsets, json.loads(meta.read_text())["model_s"]
 
 
+def replayed_params(
+    lanes: int,
+    ensemble: EnsembleSettings | None,
+    coding: Coding,
+    start_token: int,
+    context: int = CONTEXT,
+    slide: int = SLIDE,
+) -> FrameParams:
+    """The frame settings of streams already split (min_stream only needs to be a valid one)."""
+    return FrameParams(context, slide, 1.0, ensemble, coding, lanes, 1 if lanes > 1 else 0, start_token)
+
+
 def code_replayed(
     rows: np.ndarray,
     offsets: list[int],
@@ -186,16 +198,17 @@ def code_replayed(
     back (None unverified)."""
 
     def replay() -> Replay:
-        return Replay(rows, offsets, llm_batch(ensemble), start_token, context, slide)
+        return Replay(rows, offsets, llm_batch(ensemble), context, slide)
 
+    params = replayed_params(len(streams), ensemble, coding, start_token, context, slide)
     player = replay()
     start = time.perf_counter()
-    payloads, stats = encode_streams(player, streams, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+    payloads, stats = encode_streams(player, params, streams, ESCAPE_SYMBOLS)
     host_s = time.perf_counter() - start - player.seconds
     ok = None
     if verify:
         counts = [len(s) for s in streams]
-        back = decode_streams(replay(), payloads, counts, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+        back = decode_streams(replay(), params, payloads, counts, ESCAPE_SYMBOLS)
         ok = back == [list(s) for s in streams]
     return payloads, stats, host_s, ok
 

@@ -41,8 +41,9 @@ from nacrith.api import Codec
 from nacrith.corpora import locate
 from nacrith.crash import run_in_child
 from nacrith.errors import CorpusError, one_line
-from nacrith.frames import CompressOptions, Summary
 from nacrith.models.llm import default_threads
+from nacrith.options import CompressOptions
+from nacrith.reports import Summary
 from nacrith.settings import Coding
 
 
@@ -106,7 +107,7 @@ def measure(
         # Load the model (and start the workers) before the clock starts.
         codec.model  # noqa: B018
         if codec.workers is None:
-            codec.model.predictor(options.context, options.slide, codec.model.start_token, options.batch)
+            codec.model.predictor(options.frame_params(codec.model.start_token))
         start = time.perf_counter()
         summary: Summary = codec.compress_stream(
             io.BytesIO(data), (out := _Sink()), options, content_size=len(data)

@@ -26,6 +26,7 @@ import zstandard
 
 from nacrith.engine import encode_streams
 from nacrith.format import ESCAPE_SYMBOLS, FrameHeader, FrameType, pack_varint
+from nacrith.frameparams import FrameParams
 from nacrith.models.llm import LanguageModel
 from nacrith.settings import Coding, EnsembleSettings
 from nacrith.zstdio import ZSTD_LEVEL
@@ -55,8 +56,8 @@ def zstd_stream_size(*parts: bytes) -> int:
 
 def neural_size(model: LanguageModel, data: bytes) -> int:
     symbols = model.symbols.encode(data)
-    predictor = model.predictor(2048, 512, model.start_token, EnsembleSettings().model_batch)
-    payloads, _ = encode_streams(predictor, [symbols], ESCAPE_SYMBOLS, 1.0, EnsembleSettings(), Coding())
+    params = FrameParams(2048, 512, 1.0, EnsembleSettings(), Coding(), 1, 0, model.start_token)
+    payloads, _ = encode_streams(model.predictor(params), params, [symbols], ESCAPE_SYMBOLS)
     return len(payloads[0])
 
 

@@ -25,7 +25,8 @@ from nacrith.errors import (
     UnsupportedVersionError,
     WorkerError,
 )
-from nacrith.frames import CompressOptions, Summary
+from nacrith.options import CompressOptions
+from nacrith.reports import Summary
 
 __all__ = [
     "ChecksumError",

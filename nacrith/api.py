@@ -12,18 +12,12 @@ from typing import BinaryIO, Unpack
 from nacrith.dictionary import Dictionary, find_dictionary
 from nacrith.files import atomic_output
 from nacrith.format import Header
-from nacrith.frames import (
-    CompressOptions,
-    ModelIdentity,
-    OptionChanges,
-    StreamProgress,
-    Summary,
-    check_model,
-    resolve_options,
-)
-from nacrith.models.llm import LanguageModel
+from nacrith.identity import ModelIdentity, check_model
+from nacrith.models.llm import LanguageModel, open_model
+from nacrith.options import CompressOptions, OptionChanges, resolve_options
 from nacrith.parallel import Workers, plan_workers
 from nacrith.reader import FileInfo, decompress_stream, read_info
+from nacrith.reports import StreamProgress, Summary
 from nacrith.writer import compress_stream
 
 __all__ = ["Codec", "compress", "compress_file", "decompress", "decompress_file", "info"]
@@ -93,7 +87,7 @@ class Codec:
         if self._model is None:
             # With workers this one only tokenizes: one thread, no context is ever made.
             threads = 1 if self.plans else self.threads
-            self._model = LanguageModel(self.model_arg, threads)
+            self._model = open_model(self.model_arg, threads)
         return self._model
 
     def _model_for(self, header: Header) -> LanguageModel:

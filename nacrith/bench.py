@@ -49,8 +49,9 @@ from nacrith.corpora import (
 from nacrith.crash import run_in_child
 from nacrith.dictionary import Dictionary
 from nacrith.errors import CorpusError, WorkerError
-from nacrith.frames import CompressOptions, ProgressInfo
+from nacrith.options import CompressOptions
 from nacrith.progress import ProgressLine
+from nacrith.reports import ProgressInfo
 from nacrith.settings import EnsembleSettings
 
 __all__ = [

@@ -38,9 +38,9 @@ from nacrith.dictionary import MAGIC as DICT_MAGIC
 from nacrith.errors import InputSkipped, NacrithError, OutputError, one_line
 from nacrith.files import atomic_output, same_file
 from nacrith.format import FORMAT_VERSION
-from nacrith.frames import CompressOptions
 from nacrith.interrupts import Terminated, terminating_signals
-from nacrith.models.llm import LanguageModel
+from nacrith.models.llm import open_model
+from nacrith.options import CompressOptions
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 from nacrith.reader import read_info
 from nacrith.server.settings import DEFAULT_MAX_BODY, JOBS_PER_WORKER
@@ -1028,7 +1028,7 @@ def cmd_dict(args: argparse.Namespace) -> int:
     options = CompressOptions(ensemble=None) if args.llm_only else CompressOptions()
     line = BuildProgress() if not args.quiet and sys.stderr.isatty() else None
     try:
-        with LanguageModel(args.model, args.threads) as model:
+        with open_model(args.model, args.threads) as model:
             dictionary, report = build_dictionary(
                 model, samples, options, args.tokens, args.limit, line.show if line else None
             )

@@ -30,10 +30,12 @@ from typing import TextIO
 
 from nacrith.corpora import is_message_set, read_messages
 from nacrith.dictionary import Dictionary
-from nacrith.engine import Primer, count_samples, encode_streams
+from nacrith.engine import count_samples, encode_streams
 from nacrith.errors import DictionaryError
 from nacrith.format import ESCAPE_SYMBOLS
-from nacrith.frames import CodecModel, CompressOptions
+from nacrith.framecodec import CodecModel
+from nacrith.frameparams import Primer
+from nacrith.options import CompressOptions
 
 __all__ = ["BuildProgress", "BuildReport", "build_dictionary", "choose_priming", "read_samples"]
 
@@ -196,24 +198,18 @@ def build_dictionary(
         state = count_samples(n_vocab, ESCAPE_SYMBOLS, options.ensemble, options.coding, encoded[trained:])
         report.counted_samples = len(samples) - trained
         counted += encoded[trained:]
-        predictor = model.predictor(
-            options.context, options.slide, model.start_token, options.batch, 1, primed=True
+        # Each sample is coded as a message is, from the priming text and what
+        # the ensemble has learned so far (a Primer stands for the dictionary).
+        params = replace(
+            options.frame_params(model.start_token), lanes=1, min_stream=0, dictionary=Primer(tuple(priming))
         )
+        predictor = model.predictor(params, 1)
         kept: list[bytes] = []
         for sample, symbols in zip(samples, encoded, strict=True):
             if report.trained_bytes >= limit:
                 break
-            _, stats = encode_streams(
-                predictor,
-                [symbols],
-                ESCAPE_SYMBOLS,
-                options.temperature,
-                options.ensemble,
-                options.coding,
-                None,
-                Primer(tuple(priming), state),
-                kept.append,
-            )
+            learning = replace(params, dictionary=Primer(tuple(priming), state))
+            _, stats = encode_streams(predictor, learning, [symbols], ESCAPE_SYMBOLS, None, kept.append)
             state = kept.pop()
             report.trained_samples += 1
             report.trained_bytes += len(sample)

@@ -29,7 +29,6 @@ from pathlib import Path
 import zstandard
 
 from nacrith.dictstate import pack_state, rebuild_state
-from nacrith.engine import Primer
 from nacrith.errors import DictionaryError
 from nacrith.files import cache_dir, search_path
 from nacrith.format import (
@@ -41,6 +40,7 @@ from nacrith.format import (
     pack_varint,
     unpack_ensemble,
 )
+from nacrith.frameparams import Primer
 from nacrith.models.primecache import PrimedStateCache
 from nacrith.settings import ARITHMETICS, EnsembleSettings
 

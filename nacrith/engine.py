@@ -35,13 +35,13 @@ import numpy as np
 
 from nacrith._native import check, ffi, lib
 from nacrith.errors import CoderError
+from nacrith.frameparams import FrameParams
 from nacrith.mixer import ensemble_params
-from nacrith.settings import Coding, EnsembleSettings, check_temperature, llm_batch
+from nacrith.settings import Coding, EnsembleSettings
 
 __all__ = [
     "FrameStats",
     "Predictor",
-    "Primer",
     "count_samples",
     "decode_streams",
     "encode_streams",
@@ -54,19 +54,18 @@ PROGRESS_EVERY = 64
 
 class Predictor(Protocol):
     """The language model's side of a frame: up to ``lanes`` sequences, each
-    a window of ``context`` cells sliding by ``slide``, evaluated together.
+    a window of the frame's context, made from its FrameParams
+    (CodecModel.predictor), evaluated together.
 
     The engine writes each evaluation into the arrays of ``batch_arrays``
     (a llama_batch's token, pos, n_seq_id, seq_id and logits arrays, with
-    room for lanes * batch tokens) and asks for it with ``evaluate``.
+    room for lanes * the frame's batch tokens) and asks for it with
+    ``evaluate``. The window's settings are the FrameParams' alone: the
+    engine never reads them back from the predictor.
     """
 
     n_vocab: int
     lanes: int
-    batch: int
-    context: int
-    slide: int
-    start_token: int
 
     def batch_arrays(self) -> tuple[int, int, int, int, int]:
         """Addresses of the batch's token, pos, n_seq_id, seq_id and logits arrays."""
@@ -76,7 +75,7 @@ class Predictor(Protocol):
         """Empty every sequence's window."""
 
     def slide_lane(self, lane: int) -> None:
-        """Drop ``slide`` cells of the lane's window after its start token."""
+        """Drop the frame's slide of cells from the lane's window, after its start token."""
 
     def prime(self, tokens: Sequence[int], lanes: int) -> None:
         """Fill the first ``lanes`` windows (just cleared) with ``tokens``, the
@@ -87,16 +86,6 @@ class Predictor(Protocol):
         """Evaluate the first n_tokens of the batch; the address of the outputs:
         n_vocab floats per token that asked for logits, in batch order."""
         ...
-
-
-@dataclass(frozen=True)
-class Primer:
-    """What a dictionary (nacrith/dictionary.py) gives a frame before its first
-    symbol: a priming text the model's windows start with, and the ensemble's
-    learned state (nc_ens_regions' bytes), or None to start it afresh."""
-
-    tokens: tuple[int, ...]
-    state: bytes | None = None
 
 
 def count_samples(
@@ -171,42 +160,29 @@ class FrameStats:
 
 
 class _Run:
-    """One frame's C coding state (nc_lanes) and the predictor it feeds."""
+    """One frame's C coding state (nc_lanes), configured from its FrameParams,
+    and the predictor it feeds."""
 
-    def __init__(
-        self,
-        predictor: Predictor,
-        n_lanes: int,
-        n_extra: int,
-        temperature: float,
-        ensemble: EnsembleSettings | None,
-        coding: Coding,
-        primer: Primer | None = None,
-    ) -> None:
-        check_temperature(temperature)
-        if not 1 <= n_lanes <= predictor.lanes:
+    def __init__(self, predictor: Predictor, params: FrameParams, n_lanes: int, n_extra: int) -> None:
+        if not 1 <= n_lanes <= min(predictor.lanes, params.lanes):
             raise ValueError(f"{n_lanes} streams do not fit a predictor of {predictor.lanes} lanes")
-        if predictor.batch != llm_batch(ensemble):
-            raise ValueError(
-                f"the predictor takes {predictor.batch} tokens at once, "
-                f"the coding needs {llm_batch(ensemble)}"
-            )
         self.predictor = predictor
+        self.params = params
         self.n_lanes = n_lanes
         config = ffi.new("nc_lanes_config *")
         config.n_lanes = n_lanes
         config.n_vocab = predictor.n_vocab
         config.n_extra = n_extra
-        config.inv_temp = 1.0 / temperature
-        config.arith = coding.arith
-        self._params = ensemble_params(ensemble) if ensemble is not None else ffi.NULL
+        config.inv_temp = 1.0 / params.temperature
+        config.arith = params.coding.arith
+        self._params = ensemble_params(params.ensemble) if params.ensemble is not None else ffi.NULL
         config.ensemble = self._params
-        config.shared = int(coding.shared)
-        config.batch = predictor.batch
-        config.context = predictor.context
-        config.slide = predictor.slide
-        config.start_token = predictor.start_token
-        self.primer = primer if primer is not None and primer.tokens else None
+        config.shared = int(params.coding.shared)
+        config.batch = params.batch
+        config.context = params.context
+        config.slide = params.slide
+        config.start_token = params.start_token
+        self.primer = params.primer
         if self.primer is not None:
             # The window holds the start token and the priming text; its last
             # token is the first the model reads in lockstep, for the first symbol's logits.
@@ -235,7 +211,7 @@ class _Run:
         """The predictor's windows empty, or primed; called before begin_*."""
         self.predictor.clear()
         if self.primer is not None:
-            self.predictor.prime((self.predictor.start_token, *self.primer.tokens[:-1]), self.n_lanes)
+            self.predictor.prime((self.params.start_token, *self.primer.tokens[:-1]), self.n_lanes)
 
     def _regions(self) -> list[tuple[object, int]]:
         ensemble = lib.nc_lanes_ensemble(self._c)
@@ -286,19 +262,17 @@ class _Run:
 
 def encode_streams(
     predictor: Predictor,
+    params: FrameParams,
     streams: Sequence[Sequence[int]],
     n_extra: int,
-    temperature: float,
-    ensemble: EnsembleSettings | None,
-    coding: Coding,
     progress: Progress | None = None,
-    primer: Primer | None = None,
     learned: Callable[[bytes], None] | None = None,
 ) -> tuple[list[bytes], FrameStats]:
     """Code streams of symbols (token ids < n_vocab, escapes above) in lockstep,
-    each into its own payload; from a dictionary's primer, if any. ``learned``
-    is given the ensemble's learned state at the end (building a dictionary)."""
-    run = _Run(predictor, len(streams), n_extra, temperature, ensemble, coding, primer)
+    each into its own payload, with the frame's params (from its dictionary's
+    primer, if any). ``learned`` is given the ensemble's learned state at the
+    end (building a dictionary)."""
+    run = _Run(predictor, params, len(streams), n_extra)
     bounds = np.cumsum([0, *(len(s) for s in streams)], dtype=np.uint64)
     symbols = np.fromiter((sym for s in streams for sym in s), dtype=np.int64, count=int(bounds[-1]))
     if symbols.size and (symbols.min() < 0 or symbols.max() >= predictor.n_vocab + n_extra):
@@ -331,20 +305,17 @@ def encode_streams(
 
 def decode_streams(
     predictor: Predictor,
+    params: FrameParams,
     payloads: Sequence[bytes],
     counts: Sequence[int],
     n_extra: int,
-    temperature: float,
-    ensemble: EnsembleSettings | None,
-    coding: Coding,
     progress: Progress | None = None,
-    primer: Primer | None = None,
 ) -> list[list[int]]:
-    """The streams encode_streams coded: counts[k] symbols from payloads[k],
-    from the same primer. Raises CoderError on corrupt data."""
+    """The streams encode_streams coded with the same params: counts[k]
+    symbols from payloads[k]. Raises CoderError on corrupt data."""
     if len(payloads) != len(counts):
         raise ValueError("one count per payload")
-    run = _Run(predictor, len(payloads), n_extra, temperature, ensemble, coding, primer)
+    run = _Run(predictor, params, len(payloads), n_extra)
     keep = [ffi.from_buffer("uint8_t[]", p) if p else ffi.new("uint8_t[]", 1) for p in payloads]
     pointers = ffi.new("uint8_t *[]", keep)
     lens = ffi.new("size_t[]", [len(p) for p in payloads])

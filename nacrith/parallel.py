@@ -29,19 +29,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from nacrith.crash import death_text
-from nacrith.dictionary import Dictionary
 from nacrith.engine import Progress
 from nacrith.errors import JobCancelled, WorkerError
 from nacrith.format import Header
-from nacrith.frames import (
-    CodedFrame,
-    CompressOptions,
-    ModelIdentity,
-    check_model,
-    decode_neural,
-    encode_chunk,
+from nacrith.framecodec import CodedFrame, decode_text, encode_text
+from nacrith.frameparams import FrameParams
+from nacrith.identity import ModelIdentity, check_model
+from nacrith.models.llm import (
+    LanguageModel,
+    default_threads,
+    open_model,
+    resolve_model_path,
+    threads_from_env,
 )
-from nacrith.models.llm import LanguageModel, default_threads, resolve_model_path, threads_from_env
 
 __all__ = ["FramePool", "WorkerJob", "WorkerPlan", "Workers", "plan_workers"]
 
@@ -120,13 +120,12 @@ def _loaded() -> LanguageModel:
         if _PLAN is None:  # pragma: no cover - the initializer always runs first
             raise RuntimeError("worker was not started")
         path, plan = _PLAN
-        _MODEL = LanguageModel(path, plan.threads, gpu=plan.gpu is not None)
+        _MODEL = open_model(path, plan.threads, gpu=plan.gpu is not None)
     return _MODEL
 
 
-def _identity() -> tuple[bytes, str, int, int, str, int]:
-    model = _loaded()
-    return model.sha256, model.name, model.symbols.n_vocab, model.max_context, model.environment, os.getpid()
+def _identity() -> tuple[ModelIdentity, int]:
+    return ModelIdentity.of(_loaded()), os.getpid()
 
 
 def _watch(ticket: int) -> Progress | None:
@@ -142,15 +141,13 @@ def _watch(ticket: int) -> Progress | None:
     return check
 
 
-def _encode(chunk: bytes, options: CompressOptions, ticket: int = 0) -> CodedFrame:
+def _encode(chunk: bytes, params: FrameParams, ticket: int = 0) -> CodedFrame:
     watch = _watch(ticket)
-    return encode_chunk(chunk, _loaded(), options, None if watch is None else lambda _n: watch)
+    return encode_text(chunk, _loaded(), params, None if watch is None else lambda _n: watch)
 
 
-def _decode(
-    header: Header, symbols: int, payload: bytes, ticket: int = 0, dictionary: Dictionary | None = None
-) -> bytes:
-    return decode_neural(header, symbols, payload, _loaded(), _watch(ticket), dictionary)
+def _decode(params: FrameParams, symbols: int, payload: bytes, ticket: int = 0) -> bytes:
+    return decode_text(params, symbols, payload, _loaded(), _watch(ticket))
 
 
 # --- in the calling process -------------------------------------------------------
@@ -178,21 +175,12 @@ class FramePool(Protocol):
         """Raise ModelMismatchError unless the pool's model is the file's."""
         ...
 
-    def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
+    def encode(self, chunk: bytes, params: FrameParams, ticket: int = 0) -> Future[CodedFrame]:
         """Code a frame's bytes as the job ``ticket``'s (0: no job)."""
         ...
 
-    def decode(
-        self,
-        header: Header,
-        symbols: int,
-        payload: bytes,
-        ticket: int = 0,
-        *,
-        dictionary: Dictionary | None = None,
-    ) -> Future[bytes]:
-        """Decode a neural frame as the job ``ticket``'s (0: no job), with the
-        header's dictionary if it names one."""
+    def decode(self, params: FrameParams, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
+        """Decode a neural frame as the job ``ticket``'s (0: no job)."""
         ...
 
     def cancel(self, ticket: int) -> None:
@@ -259,14 +247,13 @@ class Workers:
         except BaseException:
             self.close()
             raise
-        environments = {env for *_, env, _ in identities}
+        environments = {identity.environment for identity, _ in identities}
         if len(environments) > 1:
             self.close()
             raise WorkerError(f"workers run different llama.cpp builds: {', '.join(sorted(environments))}")
-        sha256, name, n_vocab, max_context, environment, _ = identities[0]
-        self.model = ModelIdentity(sha256, name, n_vocab, max_context, environment)
-        self.environment = environment
-        self.pids = [pid for *_, pid in identities]
+        self.model = identities[0][0]
+        self.environment = self.model.environment
+        self.pids = [pid for _, pid in identities]
 
     def _new_pool(self, index: int) -> ProcessPoolExecutor:
         self._pids[index] = 0  # until the new process says which it is
@@ -284,19 +271,11 @@ class Workers:
     def check(self, header: Header) -> None:
         check_model(header, self.model)
 
-    def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
-        return self._submit(ticket, _encode, chunk, options, ticket)
+    def encode(self, chunk: bytes, params: FrameParams, ticket: int = 0) -> Future[CodedFrame]:
+        return self._submit(ticket, _encode, chunk, params, ticket)
 
-    def decode(
-        self,
-        header: Header,
-        symbols: int,
-        payload: bytes,
-        ticket: int = 0,
-        *,
-        dictionary: Dictionary | None = None,
-    ) -> Future[bytes]:
-        return self._submit(ticket, _decode, header, symbols, payload, ticket, dictionary)
+    def decode(self, params: FrameParams, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
+        return self._submit(ticket, _decode, params, symbols, payload, ticket)
 
     def job(self) -> WorkerJob:
         """A view of the pool for one file, whose frames cancel() stops."""
@@ -396,15 +375,17 @@ class WorkerJob:
     def check(self, header: Header) -> None:
         self.pool.check(header)
 
-    def encode(self, chunk: bytes, options: CompressOptions) -> Future[CodedFrame]:
-        self._refuse_if_cancelled()
-        return self.pool.encode(chunk, options, self.ticket)
+    @property
+    def model(self) -> ModelIdentity:
+        return self.pool.model
 
-    def decode(
-        self, header: Header, symbols: int, payload: bytes, *, dictionary: Dictionary | None = None
-    ) -> Future[bytes]:
+    def encode(self, chunk: bytes, params: FrameParams) -> Future[CodedFrame]:
         self._refuse_if_cancelled()
-        return self.pool.decode(header, symbols, payload, self.ticket, dictionary=dictionary)
+        return self.pool.encode(chunk, params, self.ticket)
+
+    def decode(self, params: FrameParams, symbols: int, payload: bytes) -> Future[bytes]:
+        self._refuse_if_cancelled()
+        return self.pool.decode(params, symbols, payload, self.ticket)
 
     def cancel(self) -> None:
         self.cancelled = True

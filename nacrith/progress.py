@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from nacrith.frames import ProgressInfo
+from nacrith.reports import ProgressInfo
 
 __all__ = ["ProgressLine", "human_bytes", "human_duration"]
 

@@ -29,18 +29,18 @@ from nacrith.format import (
     environment_backend,
     read_exact,
 )
-from nacrith.frames import (
+from nacrith.framecodec import (
     CodecModel,
     FrameWorkers,
-    ProgressInfo,
-    StreamProgress,
-    Summary,
-    decode_neural,
+    decode_text,
+    decoding_params,
     done_future,
     failed_future,
-    frame_progress,
 )
+from nacrith.frameparams import FrameParams
+from nacrith.identity import ModelIdentity
 from nacrith.readahead import ReadAhead
+from nacrith.reports import ProgressInfo, StreamProgress, Summary, frame_progress
 from nacrith.zstdio import StreamReader, unzstd
 
 __all__ = ["FileInfo", "check_body", "decompress_stream", "iter_decoded_frames", "read_info"]
@@ -107,24 +107,33 @@ def iter_decoded_frames(
     pending: deque[tuple[FrameHeader, Future[bytes]]] = deque()
     #: The decoding side's ENVIRONMENT, once a neural frame has been met.
     environment: str | None = None
+    #: The frames' params, made from the header once the first neural frame needs them.
+    params: FrameParams | None = None
+
+    def frame_params(model: ModelIdentity) -> FrameParams:
+        nonlocal params
+        if params is None:
+            dictionary = None
+            if header.dict_id is not None:
+                if load_dictionary is None:
+                    raise DictionaryError(
+                        f"file needs dictionary {header.dict_id.hex()}: give it with --dict FILE"
+                    )
+                dictionary = load_dictionary(header.dict_id)
+            params = decoding_params(header, model, dictionary)
+        return params
 
     def neural(symbols: int, payload: bytes, frame_progress: Progress | None) -> Future[bytes]:
         nonlocal environment
-        dictionary = None
-        if header.dict_id is not None:
-            if load_dictionary is None:
-                raise DictionaryError(
-                    f"file needs dictionary {header.dict_id.hex()}: give it with --dict FILE"
-                )
-            dictionary = load_dictionary(header.dict_id)
         if workers is not None:
             if environment is None:
                 workers.check(header)
                 environment = workers.environment
-            return workers.decode(header, symbols, payload, dictionary=dictionary)
+            return workers.decode(frame_params(workers.model), symbols, payload)
         model = load_model(header)
         environment = model.environment
-        return done_future(decode_neural(header, symbols, payload, model, frame_progress, dictionary))
+        coded = frame_params(ModelIdentity.of(model))
+        return done_future(decode_text(coded, symbols, payload, model, frame_progress))
 
     def finished(fh: FrameHeader, future: Future[bytes], single: SingleFrame | None = None) -> bytes:
         number = len(entries) + 1

@@ -32,19 +32,10 @@ from nacrith.format import (
     pack_single,
     read_up_to,
 )
-from nacrith.frames import (
-    CONTEXT_HEADS_MIN_INPUT,
-    CodecModel,
-    CodedFrame,
-    CompressOptions,
-    FrameWorkers,
-    ProgressInfo,
-    StreamProgress,
-    Summary,
-    done_future,
-    encode_chunk,
-    frame_progress,
-)
+from nacrith.framecodec import CodecModel, CodedFrame, FrameWorkers, done_future, encode_text
+from nacrith.frameparams import FrameParams
+from nacrith.options import CONTEXT_HEADS_MIN_INPUT, CompressOptions
+from nacrith.reports import ProgressInfo, StreamProgress, Summary, frame_progress
 from nacrith.segment import segments
 from nacrith.zstdio import stream_compressor, stream_piece
 
@@ -216,13 +207,14 @@ def compress_stream(
         options = options.for_input(known)
     else:
         options = options.for_input(content_size)
-    header = _header(model, options, content_size, workers)
     if options.dictionary is not None:
         options.dictionary.check_model(model.sha256, model.symbols.n_vocab)
+    params = options.frame_params(model.start_token)
+    header = _header(model, params, options, content_size, workers)
     if options.segment:
-        return _compress_segmented(src, dst, header, model, options, progress, workers)
+        return _compress_segmented(src, dst, header, model, options, params, progress, workers)
     writer = _FrameWriter(dst, header)
-    frames = _OrderedFrames(writer, model, options, progress, workers)
+    frames = _OrderedFrames(writer, model, params, progress, workers)
     while chunk := read_up_to(src, options.frame_size):
         frames.text(chunk)
     frames.finish()
@@ -259,34 +251,41 @@ def _read_ahead(src: BinaryIO, limit: int) -> tuple[BinaryIO, int | None]:
 
 
 def _header(
-    model: CodecModel, options: CompressOptions, content_size: int | None, workers: FrameWorkers | None
+    model: CodecModel,
+    params: FrameParams,
+    options: CompressOptions,
+    content_size: int | None,
+    workers: FrameWorkers | None,
 ) -> Header:
-    """The header of options.format_version: the compact versions (2 and 3)
-    name the model by a short fingerprint and leave out what the model itself
-    says (its vocabulary, its start token) and its file name, which ``info``
-    finds among the models it knows (models/registry.py)."""
-    v2 = options.format_version in COMPACT_VERSIONS
+    """The header of options.format_version, recording the frames' params
+    (FrameParams.of_header reads them back) and the container's options.
+    The compact versions (2 and 3) name the model by a short fingerprint and
+    leave out what the model itself says (its vocabulary, its start token)
+    and its file name, which ``info`` finds among the models it knows
+    (models/registry.py)."""
+    compact = options.format_version in COMPACT_VERSIONS
+    dictionary = options.dictionary
     return Header(
         # With a dictionary, its file names the model.
-        model_id=(b"" if options.dictionary is not None else model.sha256[:MODEL_ID_SIZE])
-        if v2
+        model_id=(b"" if dictionary is not None else model.sha256[:MODEL_ID_SIZE])
+        if compact
         else model.sha256,
-        vocab_size=None if v2 else model.symbols.n_vocab,
-        context=options.context,
-        slide=options.slide,
-        temperature=options.temperature,
+        vocab_size=None if compact else model.symbols.n_vocab,
+        context=params.context,
+        slide=params.slide,
+        temperature=params.temperature,
         frame_size=options.frame_size,
-        start_token=None if v2 else model.start_token,
+        start_token=None if compact else params.start_token,
         content_size=content_size,
-        model_name="" if v2 else model.name,
+        model_name="" if compact else model.name,
         environment=workers.environment if workers is not None else model.environment,
-        ensemble=options.ensemble,
+        ensemble=params.ensemble,
         zstd_stream=options.segment,
-        lanes=options.lanes,
-        min_stream=options.min_stream if options.lanes > 1 else 0,
-        coding=options.coding,
+        lanes=params.lanes,
+        min_stream=params.min_stream,
+        coding=params.coding,
         version=options.format_version,
-        dict_id=options.dictionary.fingerprint if options.dictionary is not None else None,
+        dict_id=dictionary.fingerprint if dictionary is not None else None,
     )
 
 
@@ -304,13 +303,13 @@ class _OrderedFrames:
         self,
         writer: _FrameWriter,
         model: CodecModel,
-        options: CompressOptions,
+        params: FrameParams,
         progress: StreamProgress | None,
         workers: FrameWorkers | None,
     ) -> None:
         self.writer = writer
         self.model = model
-        self.options = options
+        self.params = params
         self.progress = progress
         self.workers = workers
         self.depth = workers.depth if workers is not None else 0
@@ -318,14 +317,14 @@ class _OrderedFrames:
 
     def text(self, chunk: bytes) -> None:
         if self.workers is not None:
-            self._add(chunk, self.workers.encode(chunk, self.options))
+            self._add(chunk, self.workers.encode(chunk, self.params))
             return
         summary = self.writer.summary
 
         def progress_for(n_symbols: int) -> Progress | None:
             return frame_progress(self.progress, summary, len(chunk), n_symbols)
 
-        self._add(chunk, done_future(encode_chunk(chunk, self.model, self.options, progress_for)))
+        self._add(chunk, done_future(encode_text(chunk, self.model, self.params, progress_for)))
 
     def binary(self, chunk: bytes, piece: bytes) -> None:
         self._add(chunk, done_future(CodedFrame(FrameType.ZSTD_STREAM, piece, 0, FrameStats())))
@@ -354,6 +353,7 @@ def _compress_segmented(
     header: Header,
     model: CodecModel,
     options: CompressOptions,
+    params: FrameParams,
     progress: StreamProgress | None,
     workers: FrameWorkers | None,
 ) -> Summary:
@@ -370,7 +370,7 @@ def _compress_segmented(
     makes zstd good on a file's binary parts; neural frames stand alone.
     """
     if not options.zstd_fallback:
-        return _write_segments(src, dst, header, model, options, progress, workers, None)
+        return _write_segments(src, dst, header, model, options, params, progress, workers, None)
     direct = _seekable(dst)
     with contextlib.ExitStack() as spools:
         out: BinaryIO = dst if direct else spools.enter_context(_spool())
@@ -381,7 +381,7 @@ def _compress_segmented(
             header.version,
         )
         start = out.tell() if direct else 0
-        summary = _write_segments(src, out, header, model, options, progress, workers, zstd_only)
+        summary = _write_segments(src, out, header, model, options, params, progress, workers, zstd_only)
         alone = zstd_only.finish()
         if alone.coded_bytes < summary.coded_bytes:
             if direct:
@@ -409,6 +409,7 @@ def _write_segments(
     header: Header,
     model: CodecModel,
     options: CompressOptions,
+    params: FrameParams,
     progress: StreamProgress | None,
     workers: FrameWorkers | None,
     zstd_only: _ZstdOnly | None,
@@ -416,7 +417,7 @@ def _write_segments(
     """The segmented file into out; every byte read also goes to zstd_only, if any."""
     writer = _FrameWriter(out, header)
     summary = writer.summary
-    frames = _OrderedFrames(writer, model, options, progress, workers)
+    frames = _OrderedFrames(writer, model, params, progress, workers)
     stream = stream_compressor()
 
     def blocks() -> Iterator[bytes]:

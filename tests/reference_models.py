@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from nacrith._native import check, ffi, lib
-from nacrith.coder import Decoder, Encoder, scores_pointer
 from nacrith.mixer import ensemble_params
 from nacrith.models.match import match_params
 from nacrith.models.ngram import ngram_params
 from nacrith.settings import EnsembleSettings, check_temperature
+from nacrith.support.coder import Decoder, Encoder, scores_pointer
 
 __all__ = ["BiasHead", "Ensemble", "MatchModel", "NgramModel", "SparsePrediction", "softmax"]
 

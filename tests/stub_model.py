@@ -1,6 +1,6 @@
 """The stub tier: a model for the container without llama.cpp.
 
-``StubModel`` satisfies ``frames.CodecModel``, the container's protocol, with a
+``StubModel`` satisfies ``framecodec.CodecModel``, the container's protocol, with a
 vocabulary of a few hundred tokens (printable ASCII, a few control bytes and
 common English pairs; no UTF-8 beyond ASCII, so such bytes are escapes) and
 logits looked up in fixed random tables. A symbol costs microseconds, so
@@ -22,6 +22,8 @@ import itertools
 
 import numpy as np
 
+from nacrith.errors import ModelError
+from nacrith.frameparams import FrameParams
 from nacrith.tokens import SymbolCodec
 
 __all__ = ["StubModel"]
@@ -46,20 +48,13 @@ def _scores(model: StubModel, window: list[int]) -> np.ndarray:
 class StubPredictor:
     """engine.Predictor over one window per lane, reading the batch the engine
     writes as llama.cpp would: every sequence's window starts empty; a token at
-    a position past the window's end is an error, so a missing slide fails."""
+    a position the window does not end at is an error (ModelError, as a failed
+    llama_decode), so a missing or wrong slide fails."""
 
-    def __init__(
-        self, model: StubModel, lanes: int, context: int, slide: int, start_token: int, batch: int
-    ) -> None:
+    def __init__(self, model: StubModel, lanes: int, context: int, slide: int, batch: int) -> None:
         self._model = model
         self.n_vocab = model.symbols.n_vocab
-        self.lanes, self.context, self.slide, self.start_token, self.batch = (
-            lanes,
-            context,
-            slide,
-            start_token,
-            batch,
-        )
+        self.lanes, self.context, self.slide, self.batch = lanes, context, slide, batch
         size = lanes * batch
         self._token = (ctypes.c_int32 * size)()
         self._pos = (ctypes.c_int32 * size)()
@@ -89,7 +84,8 @@ class StubPredictor:
             lane = self._seq_cells[i][0]
             window = self._windows[lane]
             if self._pos[i] != len(window) or len(window) >= self.context:
-                raise RuntimeError(f"lane {lane}: position {self._pos[i]} with {len(window)} cells")
+                # What llama_decode refuses, and LlamaPredictor.evaluate reports so.
+                raise ModelError(f"lane {lane}: position {self._pos[i]} with {len(window)} cells")
             window.append(self._token[i])
             if self._logits[i]:
                 self._outputs[rows] = _scores(self._model, window)
@@ -143,9 +139,12 @@ class StubModel:
                 raise ValueError(f"no token for byte {text[i]:#x}")
         return out
 
-    def predictor(
-        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1, primed: bool = False
+    def predictor(self, params: FrameParams, streams: int = 1) -> StubPredictor:
+        return self.windows(params.context, params.slide, params.batch, streams, params.primer is not None)
+
+    def windows(
+        self, context: int, slide: int, batch: int = 1, lanes: int = 1, primed: bool = False
     ) -> StubPredictor:
         if primed:  # dictionaries are tested on the tiny model, through real llama.cpp
             raise NotImplementedError("the stub model cannot start from a dictionary")
-        return StubPredictor(self, lanes, context, slide, start_token, batch)
+        return StubPredictor(self, lanes, context, slide, batch)

@@ -37,6 +37,7 @@ WORKLOAD = textwrap.dedent(
         sys.modules["nacrith._ext"] = ext
     import numpy as np
     from nacrith.engine import encode_streams
+    from nacrith.frameparams import FrameParams
     from nacrith.settings import Coding, EnsembleSettings, llm_batch
 
     V = 49157  # not a multiple of the 16 partial sums: every loop has a tail
@@ -44,7 +45,7 @@ WORKLOAD = textwrap.dedent(
     class WidePredictor:
         n_vocab = V
         def __init__(self, lanes, batch):
-            self.lanes, self.batch, self.context, self.slide, self.start_token = lanes, batch, 96, 32, 1
+            self.lanes, self.batch, self.slide = lanes, batch, 32
             size = lanes * batch
             self.token = (ctypes.c_int32 * size)()
             self.pos = (ctypes.c_int32 * size)()
@@ -98,7 +99,8 @@ WORKLOAD = textwrap.dedent(
         n = len(symbols)
         streams = [symbols[n * k // lanes : n * (k + 1) // lanes] for k in range(lanes)]
         predictor = WidePredictor(lanes, llm_batch(ensemble))
-        payloads, stats = encode_streams(predictor, streams, 256, 0.9, ensemble, coding)
+        params = FrameParams(96, 32, 0.9, ensemble, coding, lanes, 0 if lanes == 1 else 1, 1)
+        payloads, stats = encode_streams(predictor, params, streams, 256)
         out[name] = hashlib.sha256(b"".join(payloads)).hexdigest()
         out[name + " skipped"] = stats.skipped
     print(json.dumps(out))

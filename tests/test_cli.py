@@ -18,7 +18,7 @@ from cli_helpers import ENGLISH, ENV, TEXT, assert_clean_error, nacrith, run_in_
 from nacrith.files import file_sha256
 from nacrith.format import Header
 from nacrith.models.llm import MODEL_ENV
-from nacrith.testhooks import PACE_ENV, PACE_MARKER
+from nacrith.support.testhooks import PACE_ENV, PACE_MARKER
 
 pytestmark = pytest.mark.llm
 

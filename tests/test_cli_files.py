@@ -19,7 +19,7 @@ from cli_helpers import ENV, TEXT, assert_clean_error, nacrith
 
 from nacrith.errors import OutputError
 from nacrith.files import atomic_output
-from nacrith.testhooks import PACE_DECODING_ENV, PACE_ENV, PACE_MARKER
+from nacrith.support.testhooks import PACE_DECODING_ENV, PACE_ENV, PACE_MARKER
 
 pytestmark = pytest.mark.llm
 

@@ -19,7 +19,7 @@ from cli_helpers import ENV, TEXT, assert_clean_error, nacrith, run_in_pty
 from nacrith.cli import with_mode_flag
 from nacrith.files import file_sha256
 from nacrith.models.llm import MODEL_ENV, bundled_model_path
-from nacrith.testhooks import PACE_DECODING_ENV, PACE_ENV
+from nacrith.support.testhooks import PACE_DECODING_ENV, PACE_ENV
 
 pytestmark = pytest.mark.llm
 

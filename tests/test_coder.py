@@ -1,4 +1,4 @@
-"""The C arithmetic coder and the CDF builder, through nacrith.coder.
+"""The C arithmetic coder and the CDF builder, through nacrith.support.coder.
 
 The coder is the one component whose output must never change between
 versions or machines: a file written today has to decode with any later
@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nacrith._native import lib
-from nacrith.coder import CDF_TOTAL, MAX_SYMBOLS, Decoder, Encoder, ScoreCDF, cdf_from_scores
 from nacrith.errors import CoderError
+from nacrith.support.coder import CDF_TOTAL, MAX_SYMBOLS, Decoder, Encoder, ScoreCDF, cdf_from_scores
 
 # --- helpers ------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from nacrith.crash import death_text, run_in_child, signal_text
 from nacrith.errors import WorkerError
 from nacrith.format import FrameType
 from nacrith.reader import read_info
-from nacrith.testhooks import FAULT_ENV, FAULT_MARKER
+from nacrith.support.testhooks import FAULT_ENV, FAULT_MARKER
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A text frame the model codes (long enough not to stay with binary data), holding the marker.

@@ -18,8 +18,8 @@ from tiny_model import tiny_text
 
 from nacrith.errors import ChecksumError, FormatError, TruncatedError
 from nacrith.format import FrameType, Header
-from nacrith.frames import ProgressInfo
 from nacrith.reader import iter_decoded_frames, read_info
+from nacrith.reports import ProgressInfo
 
 pytestmark = pytest.mark.llm
 

@@ -30,10 +30,11 @@ from nacrith.api import Codec
 from nacrith.dictbuild import BuildProgress, BuildReport, build_dictionary, choose_priming, read_samples
 from nacrith.dictionary import DICTS_ENV, Dictionary, find_dictionary
 from nacrith.dictstate import replayed_state, state_difference, state_regions, unpack_samples
-from nacrith.engine import Primer, count_samples, encode_streams
+from nacrith.engine import count_samples, encode_streams
 from nacrith.errors import CorpusError, DictionaryError
 from nacrith.format import ESCAPE_SYMBOLS, FrameType, Header
-from nacrith.frames import CompressOptions
+from nacrith.frameparams import Primer
+from nacrith.options import CompressOptions
 from nacrith.settings import EnsembleSettings
 
 #: A dictionary of version 1 and a file made with it, by the nacrith before version 2 (its README).
@@ -282,20 +283,11 @@ def test_a_dictionary_brings_its_ensemble(model, dictionary):
 
 def test_learned_state_round_trips_through_the_engine(model, dictionary):
     """Loading a state and reading it back before coding gives the same bytes."""
-    predictor = model.predictor(2048, 512, model.start_token, CompressOptions().batch, 1, primed=True)
+    params = CompressOptions(dictionary=dictionary).frame_params(model.start_token)
+    assert params.primer == Primer(dictionary.tokens, dictionary.learned)
     kept: list[bytes] = []
     symbols = model.symbols.encode(b"x")
-    encode_streams(
-        predictor,
-        [symbols],
-        ESCAPE_SYMBOLS,
-        1.0,
-        dictionary.ensemble,
-        CompressOptions().coding,
-        None,
-        Primer(dictionary.tokens, dictionary.learned),
-        kept.append,
-    )
+    encode_streams(model.predictor(params), params, [symbols], ESCAPE_SYMBOLS, None, kept.append)
     assert len(kept[0]) == dictionary.state_size and kept[0] != dictionary.learned  # it learned "x"
 
 

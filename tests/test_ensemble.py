@@ -19,10 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference_models import BiasHead, Ensemble, MatchModel, NgramModel, softmax
 
-from nacrith.coder import CDF_TOTAL, Decoder, Encoder, ScoreCDF
 from nacrith.engine import count_samples
 from nacrith.errors import CoderError
 from nacrith.settings import Coding, EnsembleSettings
+from nacrith.support.coder import CDF_TOTAL, Decoder, Encoder, ScoreCDF
 
 V = 600
 EXTRA = 256

@@ -14,6 +14,7 @@ from tiny_model import tiny_text
 
 from nacrith.engine import encode_streams
 from nacrith.format import ESCAPE_SYMBOLS, FrameType, Header
+from nacrith.frameparams import FrameParams
 from nacrith.reader import read_info
 from nacrith.settings import Coding, EnsembleSettings
 
@@ -100,8 +101,9 @@ def test_skipped_tokens_reach_the_model_once_in_batches(model):
     settings = EnsembleSettings(
         skip_warmup=0, skip_min_len=6, skip_confidence=0.6, skip_batch=8, skip_agree=0.5
     )
-    predictor = RecordingPredictor(model.predictor(512, 64, model.start_token, batch=8))
-    _, stats = encode_streams(predictor, [symbols], ESCAPE_SYMBOLS, 1.0, settings, Coding())
+    params = FrameParams(512, 64, 1.0, settings, Coding(), 1, 0, model.start_token)
+    predictor = RecordingPredictor(model.predictor(params))
+    _, stats = encode_streams(predictor, params, [symbols], ESCAPE_SYMBOLS)
     assert stats.skipped > 50
     assert predictor.clears == 1
     assert predictor.batches[0] == [model.start_token]

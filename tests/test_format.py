@@ -40,7 +40,7 @@ from nacrith.format import (
     unpack_ensemble,
     zstd_stream_bound,
 )
-from nacrith.frames import CONTEXT_HEADS_MIN_INPUT, CompressOptions
+from nacrith.options import CONTEXT_HEADS_MIN_INPUT, CompressOptions
 from nacrith.settings import LEGACY_CODING, MAX_CONTEXT, MAX_FRAME_SIZE, MIN_CONTEXT, Coding, EnsembleSettings
 
 # --- helpers ------------------------------------------------------------------

@@ -22,8 +22,8 @@ import pytest
 from nacrith.crash import run_in_child
 from nacrith.format import Environment
 from nacrith.models import runtime
-from nacrith.models.feeder import Feeder
 from nacrith.models.llm import LanguageModel
+from nacrith.support.feeder import Feeder
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = (
@@ -104,7 +104,7 @@ def _logit_digests(threads: int) -> dict[str, str]:
     tokens = model.symbols.encode(TEXT)
     out = {}
     for size in (2, 8, 32):
-        p = Feeder(model.predictor(256, 64, model.start_token, batch=32))
+        p = Feeder(model.windows(256, 64, batch=32), model.start_token)
         p.reset()
         digest = hashlib.sha256()
         for i in range(0, 96, size):
@@ -113,7 +113,7 @@ def _logit_digests(threads: int) -> dict[str, str]:
             assert all(math.isfinite(x) for x in struct.unpack(f"{p.n_vocab}f", row))
             digest.update(row)
         out[f"batch {size}"] = digest.hexdigest()
-    lanes = Feeder(model.predictor(256, 64, model.start_token, lanes=4))
+    lanes = Feeder(model.windows(256, 64, lanes=4), model.start_token)
     lanes.reset(4)  # one decode of 4 tokens, one per sequence
     lanes.feed([(k, tokens[k : k + 1], True) for k in range(4)])
     out["4 lanes"] = hashlib.sha256(b"".join(lanes.scores(k).tobytes() for k in range(4))).hexdigest()

@@ -51,15 +51,22 @@ from nacrith.format import (
     stream_bounds,
     unpack_streams,
 )
-from nacrith.frames import CompressOptions, encode_chunk
+from nacrith.framecodec import encode_text
+from nacrith.frameparams import FrameParams
 from nacrith.models.llm import LanguageModel
+from nacrith.options import CompressOptions
 from nacrith.parallel import WorkerPlan, Workers, plan_workers
 from nacrith.reader import decompress_stream
-from nacrith.settings import LEGACY_CODING, Coding, EnsembleSettings, llm_batch
+from nacrith.settings import LEGACY_CODING, Coding, EnsembleSettings
 from nacrith.writer import compress_stream
 
 #: A small window, so that tests slide it often and stay fast.
 SMALL = {"context": 64, "slide": 16, "segment": False}
+
+
+def small_params(model) -> FrameParams:
+    """The frame settings of CompressOptions(**SMALL), for frames handed to workers directly."""
+    return CompressOptions(**SMALL).frame_params(model.start_token)
 
 
 def prose(n_bytes: int, seed: int = 5) -> bytes:
@@ -242,10 +249,11 @@ def test_streams_that_share_the_ensemble_learn_from_each_other(stub_codec):
     sizes = {}
     for shared in (False, True):
         coding = Coding(2, shared)
-        predictor = model.predictor(256, 64, model.start_token, llm_batch(ensemble), 4)
-        payloads, _ = encode_streams(predictor, streams, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+        params = FrameParams(256, 64, 1.0, ensemble, coding, 4, 16, model.start_token)
+        predictor = model.predictor(params, 4)
+        payloads, _ = encode_streams(predictor, params, streams, ESCAPE_SYMBOLS)
         counts = [len(s) for s in streams]
-        back = decode_streams(predictor, payloads, counts, ESCAPE_SYMBOLS, 1.0, ensemble, coding)
+        back = decode_streams(predictor, params, payloads, counts, ESCAPE_SYMBOLS)
         assert back == streams
         sizes[shared] = sum(map(len, payloads))
     assert sizes[True] < 0.7 * sizes[False], sizes
@@ -372,7 +380,7 @@ def test_a_killed_worker_fails_the_call_cleanly(model):
     """A worker that dies mid-frame gives a WorkerError, never a wrong frame."""
     data = prose(30_000, seed=18)
     with Workers(model.path, [WorkerPlan(1)]) as pool:
-        future = pool.encode(data, CompressOptions(**SMALL))
+        future = pool.encode(data, small_params(model))
         os.kill(pool.pids[0], signal.SIGKILL)
         with pytest.raises(WorkerError, match="died"):
             future.result(timeout=60)
@@ -384,9 +392,9 @@ def test_a_killed_worker_is_started_afresh_for_the_next_frame(model):
     with Workers(model.path, [WorkerPlan(1)]) as pool:
         os.kill(pool.pids[0], signal.SIGKILL)
         with pytest.raises(WorkerError):
-            pool.encode(data, CompressOptions(**SMALL)).result(timeout=60)
-        coded = pool.encode(data, CompressOptions(**SMALL)).result(timeout=120)
-    assert coded == encode_chunk(data, model, CompressOptions(**SMALL))
+            pool.encode(data, small_params(model)).result(timeout=60)
+        coded = pool.encode(data, small_params(model)).result(timeout=120)
+    assert coded == encode_text(data, model, small_params(model))
 
 
 @pytest.mark.llm
@@ -397,9 +405,9 @@ def test_a_cancelled_job_stops_its_frames_and_no_others(model):
     short_text = prose(300, seed=22)
     with Workers(model.path, [WorkerPlan(1)]) as pool:
         doomed, other = pool.job(), pool.job()
-        running = doomed.encode(long_text, CompressOptions(**SMALL))
-        queued = doomed.encode(long_text, CompressOptions(**SMALL))
-        kept = other.encode(short_text, CompressOptions(**SMALL))
+        running = doomed.encode(long_text, small_params(model))
+        queued = doomed.encode(long_text, small_params(model))
+        kept = other.encode(short_text, small_params(model))
         time.sleep(2)  # the first frame is being coded
         assert pool.frames_waiting() == 3
         start = time.monotonic()
@@ -407,10 +415,10 @@ def test_a_cancelled_job_stops_its_frames_and_no_others(model):
         for future in (running, queued):
             with pytest.raises(JobCancelled):
                 future.result(timeout=30)
-        assert kept.result(timeout=120) == encode_chunk(short_text, model, CompressOptions(**SMALL))
+        assert kept.result(timeout=120) == encode_text(short_text, model, small_params(model))
         assert time.monotonic() - start < 30  # not the minutes the long frames take
         with pytest.raises(JobCancelled):
-            doomed.encode(short_text, CompressOptions(**SMALL))
+            doomed.encode(short_text, small_params(model))
         assert pool.frames_waiting() == 0
         assert pool.frames_stopped == 2
 

@@ -22,9 +22,9 @@ import pytest
 from nacrith.api import Codec
 from nacrith.dictbuild import build_dictionary
 from nacrith.dictionary import Dictionary
-from nacrith.frames import CompressOptions
 from nacrith.models.llm import PRIMED_CACHE, LanguageModel, LlamaPredictor
 from nacrith.models.primecache import SUFFIX, PrimedStateCache
+from nacrith.options import CompressOptions
 
 SAMPLES = [
     f"pkg{i} (1.{i}-1) unstable; urgency=medium\n\n  * New upstream release {i}.\n"
@@ -74,9 +74,7 @@ def entries(directory: Path) -> list[Path]:
 def primed_cells(model: LanguageModel, tokens: tuple[int, ...]) -> bytes:
     """Sequence 0's saved state after priming a fresh context with ``tokens``."""
     model.release_contexts()
-    predictor = model.predictor(
-        OPTIONS.context, OPTIONS.slide, model.start_token, OPTIONS.batch, 1, primed=True
-    )
+    predictor = model.windows(OPTIONS.context, OPTIONS.slide, OPTIONS.batch, 1, primed=True)
     predictor.clear()
     predictor.prime(tokens, 1)
     llama_cpp, ctx = predictor._llama_cpp, predictor._ctx
@@ -157,9 +155,7 @@ def test_an_entry_of_another_key_is_not_used(model, dictionary, cache_home, eval
     other = tokens[:-5]
     primed_cells(model, other)
     (entry,) = entries(cache_home)
-    predictor = model.predictor(
-        OPTIONS.context, OPTIONS.slide, model.start_token, OPTIONS.batch, 1, primed=True
-    )
+    predictor = model.windows(OPTIONS.context, OPTIONS.slide, OPTIONS.batch, 1, primed=True)
     target = PrimedStateCache(cache_home).path(predictor._priming_key(tokens))
     target.write_bytes(entry.read_bytes())
     assert primed_cells(model, tokens) != primed_cells(model, other)
@@ -171,7 +167,7 @@ def test_the_key_names_what_the_cells_depend_on(model, dictionary):
     tokens = priming_of(model, dictionary)
     keys = set()
     for context, lanes in ((OPTIONS.context, 1), (1024, 1), (OPTIONS.context, 2)):
-        p = model.predictor(context, context // 4, model.start_token, OPTIONS.batch, lanes, primed=True)
+        p = model.windows(context, context // 4, OPTIONS.batch, lanes, primed=True)
         keys |= {p._priming_key(tokens), p._priming_key(tokens[:-1])}
         assert p._key_text is not None and model.sha256.hex() in p._key_text
         assert "n_ctx=" in p._key_text and "type_k=" in p._key_text and "n_threads" not in p._key_text

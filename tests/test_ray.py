@@ -23,7 +23,7 @@ from tiny_model import tiny_text
 from nacrith.models.llm import MODEL_ENV
 from nacrith.reader import read_info
 from nacrith.server.client import Client, ServiceError
-from nacrith.testhooks import FAULT_ENV, FAULT_MARKER, PACE_ENV, PACE_MARKER
+from nacrith.support.testhooks import FAULT_ENV, FAULT_MARKER, PACE_ENV, PACE_MARKER
 
 pytestmark = [pytest.mark.ray, pytest.mark.llm]
 

@@ -12,8 +12,8 @@ from tiny_model import tiny_text
 
 import nacrith
 from nacrith.format import FrameType, Header
-from nacrith.frames import CONTEXT_HEADS_MIN_INPUT
 from nacrith.models.llm import LanguageModel
+from nacrith.options import CONTEXT_HEADS_MIN_INPUT
 from nacrith.reader import read_info
 from nacrith.settings import EnsembleSettings
 
@@ -139,7 +139,7 @@ def test_context_heads_only_for_inputs_large_enough_to_pay_for_them(codec, monke
     existed. (The threshold is lowered to 4,000 bytes here: coding 32 KiB
     three times on the test model takes a minute.)"""
     assert CONTEXT_HEADS_MIN_INPUT > 4000
-    monkeypatch.setattr("nacrith.frames.CONTEXT_HEADS_MIN_INPUT", 4000)
+    monkeypatch.setattr("nacrith.options.CONTEXT_HEADS_MIN_INPUT", 4000)
     monkeypatch.setattr("nacrith.writer.CONTEXT_HEADS_MIN_INPUT", 4000)
     large = tiny_text(4000, seed=5)
     blob = codec.compress(large, segment=False)

@@ -51,12 +51,12 @@ from nacrith.errors import (
     OutputError,
 )
 from nacrith.format import Header
-from nacrith.frames import CompressOptions
 from nacrith.models.llm import MODEL_ENV
+from nacrith.options import CompressOptions
 from nacrith.reader import read_info
 from nacrith.server.client import Client, ServiceError
 from nacrith.server.errors import STATUSES, library_error_name
-from nacrith.testhooks import FAULT_ENV, FAULT_MARKER, PACE_DECODING_ENV, PACE_ENV, PACE_MARKER
+from nacrith.support.testhooks import FAULT_ENV, FAULT_MARKER, PACE_DECODING_ENV, PACE_ENV, PACE_MARKER
 
 pytestmark = pytest.mark.llm
 

@@ -31,7 +31,7 @@ from nacrith.format import (
     pack_ensemble,
     pack_single,
 )
-from nacrith.frames import CompressOptions
+from nacrith.options import CompressOptions
 from nacrith.settings import Coding
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "format.md"

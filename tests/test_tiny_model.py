@@ -14,8 +14,8 @@ from tiny_model import tiny_text
 
 from nacrith.errors import NacrithError
 from nacrith.format import FrameType
-from nacrith.models.feeder import Feeder
 from nacrith.reader import read_info
+from nacrith.support.feeder import Feeder
 
 #: English for the stub model, whose bigrams come from English (tests/stub_model.py).
 STUB_TEXT = b" ".join(
@@ -25,7 +25,7 @@ STUB_TEXT = b" ".join(
 
 
 def next_token_distribution(model, tokens: list[int]) -> np.ndarray:
-    feeder = Feeder(model.predictor(256, 64, model.start_token))
+    feeder = Feeder(model.windows(256, 64), model.start_token)
     feeder.reset()
     for token in tokens:
         feeder.advance(token)

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nacrith.errors import ModelError
 from nacrith.files import cache_dir, file_sha256
@@ -35,12 +35,16 @@ from nacrith.models.runtime import ThreadGovernor, environment_record, load_llam
 from nacrith.settings import check_batch, check_lanes, check_window
 from nacrith.tokens import SymbolCodec, byte_level_decoder
 
+if TYPE_CHECKING:
+    from nacrith.frameparams import FrameParams
+
 __all__ = [
     "DEFAULT_MODEL_FILE",
     "LanguageModel",
     "LlamaPredictor",
     "bundled_model_path",
     "default_threads",
+    "open_model",
     "resolve_model_path",
     "threads_from_env",
 ]
@@ -257,21 +261,29 @@ class LanguageModel:
             raise ModelError(f"tokenizer needs {-n} slots for {len(text)} bytes")
         return list(buf[:n])
 
-    def _check_window(self, context: int, slide: int, start_token: int, batch: int) -> None:
-        if not 1 < context <= self.max_context:
-            raise ModelError(f"{self.name} holds at most {self.max_context} tokens of context, not {context}")
-        check_window(context, slide)
-        if not 0 <= start_token < self.symbols.n_vocab:
-            raise ValueError(f"start token {start_token} is not in the vocabulary")
-        check_batch(batch, slide)
+    def predictor(self, params: FrameParams, streams: int = 1) -> LlamaPredictor:
+        """The predictor of a frame of ``streams`` streams coded with ``params``:
+        its windows are the params' (which checked their own rules); what is
+        left to check is what this model holds."""
+        if params.context > self.max_context:
+            raise ModelError(
+                f"{self.name} holds at most {self.max_context} tokens of context, not {params.context}"
+            )
+        if params.start_token >= self.symbols.n_vocab:
+            raise ValueError(f"start token {params.start_token} is not in the vocabulary")
+        return self.windows(params.context, params.slide, params.batch, streams, params.primer is not None)
 
-    def predictor(
-        self, context: int, slide: int, start_token: int, batch: int = 1, lanes: int = 1, primed: bool = False
+    def windows(
+        self, context: int, slide: int, batch: int = 1, lanes: int = 1, primed: bool = False
     ) -> LlamaPredictor:
-        """A predictor of ``lanes`` sequences (kept for the next call with the same
-        shape, with the priming it computed). ``primed``: its windows start from a
-        dictionary's priming text (``LlamaPredictor.prime``)."""
-        self._check_window(context, slide, start_token, batch)
+        """``lanes`` llama.cpp sequences, each a window of ``context`` cells sliding
+        by ``slide``, fed up to ``batch`` tokens at once (kept for the next call
+        with the same shape, with the priming it computed); ``primed``: its
+        windows can start from a dictionary's priming text (``LlamaPredictor.prime``).
+        The frame codec asks through ``predictor``; checks of the model itself
+        (models/feeder.py) ask for windows directly."""
+        check_window(context, slide)
+        check_batch(batch, slide)
         check_lanes(lanes, 1)
         shape = (lanes, context, batch, primed)
         p = self._predictors.pop(shape, None)
@@ -285,7 +297,6 @@ class LanguageModel:
             p = LlamaPredictor(self, lanes, context, slide, batch, primed)
         self._predictors[shape] = p
         p.slide = slide
-        p.start_token = start_token
         return p
 
     def release_contexts(self) -> None:
@@ -309,6 +320,22 @@ class LanguageModel:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown may have torn llama_cpp down
             self.close()
+
+
+def open_model(
+    path: str | os.PathLike[str] | None = None, threads: int | None = None, *, gpu: bool = False
+) -> LanguageModel:
+    """The language model the codec runs (LanguageModel's arguments). When a
+    test has asked for its hooks through the environment (support/testhooks.py:
+    a frame that kills its process, or takes its time), the model comes behind
+    them: every process the tests start, the CLI's and the workers', loads
+    its model here, and nothing of the hooks runs inside the codec."""
+    model = LanguageModel(path, threads, gpu=gpu)
+    if any(name.startswith("NACRITH_TEST_") for name in os.environ):
+        from nacrith.support.testhooks import HookedModel
+
+        return HookedModel(model)  # type: ignore[return-value]  # a LanguageModel by delegation
+    return model
 
 
 #: Predictors (llama.cpp contexts) a model keeps for later calls: a service's
@@ -448,7 +475,6 @@ class LlamaPredictor:
         self.slide = slide
         self.batch = batch
         self.primed = primed
-        self.start_token = model.start_token
         #: Saved states of a sequence primed with these tokens, least recently used first.
         self._primings: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         params = _context_params(model, lanes, context, batch, primed)

@@ -1,25 +1,45 @@
-"""Feeding chosen tokens straight to a predictor, for checks and benchmarks
-of the model itself (kernels, thread counts, speed). The coder does not use
-it: the engine writes its batches from C (csrc/lanes.h)."""
+"""Feeding chosen tokens straight to the model's windows, for checks and
+benchmarks of the model itself (kernels, thread counts, speed). The coder does
+not use it: the engine writes its batches from C (csrc/lanes.h)."""
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
-from nacrith.engine import Predictor
+__all__ = ["Feeder", "Windows"]
 
-__all__ = ["Feeder"]
+
+class Windows(Protocol):
+    """What a Feeder feeds: an engine.Predictor together with the shape of its
+    windows, as LanguageModel.windows makes them."""
+
+    n_vocab: int
+    lanes: int
+    batch: int
+    context: int
+    slide: int
+
+    def batch_arrays(self) -> tuple[int, int, int, int, int]: ...
+
+    def clear(self) -> None: ...
+
+    def slide_lane(self, lane: int) -> None: ...
+
+    def evaluate(self, n_tokens: int) -> int: ...
 
 
 class Feeder:
-    """Evaluates (lane, tokens, logits) requests through any engine.Predictor,
-    keeping each lane's position and a copy of its last logits."""
+    """Evaluates (lane, tokens, logits) requests through the model's windows,
+    keeping each lane's position and a copy of its last logits; every lane
+    starts from ``start_token``."""
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Windows, start_token: int) -> None:
         self.predictor = predictor
+        self.start_token = start_token
         self.n_vocab = predictor.n_vocab
         size = predictor.lanes * predictor.batch
         token, pos, n_seq_id, seq_id, logits = predictor.batch_arrays()
@@ -36,7 +56,7 @@ class Feeder:
         self.predictor.clear()
         self._positions = [0] * self.predictor.lanes
         self._rows = {}
-        self.feed([(lane, (self.predictor.start_token,), True) for lane in range(count)])
+        self.feed([(lane, (self.start_token,), True) for lane in range(count)])
 
     def feed(self, requests: Sequence[tuple[int, Sequence[int], bool]]) -> None:
         """One evaluation of every request, lanes in increasing order."""
