@@ -5,18 +5,19 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Unpack
 
 from nacrith.dictionary import Dictionary, find_dictionary
 from nacrith.files import atomic_output
 from nacrith.format import Header
+from nacrith.framecodec import FrameWorkers
 from nacrith.identity import ModelIdentity, check_model
 from nacrith.models.llm import LanguageModel, open_model
 from nacrith.options import CompressOptions, OptionChanges, resolve_options
 from nacrith.parallel import Workers, plan_workers
-from nacrith.reader import FileInfo, decompress_stream, read_info
+from nacrith.reader import FileInfo, decompress_stream, iter_decoded_frames, read_info
 from nacrith.reports import StreamProgress, Summary
 from nacrith.writer import compress_stream
 
@@ -55,10 +56,16 @@ class Codec:
         self._model: LanguageModel | None = None
         self.plans = plan_workers(workers, gpus, threads) if (workers or 1) > 1 or gpus else []
         self._workers: Workers | None = None
+        #: Workers lent by the caller (from_model), which the Codec uses but does not stop.
+        self._lent_workers: FrameWorkers | None = None
+        #: How a file's dictionary is found by its fingerprint (from_model).
+        self._find_dictionary: Callable[[bytes], Dictionary] | None = None
 
     @property
-    def workers(self) -> Workers | None:
+    def workers(self) -> FrameWorkers | None:
         """The worker processes, started on first use; None when frames are coded here."""
+        if self._lent_workers is not None:
+            return self._lent_workers
         if self._workers is None and self.plans:
             self._workers = Workers(self.model_arg, self.plans)
         return self._workers
@@ -75,10 +82,23 @@ class Codec:
         self.close()
 
     @classmethod
-    def from_model(cls, model: LanguageModel, dict: Dictionary | PathLike | None = None) -> Codec:
-        """A Codec over an already loaded model."""
+    def from_model(
+        cls,
+        model: LanguageModel,
+        dict: Dictionary | PathLike | None = None,
+        *,
+        workers: FrameWorkers | None = None,
+        dictionaries: Callable[[bytes], Dictionary] | None = None,
+    ) -> Codec:
+        """A Codec over an already loaded model. With ``workers`` (a service's
+        pool, as one request sees it: parallel.WorkerJob), neural frames are
+        coded there and the model only tokenizes; the Codec does not stop them.
+        ``dictionaries`` finds a file's dictionary by its fingerprint, in place
+        of the search of dictionary.find_dictionary (a service knows its own)."""
         codec = cls(model.path, model.threads, dict=dict)
         codec._model = model
+        codec._lent_workers = workers
+        codec._find_dictionary = dictionaries
         return codec
 
     @property
@@ -128,7 +148,15 @@ class Codec:
         """Decompress src into dst; returns the number of bytes written."""
         return decompress_stream(src, dst, self._model_for, progress, self.workers, self._dictionary_for)
 
+    def decompressed_frames(
+        self, src: BinaryIO, *, progress: StreamProgress | None = None
+    ) -> Iterator[bytes]:
+        """Each frame's bytes in turn, as it passes its checksum (reader.iter_decoded_frames)."""
+        return iter_decoded_frames(src, self._model_for, progress, self.workers, self._dictionary_for)
+
     def _dictionary_for(self, fingerprint: bytes) -> Dictionary:
+        if self._find_dictionary is not None:
+            return self._find_dictionary(fingerprint)
         return find_dictionary(fingerprint, [self.dictionary] if self.dictionary is not None else [])
 
     def compress(

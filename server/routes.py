@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import replace
+from functools import partial
 from typing import IO, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,15 +20,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import Receive, Scope, Send
 
 from nacrith import __version__
+from nacrith.api import Codec
 from nacrith.errors import NacrithError
 from nacrith.format import FORMAT_VERSION, FrameType, Header
-from nacrith.framecodec import CodecModel
 from nacrith.options import DEFAULT_LANES, CompressOptions
 from nacrith.parallel import WorkerJob
-from nacrith.reader import FileInfo, iter_decoded_frames, read_info
+from nacrith.reader import FileInfo, read_info
 from nacrith.reports import ProgressInfo, StreamProgress
 from nacrith.settings import MAX_CONTEXT, MAX_FRAME_SIZE, MAX_LANES, MIN_CONTEXT
-from nacrith.writer import compress_stream
 
 from .auth import require_key
 from .errors import ApiError, ErrorBody, library_error_name
@@ -198,10 +198,9 @@ async def compress(
         if dict not in known:
             names = ", ".join(sorted(known)) or "none"
             raise ApiError("DictionaryError", f"no dictionary named {dict!r} (this service has: {names})")
-        if llm_only:
-            raise ApiError("BadOptions", "a dictionary brings its own ensemble: drop llm_only")
         dictionary = known[dict]
     try:
+        # The library's policy on a dictionary's settings, and its message (options.DICTIONARY_SETTINGS).
         options = CompressOptions(lanes=lanes, context=context, frame_size=frame_size, dictionary=dictionary)
         if llm_only:
             options = replace(options, ensemble=None)
@@ -213,16 +212,15 @@ async def compress(
         src = job.body
         size = os.fstat(src.fileno()).st_size
         out = job.spool()
-        summary = await job.run(
-            compress_stream,
-            src,
-            out,
-            service.model,
+        coding = partial(
+            _codec(job).compress_stream,
+            src,  # type: ignore[arg-type]  # a spooled upload: IO[bytes], a file in all but name
+            out,  # type: ignore[arg-type]
             options,
-            size,
-            _count_tokens(service, job.endpoint),
-            job.workers,
+            content_size=size,
+            progress=_count_tokens(service, job.endpoint),
         )
+        summary = await job.run(coding)
         out.seek(0)
     except BaseException:
         job.close()
@@ -282,8 +280,14 @@ def _inspect(src: IO[bytes], workers: WorkerJob, service: Service) -> FileInfo:
     return info
 
 
-def _no_model(header: Header) -> CodecModel:  # pragma: no cover - the workers decode every neural frame
-    raise RuntimeError("neural frames are decoded in the workers")
+def _codec(job: Job) -> Codec:
+    """The library's Codec for one request: the service's model (which only
+    tokenizes), the request's share of the workers (which code every neural
+    frame) and the dictionaries the service was started with."""
+    service = job.service
+    if service.model is None:  # pragma: no cover - a job is made only once the workers are loaded
+        raise RuntimeError("a job needs the model loaded")
+    return Codec.from_model(service.model, workers=job.workers, dictionaries=service.dictionary)
 
 
 @router.post(
@@ -306,12 +310,9 @@ async def decompress(request: Request) -> Response:
     try:
         src = job.body
         info = await job.run(_inspect, src, job.workers, job.service)
-        frames = iter_decoded_frames(
+        frames = _codec(job).decompressed_frames(
             src,  # type: ignore[arg-type]  # a spooled upload: IO[bytes], a file in all but name
-            _no_model,
-            _count_tokens(job.service, job.endpoint),
-            job.workers,
-            job.service.dictionary,
+            progress=_count_tokens(job.service, job.endpoint),
         )
         held = _HeldFrames(job, frames)
         # Two frames before the status line: a one-frame file, the usual
