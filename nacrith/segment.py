@@ -2,17 +2,13 @@
 
 Text is what the language model can code well: printable ASCII, tabs and
 line breaks, and well-formed UTF-8 outside the control characters, made only
-of bytes the tokenizer carries. Everything else is binary. Two rules then
+of bytes the tokenizer carries. Everything else is binary. Three rules then
 smooth the split, with thresholds measured by benchmarks/segment_thresholds.py
-(SmolLM2-135M, the default ensemble, zstd level 19, on Canterbury text inside
-Canterbury binaries):
+(docs/measurements.md, "Segmentation"):
 
 - A binary gap inside text is coded in place (as tokens, or as escapes for
   bytes the tokenizer lacks, which never reach the model) when that is
-  cheaper than ending the text frame and starting another. Splitting costs
-  about 50 bytes (frame headers, a zstd block, the model starting cold);
-  coding a gap in place costs about 0.3 bytes per random byte more than zstd
-  does, so in place won for every gap measured, up to 64 bytes.
+  cheaper than ending the text frame and starting another.
 - A short binary run at the start or end of the input, next to text, is
   coded in place too when that is cheaper than a binary segment of its own
   (BINARY_SEGMENT_COST bytes beyond its data): alice29.txt's last byte, a DOS
@@ -50,8 +46,7 @@ MIN_TEXT = 96
 #: control byte the tokenizer carries, 3 per escaped byte): docs/measurements.md.
 MAX_GAP_COST = 96
 #: A gap is bridged only between text runs at least this many times its cost
-#: long: a text byte saves about 0.35 bytes as neural rather than zstd, so
-#: shorter runs cannot pay for the gap.
+#: long: shorter runs cannot pay for it (docs/measurements.md, "Segmentation").
 RUN_PER_GAP_COST = 3
 #: What a short binary segment costs beyond its bytes, at least: its frame's
 #: header and index entry, and zstd's frame around the bytes; more where it

@@ -7,8 +7,8 @@ Three decisions are made here, once per process, before and as llama.cpp loads:
   and its threads meet at a barrier after every operation of the graph,
   hundreds of times per token. By default GNU OpenMP spins for milliseconds at
   each barrier before it sleeps, so two processes that each use every core
-  spin against each other's threads and crawl (more than 17x slower, measured
-  on 2 cores). ``WAIT_POLICY`` bounds the spin; OpenMP reads it once, when it
+  spin against each other's threads and crawl (docs/measurements.md,
+  "Threads that wait"). ``WAIT_POLICY`` bounds the spin; OpenMP reads it once, when it
   loads, so it is set before llama.cpp is imported, in every process that
   loads the model (the CLI, worker processes, Ray replicas). A value the user
   set is kept. ``ThreadGovernor`` then fits the number of threads to the
