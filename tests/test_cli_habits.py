@@ -19,6 +19,7 @@ from cli_helpers import ENV, TEXT, assert_clean_error, nacrith, run_in_pty
 from nacrith.cli import with_mode_flag
 from nacrith.files import file_sha256
 from nacrith.models.llm import MODEL_ENV, bundled_model_path
+from nacrith.options import DICTIONARY_SETTINGS
 from nacrith.support.testhooks import PACE_DECODING_ENV, PACE_ENV
 
 pytestmark = pytest.mark.llm
@@ -211,3 +212,15 @@ def test_info_lists_a_dictionary():
     facts = json.loads(nacrith("info", "--json", str(path)).stdout)
     assert facts["kind"] == "dictionary" and facts["priming_tokens"] == 57
     assert sum(facts["parts"].values()) == facts["file_bytes"] == path.stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(["--llm-only"], "ensemble"), (["--no-bias"], "ensemble"), (["--lanes", "4"], "lanes")],
+)
+def test_a_dictionary_refuses_other_settings_as_the_library_does(workdir, flags, named):
+    """One policy in every entry point: the CLI shows the library's message."""
+    dictionary = Path(__file__).parent / "golden" / "dict-v1" / "changelog.ncd"
+    r = nacrith("compress", "--dict", str(dictionary), *flags, "a.txt", cwd=workdir)
+    assert_clean_error(r, 2, f"{DICTIONARY_SETTINGS}: leave {named} to it")
+    assert not (workdir / "a.txt.nc").exists()

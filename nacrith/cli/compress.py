@@ -14,6 +14,7 @@ from nacrith.api import Codec
 from nacrith.cli.common import EXIT_OK, UsageError, _display_name, _is_std, _say
 from nacrith.cli.options import Subcommands, _positive_int, _size
 from nacrith.cli.streams import SUFFIX, Input, _open_input, _open_output, _output_name
+from nacrith.dictionary import Dictionary
 from nacrith.options import CompressOptions
 from nacrith.progress import ProgressLine, human_bytes, human_duration
 from nacrith.settings import EnsembleSettings
@@ -111,24 +112,25 @@ def _setting_name(item: str) -> str:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     ensemble = ensemble_from_args(args.llm_only, args.off, args.settings)
-    if args.dict and (args.llm_only or args.off or args.settings):
-        raise UsageError("a dictionary brings its own ensemble: --dict takes no ensemble options")
     if args.file.endswith(SUFFIX) and not args.force:
         raise UsageError(f"{args.file} already has the {SUFFIX} suffix; -f compresses it again")
+    dictionary = Dictionary.read(args.dict) if args.dict else None
     try:
+        # With a dictionary, the library's one policy on its settings (options.DICTIONARY_SETTINGS).
         options = CompressOptions(
             context=args.context,
             frame_size=args.frame_size,
             ensemble=ensemble,
             segment=args.segment,
             lanes=args.lanes,
+            dictionary=dictionary,
             # Heads asked for by name are coded whatever the input's size.
             fit_to_input=not any(_setting_name(item) == "bias_contexts" for item in args.settings),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     target = _output_name(args, compressing=True)
-    with _codec(args) as codec, _open_input(args, compressed=False) as source:
+    with _codec(args, dictionary) as codec, _open_input(args, compressed=False) as source:
         progress = _progress(args, _display_name(args.file), source.size)
         start = time.monotonic()
         with _open_output(target, source, args, compressed=True) as dst:
@@ -196,9 +198,12 @@ def _emit_json(report: dict[str, Any], target: str) -> None:
     print(json.dumps(report), file=stream)
 
 
-def _codec(args: argparse.Namespace) -> Codec:
+def _codec(args: argparse.Namespace, dictionary: Dictionary | None = None) -> Codec:
+    """The Codec of the command's options; with the dictionary it has read, if any (else --dict's file)."""
     try:
-        return Codec(args.model, args.threads, workers=args.workers, gpus=args.gpus, dict=args.dict)
+        return Codec(
+            args.model, args.threads, workers=args.workers, gpus=args.gpus, dict=dictionary or args.dict
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
