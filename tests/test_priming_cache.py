@@ -22,8 +22,9 @@ import pytest
 from nacrith.api import Codec
 from nacrith.dictbuild import build_dictionary
 from nacrith.dictionary import Dictionary
-from nacrith.models.llm import PRIMED_CACHE, LanguageModel, LlamaPredictor
+from nacrith.models.llm import LanguageModel
 from nacrith.models.primecache import SUFFIX, PrimedStateCache
+from nacrith.models.windows import PRIMED_CACHE, LlamaPredictor
 from nacrith.options import CompressOptions
 
 SAMPLES = [
@@ -120,7 +121,7 @@ def test_restored_cells_are_the_evaluated_cells(model, dictionary, cache_home, e
 
 
 def test_the_thread_count_does_not_change_a_priming(dictionary, tiny_model_file):
-    """Why the key leaves the thread count out (llm._PARAMS_NOT_COMPUTED)."""
+    """Why the key leaves the thread count out (windows._PARAMS_NOT_COMPUTED)."""
     cells = []
     for threads in (1, 2):
         with LanguageModel(tiny_model_file, threads=threads) as m:
