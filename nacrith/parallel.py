@@ -10,6 +10,10 @@ Workers are processes, not threads: a llama.cpp context is not thread-safe,
 and a GPU is chosen through ``CUDA_VISIBLE_DEVICES``, which the CUDA runtime
 reads once, when llama.cpp first loads in the process. Each worker is its own
 single-process pool, so that each can get its own device.
+
+(Longer than most modules, on purpose: the two sides of a worker, what runs in
+it and the pool that feeds it, with its restarts, cancellation and signals,
+only make sense read together.)
 """
 
 from __future__ import annotations

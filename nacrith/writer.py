@@ -2,7 +2,9 @@
 
 It reads its input one frame at a time and writes each frame as soon as it is
 coded (here or, several at a time, in workers), in input order. Memory stays
-bounded by the frame size, whatever the size of the input.
+bounded by the frame size, whatever the size of the input. (A little over
+400 lines: the segmented file and the zstd-alone file it is weighed against
+are written side by side, and read best together.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """The endpoints: compress, decompress, info, health, readiness, metrics and
-the index at /."""
+the index at /.
+
+(Longer than most modules: each endpoint's OpenAPI declaration, its query
+parameters with their ranges and descriptions, stands beside its code, where
+the snapshot test and a reader look for it.)
+"""
 
 from __future__ import annotations
 
