@@ -88,63 +88,112 @@ def iter_decoded_frames(
     needs ``load_dictionary``, which finds it by its fingerprint.
     """
     header, header_bytes = Header.read_bytes(src)
+    if header.single != FrameType.END:  # a compact file of one frame: no frame header, no index
+        one = SingleFrame.read(src, header, header_bytes)
+        fh = one.header
+        decoding = _Decoding(header, load_model, _with_total(progress, fh.raw_size), workers, load_dictionary)
+        yield decoding.finished(fh, decoding.frame(fh, one.payload), one)
+        return
+    # Damage found first: every frame header against the index and footer at
+    # the end, before any frame is decoded (on a pipe, as soon as it has ended).
     ahead: ReadAhead | None = None
-    if header.single == FrameType.END:
-        # Damage found first: the index and footer at the end, and every frame
-        # header against them, before any frame is decoded (on a pipe, as soon
-        # as it has ended: ReadAhead).
-        if _seekable(src):
-            total: int | None = check_body(src, header).content_size
-        else:
-            ahead = ReadAhead(src, lambda spool: _check_rest(spool, header))
-            src = cast(BinaryIO, ahead)  # it reads as the pipe would
-            total = header.content_size
-        progress = _with_total(progress, total)
-    digest = hashlib.sha256()
-    entries: list[IndexEntry] = []
-    stream = StreamReader()
-    done = Summary()  # coded_bytes stays 0: decoding reports no bits; model_symbols counts decoded ones
+    if _seekable(src):
+        total: int | None = check_body(src, header).content_size
+    else:
+        ahead = ReadAhead(src, lambda spool: _check_rest(spool, header))
+        src = cast(BinaryIO, ahead)  # it reads as the pipe would
+        total = header.content_size
+    progress = _with_total(progress, total)
+    if ahead is not None and progress is not None:
+        progress = _failing_early(progress, ahead)
+    decoding = _Decoding(header, load_model, progress, workers, load_dictionary)
+    depth = workers.depth if workers is not None else 0
     pending: deque[tuple[FrameHeader, Future[bytes]]] = deque()
-    #: The decoding side's ENVIRONMENT, once a neural frame has been met.
-    environment: str | None = None
-    #: The frames' params, made from the header once the first neural frame needs them.
-    params: FrameParams | None = None
+    while True:
+        if ahead is not None:
+            ahead.raise_failure()
+        ftype = FrameHeader.read_type(src)
+        if ftype == FrameType.END:
+            break
+        fh = FrameHeader.read_after_type(src, ftype, header.frame_size)
+        pending.append((fh, decoding.frame(fh, read_exact(src, fh.payload_size, "frame payload"))))
+        while pending and (len(pending) > depth or pending[0][1].done()):
+            yield decoding.finished(*pending.popleft())
+    while pending:
+        yield decoding.finished(*pending.popleft())
+    decoding.check_end(Trailer.read_after_type(src))
+    if src.read(1):
+        raise FormatError("unexpected data after the end of the file")
 
-    def frame_params(model: ModelIdentity) -> FrameParams:
-        nonlocal params
-        if params is None:
-            dictionary = None
+
+class _Decoding:
+    """One file's frames as they are decoded: the frames' params (made from the
+    header when the first neural frame needs them), the model or workers that
+    decode them, and what the frames handed out so far add up to."""
+
+    def __init__(
+        self,
+        header: Header,
+        load_model: Callable[[Header], CodecModel],
+        progress: StreamProgress | None,
+        workers: FrameWorkers | None,
+        load_dictionary: Callable[[bytes], Dictionary] | None,
+    ) -> None:
+        self.header = header
+        self.load_model = load_model
+        self.progress = progress
+        self.workers = workers
+        self.load_dictionary = load_dictionary
+        self.digest = hashlib.sha256()
+        self.entries: list[IndexEntry] = []
+        self.stream = StreamReader()
+        #: coded_bytes stays 0: decoding reports no bits; model_symbols counts decoded ones.
+        self.done = Summary()
+        #: The decoding side's ENVIRONMENT, once a neural frame has been met.
+        self.environment: str | None = None
+        self.params: FrameParams | None = None
+
+    def frame(self, fh: FrameHeader, payload: bytes) -> Future[bytes]:
+        """The frame's bytes, or the error decoding them, as a future."""
+        on_frame = (
+            frame_progress(self.progress, self.done, fh.raw_size, fh.symbols)
+            if self.workers is None
+            else None
+        )
+        return _decode_payload(self.header, fh, payload, self._neural, on_frame, self.stream)
+
+    def _frame_params(self, model: ModelIdentity) -> FrameParams:
+        if self.params is None:
+            header, dictionary = self.header, None
             if header.dict_id is not None:
-                if load_dictionary is None:
+                if self.load_dictionary is None:
                     raise DictionaryError(
                         f"file needs dictionary {header.dict_id.hex()}: give it with --dict FILE"
                     )
-                dictionary = load_dictionary(header.dict_id)
-            params = decoding_params(header, model, dictionary)
-        return params
+                dictionary = self.load_dictionary(header.dict_id)
+            self.params = decoding_params(header, model, dictionary)
+        return self.params
 
-    def neural(symbols: int, payload: bytes, frame_progress: Progress | None) -> Future[bytes]:
-        nonlocal environment
-        if workers is not None:
-            if environment is None:
-                workers.check(header)
-                environment = workers.environment
-            return workers.decode(frame_params(workers.model), symbols, payload)
-        model = load_model(header)
-        environment = model.environment
-        coded = frame_params(ModelIdentity.of(model))
-        return done_future(decode_text(coded, symbols, payload, model, frame_progress))
+    def _neural(self, symbols: int, payload: bytes, frame_progress: Progress | None) -> Future[bytes]:
+        if self.workers is not None:
+            if self.environment is None:
+                self.workers.check(self.header)
+                self.environment = self.workers.environment
+            return self.workers.decode(self._frame_params(self.workers.model), symbols, payload)
+        model = self.load_model(self.header)
+        self.environment = model.environment
+        params = self._frame_params(ModelIdentity.of(model))
+        return done_future(decode_text(params, symbols, payload, model, frame_progress))
 
-    def finished(fh: FrameHeader, future: Future[bytes], single: SingleFrame | None = None) -> bytes:
-        number = len(entries) + 1
-        backend = _backend_hint(header, environment)
+    def finished(self, fh: FrameHeader, future: Future[bytes], single: SingleFrame | None = None) -> bytes:
+        """The frame's bytes, once its checksum matched; a named error otherwise."""
+        header, number = self.header, len(self.entries) + 1
+        backend = _backend_hint(header, self.environment)
         # A file of one frame has no checksum of its own to tell damage from a wrong
         # model; a version-2 one not even its payload's size to tell a cut: say so.
         damaged = ""
         if single is not None:
-            damaged = (
-                " (the file is truncated or damaged)" if _cut_unseen(header) else " (the file is damaged)"
-            )
+            damaged = f" (the file is {'truncated or ' if _cut_unseen(header) else ''}damaged)"
         try:
             data = future.result()
         except CoderError as exc:
@@ -160,48 +209,23 @@ def iter_decoded_frames(
                 other = "the model or llama.cpp build differs from the encoder's"
                 hint = backend or (f"{damaged[:-1]}, or {other})" if single is not None else f" ({other}?)")
             raise ChecksumError(f"frame {number}: decoded bytes do not match the checksum{hint}")
-        digest.update(data)
-        done.raw_bytes += len(data)
-        done.model_symbols += fh.symbols
-        entries.append(IndexEntry(fh.type, fh.raw_size, fh.payload_size))
-        if progress is not None:
-            progress(ProgressInfo(done.raw_bytes, done.model_symbols, 0.0))
+        self.digest.update(data)
+        self.done.raw_bytes += len(data)
+        self.done.model_symbols += fh.symbols
+        self.entries.append(IndexEntry(fh.type, fh.raw_size, fh.payload_size))
+        if self.progress is not None:
+            self.progress(ProgressInfo(self.done.raw_bytes, self.done.model_symbols, 0.0))
         return data
 
-    if header.single != FrameType.END:  # a compact file of one frame: no frame header, no index
-        one = SingleFrame.read(src, header, header_bytes)
-        fh = one.header
-        progress = _with_total(progress, fh.raw_size)
-        on_one = frame_progress(progress, done, fh.raw_size, fh.symbols) if workers is None else None
-        yield finished(fh, _decode_payload(header, fh, one.payload, neural, on_one, stream), one)
-        return
-    depth = workers.depth if workers is not None else 0
-    if ahead is not None and progress is not None:
-        progress = _failing_early(progress, ahead)
-    while True:
-        if ahead is not None:
-            ahead.raise_failure()
-        ftype = FrameHeader.read_type(src)
-        if ftype == FrameType.END:
-            break
-        fh = FrameHeader.read_after_type(src, ftype, header.frame_size)
-        payload = read_exact(src, fh.payload_size, "frame payload")
-        on_frame = frame_progress(progress, done, fh.raw_size, fh.symbols) if workers is None else None
-        pending.append((fh, _decode_payload(header, fh, payload, neural, on_frame, stream)))
-        while pending and (len(pending) > depth or pending[0][1].done()):
-            yield finished(*pending.popleft())
-    while pending:
-        yield finished(*pending.popleft())
-    trailer = Trailer.read_after_type(src)
-    total = done.raw_bytes
-    if trailer.entries != tuple(entries) or trailer.content_size != total:
-        raise FormatError("corrupt index: it does not describe the frames in the file")
-    if header.content_size is not None and header.content_size != total:
-        raise FormatError(f"corrupt file: header says {header.content_size} bytes, frames hold {total}")
-    if trailer.content_sha256_8 != digest.digest()[:8]:
-        raise ChecksumError("content checksum mismatch")
-    if src.read(1):
-        raise FormatError("unexpected data after the end of the file")
+    def check_end(self, trailer: Trailer) -> None:
+        """The index and the content checks, once every frame was handed out."""
+        total, header = self.done.raw_bytes, self.header
+        if trailer.entries != tuple(self.entries) or trailer.content_size != total:
+            raise FormatError("corrupt index: it does not describe the frames in the file")
+        if header.content_size is not None and header.content_size != total:
+            raise FormatError(f"corrupt file: header says {header.content_size} bytes, frames hold {total}")
+        if trailer.content_sha256_8 != self.digest.digest()[:8]:
+            raise ChecksumError("content checksum mismatch")
 
 
 def check_body(src: BinaryIO, header: Header) -> Trailer:
