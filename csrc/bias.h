@@ -28,8 +28,8 @@
 
 typedef struct nc_bias nc_bias;
 
-/* lr in (0, 4]; every b stays within [-limit, limit], limit in (0, 64];
- * scale_lr in [0, 4], 0: the scale stays 1. */
+/* Every b stays within [-limit, limit]; scale_lr 0: the scale stays 1. The
+ * bounds of lr, limit and scale_lr are nacrith/settings.py's (bias_*). */
 nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr);
 /* A head of arithmetic 2 only (the float values, no scale): a third of the
  * memory, for the ensemble's many context heads. nc_bias_values, nc_softmax

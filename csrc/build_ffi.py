@@ -3,7 +3,10 @@
 Run by setuptools through ``cffi_modules`` in setup.py, from the project root.
 """
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 from cffi import FFI
 
@@ -41,6 +44,52 @@ COMPILE_ARGS = [
     "-Wall",
     "-Wextra",
 ]
+
+
+def _hyperparameters() -> tuple:
+    """The ensemble's table (nacrith/settings.py HYPERPARAMETERS), read from its
+    file: the build runs before the package can be imported, and settings.py
+    imports only the standard library."""
+    path = Path(__file__).resolve().parent.parent / "nacrith" / "settings.py"
+    spec = importlib.util.spec_from_file_location("_nacrith_settings_for_build", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look a class's module up while making it
+    spec.loader.exec_module(module)
+    return module.HYPERPARAMETERS
+
+
+C_TYPES = {int: "uint32_t", float: "double"}
+
+
+def params_cdef(rows) -> str:
+    """The declarations of nc_ens_params and of the parts' own structs in it
+    (nc_ngram_params, nc_match_params), from the rows that name a C field, in
+    the table's order. They restate csrc/mix.h, ngram.h and match.h for cffi,
+    which checks them against the compiler's: a row without its C field fails
+    to compile, a C field without its row (or in another order) fails on the
+    first use of the struct ("wrong total size", "wrong offset")."""
+    parts: dict[str, list[str]] = {}
+    fields = ["uint32_t flags;"]
+    for row in rows:
+        if row.c_field is None:
+            continue
+        part, _, name = row.c_field.rpartition(".")
+        declaration = f"{C_TYPES[row.kind]} {name};"
+        if not part:
+            fields.append(declaration)
+            continue
+        if part not in parts:
+            parts[part] = []
+            fields.append(f"nc_{part}_params {part};")
+        parts[part].append(declaration)
+    structs = [(f"nc_{part}_params", members) for part, members in parts.items()]
+    structs.append(("nc_ens_params", fields))
+    return "".join(
+        "typedef struct {\n" + "".join(f"    {m}\n" for m in members) + f"}} {name};\n"
+        for name, members in structs
+    )
+
 
 CDEF = """
 int nc_abi_version(void);
@@ -82,13 +131,6 @@ typedef struct {
     double escape;
 } nc_sparse;
 
-typedef struct {
-    uint32_t min_order;
-    uint32_t max_order;
-    uint32_t table_bits;
-    uint32_t candidates;
-    uint32_t count_limit;
-} nc_ngram_params;
 typedef struct nc_ngram nc_ngram;
 int nc_ngram_check_params(const nc_ngram_params *params);
 nc_ngram *nc_ngram_new(const nc_ngram_params *params);
@@ -98,12 +140,6 @@ void nc_ngram_predict(nc_ngram *ng, nc_sparse *out);
 uint32_t nc_ngram_found_order(const nc_ngram *ng);
 int nc_ngram_update(nc_ngram *ng, uint32_t token);
 
-typedef struct {
-    uint32_t min_len;
-    uint32_t hash_bits;
-    uint32_t history_bits;
-    uint32_t rate_limit;
-} nc_match_params;
 typedef struct nc_match nc_match;
 int nc_match_check_params(const nc_match_params *params);
 nc_match *nc_match_new(const nc_match_params *params);
@@ -125,23 +161,6 @@ int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *
                uint32_t *top);
 int nc_bias_update(nc_bias *b, const double *base, const float *logits, double inv_temp, uint32_t token);
 
-typedef struct {
-    uint32_t flags;
-    nc_ngram_params ngram;
-    nc_match_params match;
-    double bias_lr, bias_limit;
-    double mixer_lr, mixer_limit;
-    double apm_rate;
-    uint32_t skip_min_len;
-    double skip_confidence;
-    uint32_t skip_warmup;
-    double skip_agree;
-    uint32_t skip_solo_min_len;
-    double skip_solo_confidence;
-    double bias_scale_lr;
-    uint32_t bias_contexts;
-    double bias_context_lr;
-} nc_ens_params;
 typedef struct nc_ens nc_ens;
 int nc_ens_check_params(const nc_ens_params *params);
 nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
@@ -225,7 +244,7 @@ nc_ens *nc_lanes_ensemble(nc_lanes *ln);
 """
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(params_cdef(_hyperparameters()) + CDEF)
 ffibuilder.set_source(
     "nacrith._ext",
     "".join(

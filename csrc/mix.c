@@ -72,22 +72,7 @@ int nc_ens_check_params(const nc_ens_params *p) {
     if (!p || (p->flags & ~NC_ENS_ALL)) return NC_ERR_ARG;
     if ((p->flags & NC_ENS_NGRAM) && nc_ngram_check_params(&p->ngram) != NC_OK) return NC_ERR_ARG;
     if ((p->flags & NC_ENS_MATCH) && nc_match_check_params(&p->match) != NC_OK) return NC_ERR_ARG;
-    if ((p->flags & NC_ENS_BIAS) &&
-        (!(p->bias_lr > 0.0 && p->bias_lr <= 4.0) || !(p->bias_limit > 0.0 && p->bias_limit <= 64.0) ||
-         !(p->bias_scale_lr >= 0.0 && p->bias_scale_lr <= 4.0)))
-        return NC_ERR_ARG;
-    if (!(p->mixer_lr > 0.0 && p->mixer_lr <= 1.0) || !(p->mixer_limit > 0.0 && p->mixer_limit <= 32.0))
-        return NC_ERR_ARG;
-    if ((p->flags & NC_ENS_APM) && !(p->apm_rate > 0.0 && p->apm_rate <= 1.0)) return NC_ERR_ARG;
-    if (p->bias_contexts > 65535 || (p->bias_contexts && !(p->bias_context_lr > 0.0 && p->bias_context_lr <= 4.0)))
-        return NC_ERR_ARG;
-    if (p->flags & NC_ENS_SKIP) {
-        if (!(p->flags & NC_ENS_MATCH) || p->skip_min_len < p->match.min_len) return NC_ERR_ARG;
-        if (!(p->skip_confidence > 0.0 && p->skip_confidence < 1.0)) return NC_ERR_ARG;
-        if (!(p->skip_agree >= 0.0 && p->skip_agree < 1.0)) return NC_ERR_ARG;
-        if (p->skip_solo_min_len && p->skip_solo_min_len < p->match.min_len) return NC_ERR_ARG;
-        if (!(p->skip_solo_confidence > 0.0 && p->skip_solo_confidence < 1.0)) return NC_ERR_ARG;
-    }
+    if ((p->flags & NC_ENS_SKIP) && !(p->flags & NC_ENS_MATCH)) return NC_ERR_ARG; /* the skip reads the match */
     return NC_OK;
 }
 

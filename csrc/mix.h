@@ -70,24 +70,37 @@
 
 typedef struct {
     uint32_t flags;
+    /* The hyperparameters, one per row of nacrith/settings.py's table (which
+     * gives their bounds and the header's defaults), in its order: cffi checks
+     * this struct against the declaration csrc/build_ffi.py makes from it. */
     nc_ngram_params ngram;
     nc_match_params match;
     double bias_lr, bias_limit;
-    double mixer_lr, mixer_limit; /* (0, 1], (0, 32] */
-    double apm_rate;              /* (0, 1] */
-    uint32_t skip_min_len;        /* >= match.min_len */
-    double skip_confidence;       /* (0, 1) */
-    uint32_t skip_warmup;         /* tokens of a frame before the first skip */
-    double skip_agree;            /* [0, 1): least n-gram probability of the match's token; 0: not asked */
-    uint32_t skip_solo_min_len;   /* 0: no solo rule, else >= match.min_len */
-    double skip_solo_confidence;  /* (0, 1) */
-    double bias_scale_lr;         /* [0, 4]: the bias head's learned scale of the logits; 0: none */
+    double bias_scale_lr;         /* the bias head's learned scale of the logits; 0: none */
     uint32_t bias_contexts;       /* context heads besides the bias head (at most, see below); 0: none */
-    double bias_context_lr;       /* (0, 4]: their learning rate */
+    double bias_context_lr;       /* their learning rate */
+    double mixer_lr, mixer_limit;
+    double apm_rate;
+    uint32_t skip_min_len;        /* >= match.min_len */
+    double skip_confidence;
+    uint32_t skip_warmup;         /* tokens of a frame before the first skip */
+    double skip_agree;            /* least n-gram probability of the match's token; 0: not asked */
+    uint32_t skip_solo_min_len;   /* 0: no solo rule, else >= match.min_len */
+    double skip_solo_confidence;
 } nc_ens_params;
 
 typedef struct nc_ens nc_ens;
 
+/* NC_OK for parameters an ensemble can be made of safely: the switches known,
+ * the skip with the match model it reads, and each part's own check. Only
+ * what memory safety needs is checked in C (an array's bound, an allocation's
+ * size: the rows marked c_checked); the bounds of every hyperparameter are
+ * the Python table's, which every value from a user or a file passes first.
+ * These few checks are written by hand next to what they guard, so the C
+ * reads and builds alone, and tests/test_ensemble_table.py holds them to the
+ * table (just inside the bounds accepted, just outside refused, no other
+ * bound restated), rather than generated from the table at build time: a
+ * generator would put six comparisons behind a step of the build. */
 int nc_ens_check_params(const nc_ens_params *params);
 nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
 /* An ensemble shared by n_lanes streams (the lanes of a frame), in arithmetic

@@ -24,6 +24,7 @@ from nacrith.errors import FormatError, TruncatedError, UnsupportedVersionError
 from nacrith.settings import (
     ARITHMETICS,
     ENSEMBLE_LAYOUT,
+    HYPERPARAMETERS,
     LEGACY_CODING,
     SWITCHES,
     Coding,
@@ -283,89 +284,25 @@ def _varint_from(data: bytes, what: str) -> int:
 
 #: Ensemble parameter block (docs/format.md, ENSEMBLE): the layout, the switches,
 #: then only the settings that differ from the layout's defaults, each as its
-#: index among the settings (one byte) and its value in the setting's format.
-#: A layout is a frozen table of defaults: it never changes once files exist,
-#: so it is written out here rather than taken from EnsembleSettings, whose
-#: defaults (what ``nacrith compress`` uses) may move. A setting added later
+#: tag (one byte) and its value in the setting's format: both from the
+#: setting's row of settings.HYPERPARAMETERS, as are the layouts' defaults.
+#: A layout is a frozen column of that table: it never changes once files
+#: exist, whatever ``nacrith compress`` comes to use. A setting added later
 #: gets, in the existing layouts, the default that gives the behaviour of
 #: files made before it existed. When compress's defaults have moved far from
 #: the newest layout, a new layout with them as defaults keeps the default
 #: header at 2 bytes (layout 2: 23 bytes of overrides of layout 1 became 0).
 #: Writers use the newest layout; readers know every one.
-_SETTING_FORMATS = {
-    "ngram_min_order": "B",
-    "ngram_max_order": "B",
-    "ngram_table_bits": "B",
-    "ngram_candidates": "B",
-    "ngram_count_limit": "H",
-    "match_min_len": "B",
-    "match_hash_bits": "B",
-    "match_history_bits": "B",
-    "match_rate_limit": "H",
-    "bias_lr": "f",
-    "bias_limit": "f",
-    "mixer_lr": "f",
-    "mixer_limit": "f",
-    "apm_rate": "f",
-    "skip_min_len": "H",
-    "skip_confidence": "f",
-    "skip_warmup": "I",
-    "skip_batch": "H",
-    "skip_agree": "f",
-    "skip_solo_min_len": "H",
-    "skip_solo_confidence": "f",
-    "bias_scale_lr": "f",
-    "bias_contexts": "H",
-    "bias_context_lr": "f",
-}
-_SETTING_NAMES = tuple(_SETTING_FORMATS)
-_LAYOUT_1: dict[str, int | float] = {
-    "ngram_min_order": 1,
-    "ngram_max_order": 4,
-    "ngram_table_bits": 18,
-    "ngram_candidates": 8,
-    "ngram_count_limit": 255,
-    "match_min_len": 6,
-    "match_hash_bits": 20,
-    "match_history_bits": 22,
-    "match_rate_limit": 1023,
-    "bias_lr": 0.5,
-    "bias_limit": 8.0,
-    "mixer_lr": 0.02,
-    "mixer_limit": 8.0,
-    "apm_rate": 0.005,
-    "skip_min_len": 24,
-    "skip_confidence": 0.98,
-    "skip_warmup": 256,
-    "skip_batch": 32,
-    "skip_agree": 0.0,  # files made before the n-gram agreement existed
-    "skip_solo_min_len": 0,  # files made before the solo rule existed
-    "skip_solo_confidence": 0.98,
-    "bias_scale_lr": 0.0,  # files made before the learned scale existed
-    "bias_contexts": 0,  # files made before the context heads existed
-    "bias_context_lr": 0.25,
-}
-_LAYOUTS: dict[int, dict[str, int | float]] = {
-    1: _LAYOUT_1,
-    2: {
-        **_LAYOUT_1,
-        "ngram_min_order": 2,
-        "skip_min_len": 16,
-        "skip_confidence": 0.9,
-        "skip_agree": 0.9,
-        "skip_solo_min_len": 24,
-        "bias_scale_lr": 0.05,
-    },
-}
+_BY_TAG = {row.tag: row for row in sorted(HYPERPARAMETERS, key=lambda row: row.tag)}
+_LAYOUTS = range(1, ENSEMBLE_LAYOUT + 1)
 
 
 def _layout_values(layout: int) -> dict[str, int | float]:
     """Every setting at the layout's default, floats at header precision."""
-    floats = {name for name, fmt in _SETTING_FORMATS.items() if fmt == "f"}
-    return {name: float32(value) if name in floats else value for name, value in _LAYOUTS[layout].items()}
-
-
-assert max(_LAYOUTS) == ENSEMBLE_LAYOUT, "writers use the newest layout"
+    return {
+        row.name: float32(row.layouts[layout - 1]) if row.kind is float else int(row.layouts[layout - 1])
+        for row in HYPERPARAMETERS
+    }
 
 
 def pack_ensemble(settings: EnsembleSettings) -> bytes:
@@ -375,10 +312,10 @@ def pack_ensemble(settings: EnsembleSettings) -> bytes:
     flags = sum(1 << i for i, name in enumerate(SWITCHES) if getattr(settings, name))
     out = bytearray([settings.layout, flags])
     defaults = _layout_values(settings.layout)
-    for index, name in enumerate(_SETTING_NAMES):
-        value = getattr(settings, name)
-        if value != defaults[name]:
-            out += bytes([index]) + struct.pack("<" + _SETTING_FORMATS[name], value)
+    for tag, row in _BY_TAG.items():
+        value = getattr(settings, row.name)
+        if value != defaults[row.name]:
+            out += bytes([tag]) + struct.pack("<" + row.wire, value)
     return bytes(out)
 
 
@@ -400,17 +337,17 @@ def unpack_ensemble(data: bytes) -> EnsembleSettings:
     pos = 2
     last = -1
     while pos < len(data):
-        index = data[pos]
-        if index >= len(_SETTING_NAMES):
-            raise UnsupportedVersionError(f"file needs ensemble setting {index}, unknown to this nacrith")
-        if index <= last:
+        tag = data[pos]
+        if tag not in _BY_TAG:
+            raise UnsupportedVersionError(f"file needs ensemble setting {tag}, unknown to this nacrith")
+        if tag <= last:
             raise FormatError("corrupt file header: ensemble settings out of order")
-        last = index
-        name = _SETTING_NAMES[index]
-        fmt = struct.Struct("<" + _SETTING_FORMATS[name])
+        last = tag
+        row = _BY_TAG[tag]
+        fmt = struct.Struct("<" + row.wire)
         if pos + 1 + fmt.size > len(data):
             raise FormatError("corrupt file header: ensemble setting cut short")
-        values[name] = fmt.unpack_from(data, pos + 1)[0]
+        values[row.name] = fmt.unpack_from(data, pos + 1)[0]
         pos += 1 + fmt.size
     try:
         return EnsembleSettings(layout=layout, **values)
