@@ -17,6 +17,8 @@ SOURCES = [
     "csrc/match.c",
     "csrc/bias.c",
     "csrc/mix.c",
+    "csrc/mix_double.c",
+    "csrc/mix_float32.c",
     "csrc/vec.c",
     "csrc/lanes.c",
     "csrc/log.c",
@@ -105,7 +107,6 @@ typedef struct nc_decoder nc_decoder;
 nc_encoder *nc_encoder_new(void);
 void nc_encoder_free(nc_encoder *enc);
 int nc_encoder_encode(nc_encoder *enc, const uint32_t *cdf, uint32_t nsym, uint32_t sym);
-int nc_encoder_encode_range(nc_encoder *enc, uint32_t low, uint32_t freq);
 int nc_encoder_finish(nc_encoder *enc);
 size_t nc_encoder_size(const nc_encoder *enc);
 const uint8_t *nc_encoder_data(const nc_encoder *enc);
@@ -116,7 +117,6 @@ int nc_decoder_decode(nc_decoder *dec, const uint32_t *cdf, uint32_t nsym, uint3
 int nc_decoder_check_end(const nc_decoder *dec);
 
 double nc_exp(double x);
-double nc_log(double x);
 int nc_cdf_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, double inv_temp,
                        uint32_t *cdf, int64_t prob_of, double *prob_out);
 int nc_encode_logits(nc_encoder *enc, const float *logits, uint32_t n_logits, uint32_t n_extra,
@@ -132,7 +132,6 @@ typedef struct {
 } nc_sparse;
 
 typedef struct nc_ngram nc_ngram;
-int nc_ngram_check_params(const nc_ngram_params *params);
 nc_ngram *nc_ngram_new(const nc_ngram_params *params);
 void nc_ngram_free(nc_ngram *ng);
 void nc_ngram_reset(nc_ngram *ng);
@@ -141,7 +140,6 @@ uint32_t nc_ngram_found_order(const nc_ngram *ng);
 int nc_ngram_update(nc_ngram *ng, uint32_t token);
 
 typedef struct nc_match nc_match;
-int nc_match_check_params(const nc_match_params *params);
 nc_match *nc_match_new(const nc_match_params *params);
 void nc_match_free(nc_match *m);
 void nc_match_reset(nc_match *m);
@@ -163,7 +161,6 @@ int nc_bias_update(nc_bias *b, const double *base, const float *logits, double i
 
 typedef struct nc_ens nc_ens;
 int nc_ens_check_params(const nc_ens_params *params);
-nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
 void nc_ens_free(nc_ens *e);
 void nc_ens_reset(nc_ens *e);
 int nc_ens_needs_llm(const nc_ens *e);
@@ -179,11 +176,6 @@ typedef struct {
 } nc_region;
 uint32_t nc_ens_regions(nc_ens *e, nc_region *out, uint32_t max);
 int nc_ens_observe(nc_ens *e, const uint32_t *tokens, uint32_t n);
-
-int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
-                            float *w, uint32_t *freq, int64_t prob_of, double *prob_out);
-int nc_v2_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t sym);
-int nc_v2_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t *sym_out);
 
 typedef struct {
     int32_t *token;
@@ -230,9 +222,8 @@ nc_ens *nc_lanes_ensemble(nc_lanes *ln);
 #define NC_ENS_BIAS ...
 #define NC_ENS_SKIP ...
 #define NC_ENS_APM ...
-#define NC_NGRAM_MAX_ORDER ...
-#define NC_SPARSE_MAX ...
-#define NC_ABI_VERSION ...
+#define NC_ARITH_EXACT_DOUBLE ...
+#define NC_ARITH_FLOAT32 ...
 #define NC_CDF_BITS ...
 #define NC_CDF_TOTAL ...
 #define NC_MAX_SYMBOLS ...
@@ -248,8 +239,7 @@ ffibuilder.cdef(params_cdef(_hyperparameters()) + CDEF)
 ffibuilder.set_source(
     "nacrith._ext",
     "".join(
-        f'#include "{h}"\n'
-        for h in ("status.h", "coder.h", "cdf.h", "vec.h", "mix.h", "lanes.h", "log.h", "crash.h")
+        f'#include "{h}"\n' for h in ("status.h", "coder.h", "cdf.h", "mix.h", "lanes.h", "log.h", "crash.h")
     ),
     sources=SOURCES,
     include_dirs=["csrc"],  # relative: setuptools rejects absolute source paths

@@ -12,7 +12,7 @@
  * was wrong before (a cumulative exponential-weights mixer would need as many
  * tokens as it had lost for).
  *
- * Context heads (bias_contexts > 0, with the bias head, in arithmetic 2):
+ * Context heads (bias_contexts > 0, with the bias head, in NC_ARITH_FLOAT32):
  * heads of the same kind keyed on the stream's previous token modulo their
  * number, min(bias_contexts, max(1, NC_BIAS_CONTEXT_ENTRIES / n_vocab)) so
  * that they take at most 64 MB; the base uses the sum of the bias head's
@@ -46,8 +46,16 @@
  * A skipped token is mixed over a fallback base (the frame's adaptive
  * unigram counts) instead of the model's.
  *
- * Every float operation is in double, in a fixed order, with our own exp/log
- * (cdf.h): encoder and decoder compute bit-identical CDFs. */
+ * Arithmetics. Every float operation is in a fixed order, so encoder and
+ * decoder compute bit-identical CDFs, in one of two arithmetics, which the
+ * file names (docs/format.md, CODING):
+ *  - NC_ARITH_EXACT_DOUBLE (1): doubles with our own exp/log (cdf.h), the
+ *    cumulative CDF of cdf.c; files before CODING existed (mix_double.c,
+ *    frozen: it decodes them);
+ *  - NC_ARITH_FLOAT32 (2): the dense work over the vocabulary in float,
+ *    vectorised with the same bits at any width (vec.h; mix_float32.c).
+ * What they share (the experts, the weight sets, the APM, the learning) is
+ * written once, in mix.c. */
 #ifndef NC_MIX_H
 #define NC_MIX_H
 
@@ -64,6 +72,9 @@
 #define NC_ENS_SKIP 8u /* needs NC_ENS_MATCH */
 #define NC_ENS_APM 16u
 #define NC_ENS_ALL 31u
+
+#define NC_ARITH_EXACT_DOUBLE 1u
+#define NC_ARITH_FLOAT32 2u
 
 /* Most entries of all the context heads together (bias_contexts x n_vocab). */
 #define NC_BIAS_CONTEXT_ENTRIES (1u << 23)
@@ -102,13 +113,11 @@ typedef struct nc_ens nc_ens;
  * bound restated), rather than generated from the table at build time: a
  * generator would put six comparisons behind a step of the build. */
 int nc_ens_check_params(const nc_ens_params *params);
-nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
 /* An ensemble shared by n_lanes streams (the lanes of a frame), in arithmetic
- * 1 (cdf.h, double) or 2 (vec.h, float). Every lane keeps its own n-gram
- * context, match and skip decision; the counts, the match index, the bias
- * head, the mixer and the APM learn from every lane. The calls below act on
- * the current lane (nc_ens_set_lane; lane 0 after reset). With one lane and
- * arithmetic 1 this is nc_ens_new. */
+ * `arith` (NC_ARITH_*). Every lane keeps its own n-gram context, match and
+ * skip decision; the counts, the match index, the bias head, the mixer and
+ * the APM learn from every lane. The calls below act on the current lane
+ * (nc_ens_set_lane; lane 0 after reset). */
 nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp,
                          uint32_t n_lanes, uint32_t arith);
 int nc_ens_set_lane(nc_ens *e, uint32_t lane);

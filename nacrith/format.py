@@ -27,6 +27,7 @@ from nacrith.settings import (
     HYPERPARAMETERS,
     LEGACY_CODING,
     SWITCHES,
+    Arithmetic,
     Coding,
     EnsembleSettings,
     check_batch,
@@ -148,7 +149,7 @@ V2_NO_ENSEMBLE = b"\x00"
 V2_LANES = (16, 10240)
 #: A dictionary's frames are one stream: its learned state is one ensemble's.
 V2_LANES_DICT = (1, 0)
-V2_CODING = Coding(arith=2, shared=True)
+V2_CODING = Coding(arith=Arithmetic.FLOAT32, shared=True)
 #: The pinned build profile's environment (README, Quick start).
 V2_ENVIRONMENT = "0.3.36 cpu 2ce1275d avx2"
 

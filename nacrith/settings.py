@@ -14,6 +14,7 @@ package can be imported.
 
 from __future__ import annotations
 
+import enum
 import math
 import struct
 from dataclasses import dataclass, field, fields, replace
@@ -30,6 +31,7 @@ __all__ = [
     "MIN_CONTEXT",
     "SWITCHES",
     "WIRE_MAX",
+    "Arithmetic",
     "Bounds",
     "Coding",
     "EnsembleSettings",
@@ -59,10 +61,21 @@ ENSEMBLE_LAYOUT = 2
 SWITCHES = ("ngram", "match", "bias", "skip", "apm")
 
 
-#: The arithmetics a neural frame's probabilities can be computed in: 1, the
-#: double-precision path of the first files (csrc/cdf.h); 2, float written to
-#: vectorise with the same bits at any SIMD width (csrc/vec.h).
-ARITHMETICS = (1, 2)
+class Arithmetic(enum.IntEnum):
+    """The arithmetics a neural frame's probabilities can be computed in
+    (docs/format.md, CODING: the number is the file's). An IntEnum, so that
+    the number read from a file or given as an int is one."""
+
+    #: The double-precision path of the first files (csrc/cdf.h,
+    #: csrc/mix_double.c): frozen, the decoder of files made with it.
+    EXACT_DOUBLE = 1
+    #: Float, written to vectorise with the same bits at any SIMD width
+    #: (csrc/vec.h, csrc/mix_float32.c): what new files use.
+    FLOAT32 = 2
+
+
+#: Every arithmetic a reader knows.
+ARITHMETICS = tuple(Arithmetic)
 
 
 @dataclass(frozen=True)
@@ -70,19 +83,23 @@ class Coding:
     """How the streams of a neural frame are coded, besides the model and the
     ensemble's settings (docs/format.md, CODING)."""
 
-    #: The arithmetic of the CDF and the ensemble's dense work (ARITHMETICS).
-    arith: int = 2
+    #: The arithmetic of the CDF and the ensemble's dense work: an Arithmetic,
+    #: typed int so that an int read from a file or a dictionary is taken (and
+    #: made an Arithmetic).
+    arith: int = Arithmetic.FLOAT32
     #: The streams of a frame share one ensemble, which learns from all of them
     #: (each keeps its own contexts); else each stream has its own.
     shared: bool = True
 
     def __post_init__(self) -> None:
         if self.arith not in ARITHMETICS:
-            raise ValueError(f"arithmetic must be one of {ARITHMETICS}, not {self.arith}")
+            known = ", ".join(map(str, ARITHMETICS))
+            raise ValueError(f"arithmetic must be one of {known}, not {self.arith}")
+        object.__setattr__(self, "arith", Arithmetic(self.arith))
 
 
 #: What a file without a CODING parameter was coded with.
-LEGACY_CODING = Coding(arith=1, shared=False)
+LEGACY_CODING = Coding(arith=Arithmetic.EXACT_DOUBLE, shared=False)
 
 
 def float32(value: float) -> float:
