@@ -55,7 +55,7 @@ MAX_CONTEXT = 1 << 20
 #: Most streams one neural frame is split into: llama.cpp's sequence limit
 #: (LLAMA_MAX_SEQ), since each stream is a sequence of one context.
 MAX_LANES = 256
-#: The ensemble layout new files are packed in; format.py holds every layout's table.
+#: The ensemble layout new files are packed in; each hyperparameter's row holds its value in every layout.
 ENSEMBLE_LAYOUT = 2
 #: The ensemble's parts, in the order of their switch bits in the header.
 SWITCHES = ("ngram", "match", "bias", "skip", "apm")
