@@ -21,14 +21,13 @@ struct nc_bias {
     double *b;
     double *g2; /* sum of squared gradients of each entry */
     double scale_lr, scale, scale_g2;
-    /* Arithmetic 2 (vec.h): the same head in float. */
-    float *b2, *g22;
-    float scale2, scale2_g2;
+    /* The float32 arithmetic (vec.h): the same head in float. */
+    float *bf, *g2f;
+    float scale_f, scale_g2f;
 };
 
 static nc_bias *bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr, int with_double) {
-    if (!n_vocab || !(lr > 0.0 && lr <= 4.0) || !(limit > 0.0 && limit <= 64.0)) return NULL;
-    if (!(scale_lr >= 0.0 && scale_lr <= 4.0)) return NULL;
+    if (!n_vocab) return NULL; /* the rates' bounds are the table's (mix.h) */
     nc_bias *b = calloc(1, sizeof *b);
     if (!b) return NULL;
     b->n = n_vocab;
@@ -40,10 +39,10 @@ static nc_bias *bias_new(uint32_t n_vocab, double lr, double limit, double scale
         b->b = calloc(n_vocab, sizeof *b->b);
         b->g2 = calloc(n_vocab, sizeof *b->g2);
     }
-    b->b2 = calloc(n_vocab, sizeof *b->b2);
-    b->g22 = calloc(n_vocab, sizeof *b->g22);
-    b->scale2 = 1.0f;
-    if ((with_double && (!b->b || !b->g2)) || !b->b2 || !b->g22) {
+    b->bf = calloc(n_vocab, sizeof *b->bf);
+    b->g2f = calloc(n_vocab, sizeof *b->g2f);
+    b->scale_f = 1.0f;
+    if ((with_double && (!b->b || !b->g2)) || !b->bf || !b->g2f) {
         nc_bias_free(b);
         return NULL;
     }
@@ -54,14 +53,14 @@ nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr)
     return bias_new(n_vocab, lr, limit, scale_lr, 1);
 }
 
-nc_bias *nc_bias_new2(uint32_t n_vocab, double lr, double limit) { return bias_new(n_vocab, lr, limit, 0.0, 0); }
+nc_bias *nc_bias_new_f32(uint32_t n_vocab, double lr, double limit) { return bias_new(n_vocab, lr, limit, 0.0, 0); }
 
 void nc_bias_free(nc_bias *b) {
     if (!b) return;
     free(b->b);
     free(b->g2);
-    free(b->b2);
-    free(b->g22);
+    free(b->bf);
+    free(b->g2f);
     free(b);
 }
 
@@ -72,31 +71,31 @@ void nc_bias_reset(nc_bias *b) {
     }
     b->scale = 1.0;
     b->scale_g2 = 0.0;
-    memset(b->b2, 0, b->n * sizeof *b->b2);
-    memset(b->g22, 0, b->n * sizeof *b->g22);
-    b->scale2 = 1.0f;
-    b->scale2_g2 = 0.0f;
+    memset(b->bf, 0, b->n * sizeof *b->bf);
+    memset(b->g2f, 0, b->n * sizeof *b->g2f);
+    b->scale_f = 1.0f;
+    b->scale_g2f = 0.0f;
 }
 
-const float *nc_bias_values2(const nc_bias *b) { return b->b2; }
+const float *nc_bias_values_f32(const nc_bias *b) { return b->bf; }
 
-float nc_bias_scale2(const nc_bias *b) { return b->scale2; }
+float nc_bias_scale_f32(const nc_bias *b) { return b->scale_f; }
 
-NC_VECTORISE int nc_bias_update2(nc_bias *b, const float *restrict w, float inv_sum, const float *restrict logits, float inv_temp,
+NC_VECTORISE int nc_bias_update_f32(nc_bias *b, const float *restrict w, float inv_sum, const float *restrict logits, float inv_temp,
                     uint32_t token) {
     if (!w || token >= b->n || !logits) return NC_ERR_ARG;
     const int learn_scale = b->scale_lr > 0.0;
     const float lr = (float)b->lr, lim = (float)b->limit, one = (float)NC_BIAS_G2_PRIOR;
-    float *restrict v = b->b2, *restrict g2 = b->g22;
+    float *restrict v = b->bf, *restrict g2 = b->g2f;
     /* Branch-free, so that it vectorises: where base is 0 the step is exactly 0
      * (g2 += 0, v -= 0), as arithmetic 1's skip. Every entry steps as if it were
      * not the token; the token's entry is then stepped again from its saved value. */
     const float v_token = v[token], g2_token = g2[token];
-    float part[NC_V2_PARTS] = {0};
+    float part[NC_F32_PARTS] = {0};
     const size_t n = b->n;
     size_t i = 0;
-    for (; i + NC_V2_PARTS <= n; i += NC_V2_PARTS)
-        for (size_t j = 0; j < NC_V2_PARTS; j++) {
+    for (; i + NC_F32_PARTS <= n; i += NC_F32_PARTS)
+        for (size_t j = 0; j < NC_F32_PARTS; j++) {
             float g = w[i + j] * inv_sum;
             float x = logits[i + j];
             part[j] += g * ((x - x == 0.0f) ? x * inv_temp : 0.0f);
@@ -108,7 +107,7 @@ NC_VECTORISE int nc_bias_update2(nc_bias *b, const float *restrict w, float inv_
     for (; i < n; i++) {
         float g = w[i] * inv_sum;
         float x = logits[i];
-        part[i % NC_V2_PARTS] += g * ((x - x == 0.0f) ? x * inv_temp : 0.0f);
+        part[i % NC_F32_PARTS] += g * ((x - x == 0.0f) ? x * inv_temp : 0.0f);
         float s = g2[i] + g * g;
         g2[i] = s;
         float y = v[i] - lr * g / sqrtf(one + s);
@@ -123,12 +122,12 @@ NC_VECTORISE int nc_bias_update2(nc_bias *b, const float *restrict w, float inv_
     }
     float x = logits[token];
     if (learn_scale && x - x == 0.0f) {
-        for (size_t width = NC_V2_PARTS / 2; width >= 1; width /= 2)
+        for (size_t width = NC_F32_PARTS / 2; width >= 1; width /= 2)
             for (size_t j = 0; j < width; j++) part[j] += part[j + width];
         float g = part[0] - x * inv_temp;
-        b->scale2_g2 += g * g;
-        float y = b->scale2 - (float)b->scale_lr * g / sqrtf(one + b->scale2_g2);
-        b->scale2 = y < (float)NC_SCALE_MIN ? (float)NC_SCALE_MIN : y > (float)NC_SCALE_MAX ? (float)NC_SCALE_MAX : y;
+        b->scale_g2f += g * g;
+        float y = b->scale_f - (float)b->scale_lr * g / sqrtf(one + b->scale_g2f);
+        b->scale_f = y < (float)NC_SCALE_MIN ? (float)NC_SCALE_MIN : y > (float)NC_SCALE_MAX ? (float)NC_SCALE_MAX : y;
     }
     return NC_OK;
 }
@@ -211,17 +210,17 @@ int nc_bias_update(nc_bias *b, const double *base, const float *logits, double i
 }
 
 uint32_t nc_bias_regions(nc_bias *b, nc_region *out, uint32_t max, uint32_t n) {
-    if (!b->b) { /* a head of arithmetic 2 only: its values and gradient sums */
-        n = nc_region_add(out, max, n, b->b2, b->n * sizeof *b->b2);
-        return nc_region_add(out, max, n, b->g22, b->n * sizeof *b->g22);
+    if (!b->b) { /* a head of the float32 arithmetic only: its values and gradient sums */
+        n = nc_region_add(out, max, n, b->bf, b->n * sizeof *b->bf);
+        return nc_region_add(out, max, n, b->g2f, b->n * sizeof *b->g2f);
     }
     n = nc_region_add(out, max, n, b->b, b->n * sizeof *b->b);
     n = nc_region_add(out, max, n, b->g2, b->n * sizeof *b->g2);
     n = nc_region_add(out, max, n, &b->scale, sizeof b->scale);
     n = nc_region_add(out, max, n, &b->scale_g2, sizeof b->scale_g2);
-    n = nc_region_add(out, max, n, b->b2, b->n * sizeof *b->b2);
-    n = nc_region_add(out, max, n, b->g22, b->n * sizeof *b->g22);
-    n = nc_region_add(out, max, n, &b->scale2, sizeof b->scale2);
-    n = nc_region_add(out, max, n, &b->scale2_g2, sizeof b->scale2_g2);
+    n = nc_region_add(out, max, n, b->bf, b->n * sizeof *b->bf);
+    n = nc_region_add(out, max, n, b->g2f, b->n * sizeof *b->g2f);
+    n = nc_region_add(out, max, n, &b->scale_f, sizeof b->scale_f);
+    n = nc_region_add(out, max, n, &b->scale_g2f, sizeof b->scale_g2f);
     return n;
 }

@@ -28,13 +28,13 @@
 
 typedef struct nc_bias nc_bias;
 
-/* lr in (0, 4]; every b stays within [-limit, limit], limit in (0, 64];
- * scale_lr in [0, 4], 0: the scale stays 1. */
+/* Every b stays within [-limit, limit]; scale_lr 0: the scale stays 1. The
+ * bounds of lr, limit and scale_lr are nacrith/settings.py's (bias_*). */
 nc_bias *nc_bias_new(uint32_t n_vocab, double lr, double limit, double scale_lr);
-/* A head of arithmetic 2 only (the float values, no scale): a third of the
+/* A head of the float32 arithmetic only (its float values, no scale): a third of the
  * memory, for the ensemble's many context heads. nc_bias_values, nc_softmax
  * and nc_bias_update must not be given it. */
-nc_bias *nc_bias_new2(uint32_t n_vocab, double lr, double limit);
+nc_bias *nc_bias_new_f32(uint32_t n_vocab, double lr, double limit);
 void nc_bias_free(nc_bias *b);
 void nc_bias_reset(nc_bias *b);
 /* The head's values, scales and gradient sums, appended to out from index n; the new count. */
@@ -50,12 +50,12 @@ int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *
  * from these logits (used only to learn the scale). */
 int nc_bias_update(nc_bias *b, const double *base, const float *logits, double inv_temp, uint32_t token);
 
-/* Arithmetic 2 (vec.h): the same head kept in float. The bias values and the
+/* The float32 arithmetic (NC_ARITH_FLOAT32, vec.h): the same head kept in float. The bias values and the
  * scale to apply (s = logits * inv_temp * scale + bias), and one step given the
  * unnormalised weights w (base = w * inv_sum) they produced from these logits. */
-const float *nc_bias_values2(const nc_bias *b);
-float nc_bias_scale2(const nc_bias *b);
-int nc_bias_update2(nc_bias *b, const float *w, float inv_sum, const float *logits, float inv_temp,
+const float *nc_bias_values_f32(const nc_bias *b);
+float nc_bias_scale_f32(const nc_bias *b);
+int nc_bias_update_f32(nc_bias *b, const float *w, float inv_sum, const float *logits, float inv_temp,
                     uint32_t token);
 
 #endif

@@ -3,7 +3,10 @@
 Run by setuptools through ``cffi_modules`` in setup.py, from the project root.
 """
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 from cffi import FFI
 
@@ -14,6 +17,8 @@ SOURCES = [
     "csrc/match.c",
     "csrc/bias.c",
     "csrc/mix.c",
+    "csrc/mix_double.c",
+    "csrc/mix_float32.c",
     "csrc/vec.c",
     "csrc/lanes.c",
     "csrc/log.c",
@@ -42,6 +47,52 @@ COMPILE_ARGS = [
     "-Wextra",
 ]
 
+
+def _hyperparameters() -> tuple:
+    """The ensemble's table (nacrith/settings.py HYPERPARAMETERS), read from its
+    file: the build runs before the package can be imported, and settings.py
+    imports only the standard library."""
+    path = Path(__file__).resolve().parent.parent / "nacrith" / "settings.py"
+    spec = importlib.util.spec_from_file_location("_nacrith_settings_for_build", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look a class's module up while making it
+    spec.loader.exec_module(module)
+    return module.HYPERPARAMETERS
+
+
+C_TYPES = {int: "uint32_t", float: "double"}
+
+
+def params_cdef(rows) -> str:
+    """The declarations of nc_ens_params and of the parts' own structs in it
+    (nc_ngram_params, nc_match_params), from the rows that name a C field, in
+    the table's order. They restate csrc/mix.h, ngram.h and match.h for cffi,
+    which checks them against the compiler's: a row without its C field fails
+    to compile, a C field without its row (or in another order) fails on the
+    first use of the struct ("wrong total size", "wrong offset")."""
+    parts: dict[str, list[str]] = {}
+    fields = ["uint32_t flags;"]
+    for row in rows:
+        if row.c_field is None:
+            continue
+        part, _, name = row.c_field.rpartition(".")
+        declaration = f"{C_TYPES[row.kind]} {name};"
+        if not part:
+            fields.append(declaration)
+            continue
+        if part not in parts:
+            parts[part] = []
+            fields.append(f"nc_{part}_params {part};")
+        parts[part].append(declaration)
+    structs = [(f"nc_{part}_params", members) for part, members in parts.items()]
+    structs.append(("nc_ens_params", fields))
+    return "".join(
+        "typedef struct {\n" + "".join(f"    {m}\n" for m in members) + f"}} {name};\n"
+        for name, members in structs
+    )
+
+
 CDEF = """
 int nc_abi_version(void);
 void nc_log_discard(int level, const char *text, void *user_data);
@@ -56,7 +107,6 @@ typedef struct nc_decoder nc_decoder;
 nc_encoder *nc_encoder_new(void);
 void nc_encoder_free(nc_encoder *enc);
 int nc_encoder_encode(nc_encoder *enc, const uint32_t *cdf, uint32_t nsym, uint32_t sym);
-int nc_encoder_encode_range(nc_encoder *enc, uint32_t low, uint32_t freq);
 int nc_encoder_finish(nc_encoder *enc);
 size_t nc_encoder_size(const nc_encoder *enc);
 const uint8_t *nc_encoder_data(const nc_encoder *enc);
@@ -67,7 +117,6 @@ int nc_decoder_decode(nc_decoder *dec, const uint32_t *cdf, uint32_t nsym, uint3
 int nc_decoder_check_end(const nc_decoder *dec);
 
 double nc_exp(double x);
-double nc_log(double x);
 int nc_cdf_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, double inv_temp,
                        uint32_t *cdf, int64_t prob_of, double *prob_out);
 int nc_encode_logits(nc_encoder *enc, const float *logits, uint32_t n_logits, uint32_t n_extra,
@@ -82,15 +131,7 @@ typedef struct {
     double escape;
 } nc_sparse;
 
-typedef struct {
-    uint32_t min_order;
-    uint32_t max_order;
-    uint32_t table_bits;
-    uint32_t candidates;
-    uint32_t count_limit;
-} nc_ngram_params;
 typedef struct nc_ngram nc_ngram;
-int nc_ngram_check_params(const nc_ngram_params *params);
 nc_ngram *nc_ngram_new(const nc_ngram_params *params);
 void nc_ngram_free(nc_ngram *ng);
 void nc_ngram_reset(nc_ngram *ng);
@@ -98,14 +139,7 @@ void nc_ngram_predict(nc_ngram *ng, nc_sparse *out);
 uint32_t nc_ngram_found_order(const nc_ngram *ng);
 int nc_ngram_update(nc_ngram *ng, uint32_t token);
 
-typedef struct {
-    uint32_t min_len;
-    uint32_t hash_bits;
-    uint32_t history_bits;
-    uint32_t rate_limit;
-} nc_match_params;
 typedef struct nc_match nc_match;
-int nc_match_check_params(const nc_match_params *params);
 nc_match *nc_match_new(const nc_match_params *params);
 void nc_match_free(nc_match *m);
 void nc_match_reset(nc_match *m);
@@ -125,26 +159,8 @@ int nc_softmax(const float *logits, uint32_t n, double inv_temp, const nc_bias *
                uint32_t *top);
 int nc_bias_update(nc_bias *b, const double *base, const float *logits, double inv_temp, uint32_t token);
 
-typedef struct {
-    uint32_t flags;
-    nc_ngram_params ngram;
-    nc_match_params match;
-    double bias_lr, bias_limit;
-    double mixer_lr, mixer_limit;
-    double apm_rate;
-    uint32_t skip_min_len;
-    double skip_confidence;
-    uint32_t skip_warmup;
-    double skip_agree;
-    uint32_t skip_solo_min_len;
-    double skip_solo_confidence;
-    double bias_scale_lr;
-    uint32_t bias_contexts;
-    double bias_context_lr;
-} nc_ens_params;
 typedef struct nc_ens nc_ens;
 int nc_ens_check_params(const nc_ens_params *params);
-nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
 void nc_ens_free(nc_ens *e);
 void nc_ens_reset(nc_ens *e);
 int nc_ens_needs_llm(const nc_ens *e);
@@ -160,11 +176,6 @@ typedef struct {
 } nc_region;
 uint32_t nc_ens_regions(nc_ens *e, nc_region *out, uint32_t max);
 int nc_ens_observe(nc_ens *e, const uint32_t *tokens, uint32_t n);
-
-int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
-                            float *w, uint32_t *freq, int64_t prob_of, double *prob_out);
-int nc_v2_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t sym);
-int nc_v2_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t *sym_out);
 
 typedef struct {
     int32_t *token;
@@ -211,9 +222,8 @@ nc_ens *nc_lanes_ensemble(nc_lanes *ln);
 #define NC_ENS_BIAS ...
 #define NC_ENS_SKIP ...
 #define NC_ENS_APM ...
-#define NC_NGRAM_MAX_ORDER ...
-#define NC_SPARSE_MAX ...
-#define NC_ABI_VERSION ...
+#define NC_ARITH_EXACT_DOUBLE ...
+#define NC_ARITH_FLOAT32 ...
 #define NC_CDF_BITS ...
 #define NC_CDF_TOTAL ...
 #define NC_MAX_SYMBOLS ...
@@ -225,12 +235,11 @@ nc_ens *nc_lanes_ensemble(nc_lanes *ln);
 """
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(params_cdef(_hyperparameters()) + CDEF)
 ffibuilder.set_source(
     "nacrith._ext",
     "".join(
-        f'#include "{h}"\n'
-        for h in ("status.h", "coder.h", "cdf.h", "vec.h", "mix.h", "lanes.h", "log.h", "crash.h")
+        f'#include "{h}"\n' for h in ("status.h", "coder.h", "cdf.h", "mix.h", "lanes.h", "log.h", "crash.h")
     ),
     sources=SOURCES,
     include_dirs=["csrc"],  # relative: setuptools rejects absolute source paths

@@ -28,7 +28,7 @@ struct nc_lanes {
     uint32_t *sym;
     uint64_t n_sym;
     uint32_t *cdf;
-    float *w; /* arithmetic 2 scratch */
+    float *w; /* NC_ARITH_FLOAT32 scratch */
     nc_batch b;
     int decoding, started, finished;
     /* this step's plan: which lanes feed, in lane order */
@@ -40,7 +40,7 @@ struct nc_lanes {
 
 nc_lanes *nc_lanes_new(const nc_lanes_config *config) {
     const nc_lanes_config *c = config;
-    if (!c || c->n_lanes < 1 || c->n_lanes > NC_MATCH_MAX_LANES || (c->arith != 1 && c->arith != 2)) return NULL;
+    if (!c || c->n_lanes < 1 || c->n_lanes > NC_MATCH_MAX_LANES || (c->arith != NC_ARITH_EXACT_DOUBLE && c->arith != NC_ARITH_FLOAT32)) return NULL;
     if (!c->n_vocab || (uint64_t)c->n_vocab + c->n_extra > NC_MAX_SYMBOLS) return NULL;
     if (!(c->inv_temp > 0.0) || c->inv_temp == INFINITY) return NULL;
     if (c->batch < 1 || c->slide < c->batch || c->context < c->slide + 2 || c->start_token < 0) return NULL;
@@ -199,17 +199,17 @@ int nc_lanes_begin_decode(nc_lanes *ln, const uint8_t *const *payloads, const si
 static int code_llm(nc_lanes *ln, lane *l, const float *logits, uint32_t *sym, uint32_t *freq, double *prob) {
     const nc_lanes_config *c = &ln->c;
     int st;
-    if (c->arith == 1) {
+    if (c->arith == NC_ARITH_EXACT_DOUBLE) {
         if (ln->decoding) return nc_decode_logits(l->dec, logits, c->n_vocab, c->n_extra, c->inv_temp, ln->cdf, sym, freq);
         return nc_encode_logits(l->enc, logits, c->n_vocab, c->n_extra, c->inv_temp, ln->cdf, *sym, freq, prob);
     }
     uint32_t nsym = c->n_vocab + c->n_extra;
     uint32_t *freqs = ln->cdf + 1;
-    st = nc_v2_freqs_from_logits(logits, c->n_vocab, c->n_extra, (float)c->inv_temp, ln->w, freqs,
-                                 ln->decoding ? -1 : (int64_t)*sym, prob);
+    st = nc_f32_freqs_from_logits(logits, c->n_vocab, c->n_extra, (float)c->inv_temp, ln->w, freqs,
+                                  ln->decoding ? -1 : (int64_t)*sym, prob);
     if (st != NC_OK) return st;
-    if (ln->decoding) st = nc_v2_decode(l->dec, freqs, nsym, sym);
-    else st = nc_v2_encode(l->enc, freqs, nsym, *sym);
+    if (ln->decoding) st = nc_f32_decode(l->dec, freqs, nsym, sym);
+    else st = nc_f32_encode(l->enc, freqs, nsym, *sym);
     if (st == NC_OK) *freq = freqs[*sym];
     return st;
 }

@@ -39,7 +39,7 @@ typedef struct {
     uint32_t n_lanes;     /* streams of the frame, 1..256 */
     uint32_t n_vocab, n_extra;
     double inv_temp;
-    uint32_t arith;       /* 1: cdf.h (double), 2: vec.h */
+    uint32_t arith;       /* NC_ARITH_EXACT_DOUBLE (cdf.h) or NC_ARITH_FLOAT32 (vec.h) */
     const nc_ens_params *ensemble; /* NULL: the language model alone */
     int shared;           /* one ensemble for all streams */
     uint32_t batch;       /* tokens one stream feeds the model at once, <= slide */

@@ -32,10 +32,8 @@ struct nc_match {
 };
 
 int nc_match_check_params(const nc_match_params *p) {
-    if (!p || p->min_len < 1 || p->min_len > 64) return NC_ERR_ARG;
-    if (p->hash_bits < 8 || p->hash_bits > 26) return NC_ERR_ARG;
+    if (!p || p->hash_bits < 8 || p->hash_bits > 26) return NC_ERR_ARG;
     if (p->history_bits < 10 || p->history_bits > 30) return NC_ERR_ARG;
-    if (p->rate_limit < 2 || p->rate_limit > 65535) return NC_ERR_ARG;
     return NC_OK;
 }
 

@@ -22,15 +22,18 @@
 #define NC_MATCH_BUCKETS 24
 #define NC_MATCH_MAX_LANES 256
 
+/* Bounds: nacrith/settings.py's table (rows match_*), in this order. */
 typedef struct {
-    uint32_t min_len;      /* 1..64 tokens hashed to find a candidate */
-    uint32_t hash_bits;    /* 8..26 */
-    uint32_t history_bits; /* 10..30: tokens remembered */
-    uint32_t rate_limit;   /* 2..65535: the hit rate averages over at most this many events */
+    uint32_t min_len;      /* tokens hashed to find a candidate */
+    uint32_t hash_bits;    /* 2^hash_bits entries in the hash table */
+    uint32_t history_bits; /* 2^history_bits tokens remembered */
+    uint32_t rate_limit;   /* the hit rate averages over at most this many events */
 } nc_match_params;
 
 typedef struct nc_match nc_match;
 
+/* NC_OK for parameters the tables can be made of safely: their sizes within
+ * what an allocation can hold; the table's bounds for them (mix.h). */
 int nc_match_check_params(const nc_match_params *params);
 nc_match *nc_match_new(const nc_match_params *params);
 /* A model shared by n_lanes streams (lanes of a frame): one hash table and one

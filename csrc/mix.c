@@ -1,3 +1,7 @@
+/* The ensemble's steps that both arithmetics share, written once: the lanes,
+ * the experts, the weight sets, the APM, the learning and the skip decision.
+ * Each arithmetic's own work (the base, the mixture's mass, the coder's table)
+ * is in its file: mix_double.c and mix_float32.c (mix_state.h). */
 #include "mix.h"
 
 #include <math.h>
@@ -5,89 +9,13 @@
 #include <string.h>
 
 #include "cdf.h"
-#include "vec.h"
-
-/* Match lengths grouped for choosing weight sets and APM tables:
- * none, < 8, < 16, < 32, >= 32 tokens. */
-#define MATCH_GROUPS 5
-/* APM: 33 interpolation points over stretch(p) in [-12, 12]. */
-#define APM_POINTS 33
-#define APM_RANGE 12.0
-/* Output = (p + 3 * apm(p)) / 4: the table refines, the input anchors it while it learns. */
-#define APM_KEEP 0.25
-/* Skipped tokens: base(t) = (count(t) + FALLBACK_PSEUDO) / (tokens + FALLBACK_PSEUDO * n_vocab). */
-#define FALLBACK_PSEUDO 0.125
-/* The APM is not applied when the candidate's probability is this close to 1. */
-#define APM_MIN_REST 1e-12
-
-#define MAX_EXPERTS (1 + NC_NGRAM_MAX_ORDER + 1)
-
-struct nc_ens {
-    nc_ens_params p;
-    uint32_t n_vocab, n_extra;
-    double inv_temp;
-    uint32_t arith; /* 1: double (cdf.h), 2: float, vectorisable (vec.h) */
-    /* Lanes sharing this ensemble: each keeps its n-gram context, its match and
-     * its skip decision; everything learned is shared. */
-    uint32_t n_lanes, lane;
-    nc_ngram_context *lane_ctx; /* the current lane's slot holds nothing */
-    uint8_t *lane_skip;
-    uint32_t *lane_prev; /* each lane's previous token; the current lane's is prev */
-    uint32_t prev;
-    nc_ngram *ng;
-    nc_match *mt;
-    nc_bias *bias;
-    uint32_t n_heads; /* context heads */
-    nc_bias **heads;
-    float *bsum;   /* this step's bias: the bias head's plus its context head's */
-    uint32_t head; /* this step's context head */
-    uint32_t n_orders; /* n-gram experts */
-    uint32_t n_experts; /* base + n-gram orders + match */
-    nc_sparse ex[MAX_EXPERTS]; /* ex[0] unused (the base) */
-    double *base, *mix; /* arithmetic 1 */
-    float *wt;          /* arithmetic 2: unnormalised base weights, base = wt / wt_sum */
-    float wt_sum;
-    double base_mass; /* this step's mixer weight of the base, all escapes included */
-    uint32_t *cdf;
-    /* mixer */
-    uint32_t n_sets;
-    double *v;
-    /* APM */
-    uint32_t n_apm;
-    double *apm;
-    /* fallback base for skipped tokens */
-    uint32_t *uni;
-    uint64_t tokens;
-    int skip_next;
-    int experts_ready; /* ex[] already predicted from the current state (by ngram_agrees) */
-    /* this step */
-    const float *logits; /* NULL when skipping */
-    int skipping;
-    uint32_t set, apm_ctx, apm_j, cand;
-    double w[MAX_EXPERTS], sum, apm_frac, apm_out, cand_in, scale_other;
-    int apm_used;
-};
+#include "mix_state.h"
 
 int nc_ens_check_params(const nc_ens_params *p) {
     if (!p || (p->flags & ~NC_ENS_ALL)) return NC_ERR_ARG;
     if ((p->flags & NC_ENS_NGRAM) && nc_ngram_check_params(&p->ngram) != NC_OK) return NC_ERR_ARG;
     if ((p->flags & NC_ENS_MATCH) && nc_match_check_params(&p->match) != NC_OK) return NC_ERR_ARG;
-    if ((p->flags & NC_ENS_BIAS) &&
-        (!(p->bias_lr > 0.0 && p->bias_lr <= 4.0) || !(p->bias_limit > 0.0 && p->bias_limit <= 64.0) ||
-         !(p->bias_scale_lr >= 0.0 && p->bias_scale_lr <= 4.0)))
-        return NC_ERR_ARG;
-    if (!(p->mixer_lr > 0.0 && p->mixer_lr <= 1.0) || !(p->mixer_limit > 0.0 && p->mixer_limit <= 32.0))
-        return NC_ERR_ARG;
-    if ((p->flags & NC_ENS_APM) && !(p->apm_rate > 0.0 && p->apm_rate <= 1.0)) return NC_ERR_ARG;
-    if (p->bias_contexts > 65535 || (p->bias_contexts && !(p->bias_context_lr > 0.0 && p->bias_context_lr <= 4.0)))
-        return NC_ERR_ARG;
-    if (p->flags & NC_ENS_SKIP) {
-        if (!(p->flags & NC_ENS_MATCH) || p->skip_min_len < p->match.min_len) return NC_ERR_ARG;
-        if (!(p->skip_confidence > 0.0 && p->skip_confidence < 1.0)) return NC_ERR_ARG;
-        if (!(p->skip_agree >= 0.0 && p->skip_agree < 1.0)) return NC_ERR_ARG;
-        if (p->skip_solo_min_len && p->skip_solo_min_len < p->match.min_len) return NC_ERR_ARG;
-        if (!(p->skip_solo_confidence > 0.0 && p->skip_solo_confidence < 1.0)) return NC_ERR_ARG;
-    }
+    if ((p->flags & NC_ENS_SKIP) && !(p->flags & NC_ENS_MATCH)) return NC_ERR_ARG; /* the skip reads the match */
     return NC_OK;
 }
 
@@ -140,14 +68,14 @@ int nc_ens_set_lane(nc_ens *e, uint32_t lane) {
     return NC_OK;
 }
 
-nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp) {
-    return nc_ens_new_lanes(params, n_vocab, n_extra, inv_temp, 1, 1);
+static const nc_ens_arithmetic *arithmetic(uint32_t arith) {
+    return arith == NC_ARITH_EXACT_DOUBLE ? &nc_ens_exact_double : arith == NC_ARITH_FLOAT32 ? &nc_ens_float32 : NULL;
 }
 
 nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp,
                          uint32_t n_lanes, uint32_t arith) {
     if (nc_ens_check_params(params) != NC_OK) return NULL;
-    if (n_lanes < 1 || n_lanes > NC_MATCH_MAX_LANES || (arith != 1 && arith != 2)) return NULL;
+    if (n_lanes < 1 || n_lanes > NC_MATCH_MAX_LANES || !arithmetic(arith)) return NULL;
     if (!n_vocab || (uint64_t)n_vocab + n_extra > NC_MAX_SYMBOLS) return NULL;
     if (!(inv_temp > 0.0) || inv_temp == INFINITY) return NULL;
     nc_ens *e = calloc(1, sizeof *e);
@@ -156,7 +84,7 @@ nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t
     e->n_vocab = n_vocab;
     e->n_extra = n_extra;
     e->inv_temp = inv_temp;
-    e->arith = arith;
+    e->arith = arithmetic(arith);
     e->n_lanes = n_lanes;
     uint32_t f = params->flags;
     int ok = 1;
@@ -171,25 +99,10 @@ nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t
         ok &= e->bias != NULL;
     }
     if (f & NC_ENS_SKIP) ok &= (e->uni = calloc(n_vocab, sizeof *e->uni)) != NULL;
-    if ((f & NC_ENS_BIAS) && arith == 2 && params->bias_contexts) {
-        uint32_t fit = NC_BIAS_CONTEXT_ENTRIES / n_vocab;
-        e->n_heads = params->bias_contexts < fit ? params->bias_contexts : fit ? fit : 1;
-        e->heads = calloc(e->n_heads, sizeof *e->heads);
-        e->bsum = malloc(n_vocab * sizeof *e->bsum);
-        ok &= e->heads && e->bsum;
-        for (uint32_t h = 0; ok && h < e->n_heads; h++)
-            ok &= (e->heads[h] = nc_bias_new2(n_vocab, params->bias_context_lr, params->bias_limit)) != NULL;
-    }
     e->n_experts = 1 + e->n_orders + (e->mt ? 1 : 0);
     e->n_sets = 2 * (e->n_orders + 1) * MATCH_GROUPS;
     e->n_apm = e->n_sets;
-    if (arith == 1) {
-        e->base = malloc(n_vocab * sizeof *e->base);
-        e->mix = malloc(n_vocab * sizeof *e->mix);
-        ok &= e->base && e->mix;
-    } else {
-        ok &= (e->wt = malloc(n_vocab * sizeof *e->wt)) != NULL;
-    }
+    ok &= e->arith->alloc(e);
     e->lane_ctx = calloc(n_lanes, sizeof *e->lane_ctx);
     e->lane_skip = calloc(n_lanes, 1);
     e->lane_prev = calloc(n_lanes, sizeof *e->lane_prev);
@@ -257,9 +170,83 @@ static double stretch(double num, double den) {
     return s < -APM_RANGE ? -APM_RANGE : s > APM_RANGE ? APM_RANGE : s;
 }
 
-/* Everything up to the CDF: experts, base, mixture, APM, quantisation. */
+uint32_t nc_ens_fallback_top(const nc_ens *e) {
+    uint32_t top = 0, best = 0;
+    for (uint32_t i = 0; i < e->n_vocab; i++)
+        if (e->uni[i] > best) {
+            best = e->uni[i];
+            top = i;
+        }
+    return top;
+}
+
+/* The weights of the set chosen by the mode, the highest n-gram order seen
+ * (found) and the match's length group; the base's among them, all escapes
+ * included, in e->base_mass. */
+static void weigh(nc_ens *e, uint32_t found, uint32_t group) {
+    /* (Measured: also keying the sets on the base's confidence or on a
+     * deterministic n-gram context spreads the learning too thin and costs bits.) */
+    e->set = ((e->skipping ? e->n_orders + 1 : 0) + found) * MATCH_GROUPS + group;
+    const double *v = &e->v[e->set * e->n_experts];
+    double wsum = 0.0;
+    for (uint32_t i = 0; i < e->n_experts; i++) {
+        e->w[i] = nc_exp(v[i] - e->p.mixer_limit); /* v <= limit: the exponent is <= 0 */
+        wsum += e->w[i];
+    }
+    double a = 0.0;
+    for (uint32_t i = 0; i < e->n_experts; i++) {
+        e->w[i] /= wsum;
+        a += i ? e->w[i] * e->ex[i].escape : e->w[i];
+    }
+    e->base_mass = a;
+}
+
+/* APM on one candidate: the match's prediction, else the mixture's top token
+ * (the base's top, or a named one of more mass). Sets the scale of every other
+ * token's mass to the coder's spare frequency. */
+static void refine(nc_ens *e, const nc_sparse *match, uint32_t top) {
+    const double sum = e->sum;
+    const uint32_t spare = NC_CDF_TOTAL - e->n_vocab - e->n_extra;
+    e->apm_used = 0;
+    e->scale_other = (double)spare / sum;
+    if (!(e->p.flags & NC_ENS_APM)) return;
+    uint32_t cand = top;
+    if (match && match->n) {
+        cand = match->tok[0];
+    } else {
+        double best = e->arith->mass(e, cand);
+        for (uint32_t i = 1; i < e->n_experts; i++)
+            for (uint32_t k = 0; k < e->ex[i].n; k++) {
+                uint32_t t = e->ex[i].tok[k];
+                double m = e->arith->mass(e, t);
+                if (m > best || (m == best && t < cand)) {
+                    cand = t;
+                    best = m;
+                }
+            }
+    }
+    double mc = e->arith->mass(e, cand);
+    double rest = sum - mc;
+    if (!(rest > APM_MIN_REST * sum)) return;
+    e->apm_ctx = e->set;
+    double x = (stretch(mc, sum) + APM_RANGE) * ((APM_POINTS - 1) / (2.0 * APM_RANGE));
+    uint32_t j = (uint32_t)x;
+    if (j > APM_POINTS - 2) j = APM_POINTS - 2;
+    double frac = x - (double)j;
+    const double *t = &e->apm[e->apm_ctx * APM_POINTS];
+    double out = t[j] * (1.0 - frac) + t[j + 1] * frac;
+    double pc = APM_KEEP * (mc / sum) + (1.0 - APM_KEEP) * out;
+    e->cand = cand;
+    e->apm_j = j;
+    e->apm_frac = frac;
+    e->apm_out = out;
+    e->cand_in = pc;
+    e->scale_other = (double)spare * (1.0 - pc) / rest;
+    e->apm_used = 1;
+}
+
+/* Everything up to the coder's table: experts, base, weights, mixture, APM, quantisation. */
 static int predict(nc_ens *e, const float *logits) {
-    const uint32_t V = e->n_vocab;
     e->skipping = e->skip_next;
     if (e->skipping ? logits != NULL : logits == NULL) return NC_ERR_ARG;
     e->logits = logits;
@@ -278,128 +265,20 @@ static int predict(nc_ens *e, const float *logits) {
     }
     e->experts_ready = 0;
 
-    /* Base distribution and its top token. */
     uint32_t top = 0;
-    if (!e->skipping) {
-        int st = nc_softmax(logits, V, e->inv_temp, e->bias, e->base, &top);
-        if (st != NC_OK) return st;
-    } else {
-        double den = (double)e->tokens + FALLBACK_PSEUDO * (double)V;
-        uint32_t best = 0;
-        for (uint32_t i = 0; i < V; i++) {
-            e->base[i] = ((double)e->uni[i] + FALLBACK_PSEUDO) / den;
-            if (e->uni[i] > best) {
-                best = e->uni[i];
-                top = i;
-            }
-        }
-    }
-
-    /* Weights of the chosen set. */
-    /* (Measured: also keying the sets on the base's confidence or on a
-     * deterministic n-gram context spreads the learning too thin and costs bits.) */
-    e->set = ((e->skipping ? e->n_orders + 1 : 0) + found) * MATCH_GROUPS + group;
-    const double *v = &e->v[e->set * e->n_experts];
-    double wsum = 0.0;
-    for (uint32_t i = 0; i < e->n_experts; i++) {
-        e->w[i] = nc_exp(v[i] - e->p.mixer_limit); /* v <= limit: the exponent is <= 0 */
-        wsum += e->w[i];
-    }
-    double a = 0.0;
-    for (uint32_t i = 0; i < e->n_experts; i++) {
-        e->w[i] /= wsum;
-        a += i ? e->w[i] * e->ex[i].escape : e->w[i];
-    }
-
-    /* Mixture: A * base, plus the named candidates. */
-    double sum = 0.0;
-    for (uint32_t i = 0; i < V; i++) {
-        e->mix[i] = a * e->base[i];
-        sum += e->mix[i];
-    }
-    for (uint32_t i = 1; i < e->n_experts; i++)
-        for (uint32_t k = 0; k < e->ex[i].n; k++) {
-            double add = e->w[i] * e->ex[i].p[k];
-            e->mix[e->ex[i].tok[k]] += add;
-            sum += add;
-        }
-    e->sum = sum;
-
-    /* APM on one candidate: the match's prediction, else the mixture's top token. */
-    e->apm_used = 0;
-    e->scale_other = (double)(NC_CDF_TOTAL - V - e->n_extra) / sum;
-    if (e->p.flags & NC_ENS_APM) {
-        uint32_t cand = top;
-        if (match && match->n) {
-            cand = match->tok[0];
-        } else {
-            for (uint32_t i = 1; i < e->n_experts; i++)
-                for (uint32_t k = 0; k < e->ex[i].n; k++) {
-                    uint32_t t = e->ex[i].tok[k];
-                    if (e->mix[t] > e->mix[cand] || (e->mix[t] == e->mix[cand] && t < cand)) cand = t;
-                }
-        }
-        double rest = sum - e->mix[cand];
-        if (rest > APM_MIN_REST * sum) {
-            e->apm_ctx = e->set;
-            double x = (stretch(e->mix[cand], sum) + APM_RANGE) * ((APM_POINTS - 1) / (2.0 * APM_RANGE));
-            uint32_t j = (uint32_t)x;
-            if (j > APM_POINTS - 2) j = APM_POINTS - 2;
-            double frac = x - (double)j;
-            const double *t = &e->apm[e->apm_ctx * APM_POINTS];
-            double out = t[j] * (1.0 - frac) + t[j + 1] * frac;
-            double pin = e->mix[cand] / sum;
-            double pc = APM_KEEP * pin + (1.0 - APM_KEEP) * out;
-            e->cand = cand;
-            e->apm_j = j;
-            e->apm_frac = frac;
-            e->apm_out = out;
-            e->cand_in = pc;
-            e->scale_other = (double)(NC_CDF_TOTAL - V - e->n_extra) * (1.0 - pc) / rest;
-            e->apm_used = 1;
-        }
-    }
-
-    /* Quantise: 1 + floor(q * spare) each, the remainder to the first largest. */
-    const uint32_t spare = NC_CDF_TOTAL - V - e->n_extra;
-    const uint32_t nsym = V + e->n_extra;
-    uint32_t *cdf = e->cdf;
-    uint64_t total = 0;
-    uint32_t big = 0, big_f = 0;
-    cdf[0] = 0;
-    const int apm = e->apm_used;
-    const uint32_t cand = e->cand;
-    for (uint32_t i = 0; i < V; i++) {
-        /* The candidate's own scale would overflow when the rest is tiny: it has its own value. */
-        double q = (apm && i == cand) ? e->cand_in * (double)spare : e->mix[i] * e->scale_other;
-        uint32_t f = 1 + (uint32_t)q;
-        cdf[i + 1] = f;
-        total += f;
-        if (f > big_f) {
-            big_f = f;
-            big = i;
-        }
-    }
-    for (uint32_t i = V; i < nsym; i++) {
-        cdf[i + 1] = 1;
-        total++;
-    }
-    if (total <= NC_CDF_TOTAL) {
-        cdf[big + 1] += (uint32_t)(NC_CDF_TOTAL - total);
-    } else {
-        uint64_t excess = total - NC_CDF_TOTAL;
-        if (cdf[big + 1] <= excess) return NC_ERR_ARG;
-        cdf[big + 1] -= (uint32_t)excess;
-    }
-    for (uint32_t i = 0; i < nsym; i++) cdf[i + 1] += cdf[i];
-    return cdf[nsym] == NC_CDF_TOTAL ? NC_OK : NC_ERR_ARG;
+    int st = e->arith->base(e, &top);
+    if (st != NC_OK) return st;
+    weigh(e, found, group);
+    e->sum = e->arith->total(e);
+    refine(e, match, top);
+    return e->arith->quantise(e, top);
 }
 
 /* The unquantised probability the coder used for sym. */
 static double final_prob(const nc_ens *e, uint32_t sym) {
     if (sym >= e->n_vocab) return 0.0;
     if (e->apm_used && sym == e->cand) return e->cand_in;
-    return e->mix[sym] * e->scale_other / (double)(NC_CDF_TOTAL - e->n_vocab - e->n_extra);
+    return e->arith->mass(e, sym) * e->scale_other / (double)(NC_CDF_TOTAL - e->n_vocab - e->n_extra);
 }
 
 /* Mixer and APM: learn from the coded token, given its mixture probability
@@ -447,201 +326,31 @@ static void learn_models(nc_ens *e, uint32_t sym) {
 /* Learn from the coded token and decide about the next one. */
 static void update(nc_ens *e, uint32_t sym) {
     if (sym >= e->n_vocab) return; /* escapes are outside every model */
-    learn_mixer(e, sym, e->mix[sym] / e->sum, e->base[sym]);
-    if (e->bias && !e->skipping) nc_bias_update(e->bias, e->base, e->logits, e->inv_temp, sym);
-    learn_models(e, sym);
-}
-
-/* --- arithmetic 2 (vec.h) ------------------------------------------------------
- * The same model as above; only the dense work changes. The base stays
- * unnormalised (wt, summing to wt_sum), so the mixture of a token is
- * a * wt[t] / wt_sum plus its named candidates' mass, and only the few named
- * tokens are computed one by one: every other token's frequency is
- * 1 + floor(wt[t] * k) for one k, in one vectorisable pass. */
-
-/* The mixture's (unnormalised) mass of token t. */
-static double mix2(const nc_ens *e, uint32_t t) {
-    double m = e->base_mass * ((double)e->wt[t] / (double)e->wt_sum);
-    for (uint32_t i = 1; i < e->n_experts; i++) m += e->w[i] * nc_sparse_get(&e->ex[i], t);
-    return m;
-}
-
-static int predict2(nc_ens *e, const float *logits) {
-    const uint32_t V = e->n_vocab;
-    e->skipping = e->skip_next;
-    if (e->skipping ? logits != NULL : logits == NULL) return NC_ERR_ARG;
-    e->logits = logits;
-
-    uint32_t found = 0, group = 0;
-    nc_sparse *match = e->mt ? &e->ex[e->n_experts - 1] : NULL;
-    if (e->ng) {
-        if (!e->experts_ready) nc_ngram_predict(e->ng, &e->ex[1]);
-        uint32_t order = nc_ngram_found_order(e->ng);
-        found = order ? order - e->p.ngram.min_order + 1 : 0;
-    }
-    if (match) {
-        if (!e->experts_ready) nc_match_predict(e->mt, match);
-        group = match_group(nc_match_length(e->mt));
-    }
-    e->experts_ready = 0;
-
-    /* Base weights and their top token. */
-    uint32_t top = 0;
-    if (!e->skipping) {
-        float scale = (float)e->inv_temp * (e->bias ? nc_bias_scale2(e->bias) : 1.0f);
-        const float *bias = e->bias ? nc_bias_values2(e->bias) : NULL;
-        if (e->n_heads) {
-            e->head = e->prev % e->n_heads;
-            const float *c = nc_bias_values2(e->heads[e->head]);
-            for (uint32_t i = 0; i < V; i++) e->bsum[i] = bias[i] + c[i];
-            bias = e->bsum;
-        }
-        e->wt_sum = nc_v2_weights(logits, V, scale, bias, e->wt, &top);
-        if (!(e->wt_sum > 0.0f)) { /* nothing finite: uniform */
-            for (uint32_t i = 0; i < V; i++) e->wt[i] = 1.0f;
-            e->wt_sum = nc_v2_sum(e->wt, V);
-            top = 0;
-        }
-    } else {
-        uint32_t best = 0;
-        for (uint32_t i = 0; i < V; i++) e->wt[i] = (float)e->uni[i] + (float)FALLBACK_PSEUDO;
-        for (uint32_t i = 0; i < V; i++)
-            if (e->uni[i] > best) {
-                best = e->uni[i];
-                top = i;
-            }
-        e->wt_sum = nc_v2_sum(e->wt, V);
-    }
-
-    e->set = ((e->skipping ? e->n_orders + 1 : 0) + found) * MATCH_GROUPS + group;
-    const double *v = &e->v[e->set * e->n_experts];
-    double wsum = 0.0;
-    for (uint32_t i = 0; i < e->n_experts; i++) {
-        e->w[i] = nc_exp(v[i] - e->p.mixer_limit);
-        wsum += e->w[i];
-    }
-    double a = 0.0;
-    for (uint32_t i = 0; i < e->n_experts; i++) {
-        e->w[i] /= wsum;
-        a += i ? e->w[i] * e->ex[i].escape : e->w[i];
-    }
-    e->base_mass = a;
-
-    /* The mixture's total: the base sums to 1, the candidates add theirs. */
-    double sum = a;
-    for (uint32_t i = 1; i < e->n_experts; i++)
-        for (uint32_t k = 0; k < e->ex[i].n; k++) sum += e->w[i] * e->ex[i].p[k];
-    e->sum = sum;
-
-    e->apm_used = 0;
-    const uint32_t spare = NC_CDF_TOTAL - V - e->n_extra;
-    e->scale_other = (double)spare / sum;
-    if (e->p.flags & NC_ENS_APM) {
-        uint32_t cand = top;
-        if (match && match->n) {
-            cand = match->tok[0];
-        } else {
-            double best = mix2(e, cand);
-            for (uint32_t i = 1; i < e->n_experts; i++)
-                for (uint32_t k = 0; k < e->ex[i].n; k++) {
-                    uint32_t t = e->ex[i].tok[k];
-                    double m = mix2(e, t);
-                    if (m > best || (m == best && t < cand)) {
-                        cand = t;
-                        best = m;
-                    }
-                }
-        }
-        double mc = mix2(e, cand);
-        double rest = sum - mc;
-        if (rest > APM_MIN_REST * sum) {
-            e->apm_ctx = e->set;
-            double x = (stretch(mc, sum) + APM_RANGE) * ((APM_POINTS - 1) / (2.0 * APM_RANGE));
-            uint32_t j = (uint32_t)x;
-            if (j > APM_POINTS - 2) j = APM_POINTS - 2;
-            double frac = x - (double)j;
-            const double *t = &e->apm[e->apm_ctx * APM_POINTS];
-            double out = t[j] * (1.0 - frac) + t[j + 1] * frac;
-            double pc = APM_KEEP * (mc / sum) + (1.0 - APM_KEEP) * out;
-            e->cand = cand;
-            e->apm_j = j;
-            e->apm_frac = frac;
-            e->apm_out = out;
-            e->cand_in = pc;
-            e->scale_other = (double)spare * (1.0 - pc) / rest;
-            e->apm_used = 1;
-        }
-    }
-
-    /* Quantise: every token in one pass, then the named ones (and the APM's)
-     * exactly. Frequencies, not cumulative: cdf[1 + i] is symbol i's. */
-    const uint32_t nsym = V + e->n_extra;
-    uint32_t *freq = e->cdf + 1;
-    float k = (float)(a / (double)e->wt_sum * e->scale_other);
-    uint64_t total = nc_v2_quantise(e->wt, V, k, freq);
-    for (uint32_t i = V; i < nsym; i++) freq[i] = 1;
-    total += e->n_extra;
-    uint32_t big = top, done[MAX_EXPERTS * NC_SPARSE_MAX + 1], n_done = 0;
-    for (uint32_t i = 0; i < e->n_experts; i++) {
-        uint32_t n = i ? e->ex[i].n : (e->apm_used ? 1 : 0);
-        for (uint32_t c = 0; c < n; c++) {
-            uint32_t t = i ? e->ex[i].tok[c] : e->cand;
-            int seen = 0;
-            for (uint32_t d = 0; d < n_done && !seen; d++) seen = done[d] == t;
-            if (seen) continue;
-            done[n_done++] = t;
-            double q = (e->apm_used && t == e->cand) ? e->cand_in * (double)spare : mix2(e, t) * e->scale_other;
-            uint32_t f = 1 + (uint32_t)q;
-            total = total - freq[t] + f;
-            freq[t] = f;
-            if (f > freq[big] || (f == freq[big] && t < big)) big = t;
-        }
-    }
-    return nc_v2_settle(freq, total, big);
-}
-
-static double final_prob2(const nc_ens *e, uint32_t sym) {
-    if (sym >= e->n_vocab) return 0.0;
-    if (e->apm_used && sym == e->cand) return e->cand_in;
-    return mix2(e, sym) * e->scale_other / (double)(NC_CDF_TOTAL - e->n_vocab - e->n_extra);
-}
-
-static void update2(nc_ens *e, uint32_t sym) {
-    if (sym >= e->n_vocab) return;
-    double inv_sum = 1.0 / (double)e->wt_sum;
-    learn_mixer(e, sym, mix2(e, sym) / e->sum, (double)e->wt[sym] * inv_sum);
-    if (e->bias && !e->skipping) {
-        nc_bias_update2(e->bias, e->wt, (float)inv_sum, e->logits, (float)e->inv_temp, sym);
-        if (e->n_heads)
-            nc_bias_update2(e->heads[e->head], e->wt, (float)inv_sum, e->logits, (float)e->inv_temp, sym);
-    }
+    learn_mixer(e, sym, e->arith->mass(e, sym) / e->sum, e->arith->base_prob(e, sym));
+    if (e->bias && !e->skipping) e->arith->learn_bias(e, sym);
     learn_models(e, sym);
 }
 
 int nc_ens_encode(nc_ens *e, nc_encoder *enc, const float *logits, uint32_t sym, uint32_t *freq_out,
                   double *prob_out) {
     if (sym >= e->n_vocab + e->n_extra) return NC_ERR_ARG;
-    int st = e->arith == 1 ? predict(e, logits) : predict2(e, logits);
+    int st = predict(e, logits);
     if (st != NC_OK) return st;
-    const uint32_t nsym = e->n_vocab + e->n_extra;
-    if (freq_out) *freq_out = e->arith == 1 ? e->cdf[sym + 1] - e->cdf[sym] : e->cdf[sym + 1];
-    if (prob_out) *prob_out = e->arith == 1 ? final_prob(e, sym) : final_prob2(e, sym);
-    st = e->arith == 1 ? nc_encoder_encode(enc, e->cdf, nsym, sym) : nc_v2_encode(enc, e->cdf + 1, nsym, sym);
+    if (freq_out) *freq_out = e->arith->freq(e, sym);
+    if (prob_out) *prob_out = final_prob(e, sym);
+    st = e->arith->encode(e, enc, sym);
     if (st != NC_OK) return st;
-    if (e->arith == 1) update(e, sym);
-    else update2(e, sym);
+    update(e, sym);
     return NC_OK;
 }
 
 int nc_ens_decode(nc_ens *e, nc_decoder *dec, const float *logits, uint32_t *sym_out, uint32_t *freq_out) {
-    int st = e->arith == 1 ? predict(e, logits) : predict2(e, logits);
+    int st = predict(e, logits);
     if (st != NC_OK) return st;
-    const uint32_t nsym = e->n_vocab + e->n_extra;
-    st = e->arith == 1 ? nc_decoder_decode(dec, e->cdf, nsym, sym_out) : nc_v2_decode(dec, e->cdf + 1, nsym, sym_out);
+    st = e->arith->decode(e, dec, sym_out);
     if (st != NC_OK) return st;
-    if (freq_out) *freq_out = e->arith == 1 ? e->cdf[*sym_out + 1] - e->cdf[*sym_out] : e->cdf[*sym_out + 1];
-    if (e->arith == 1) update(e, *sym_out);
-    else update2(e, *sym_out);
+    if (freq_out) *freq_out = e->arith->freq(e, *sym_out);
+    update(e, *sym_out);
     return NC_OK;
 }
 

@@ -12,7 +12,7 @@
  * was wrong before (a cumulative exponential-weights mixer would need as many
  * tokens as it had lost for).
  *
- * Context heads (bias_contexts > 0, with the bias head, in arithmetic 2):
+ * Context heads (bias_contexts > 0, with the bias head, in NC_ARITH_FLOAT32):
  * heads of the same kind keyed on the stream's previous token modulo their
  * number, min(bias_contexts, max(1, NC_BIAS_CONTEXT_ENTRIES / n_vocab)) so
  * that they take at most 64 MB; the base uses the sum of the bias head's
@@ -46,8 +46,16 @@
  * A skipped token is mixed over a fallback base (the frame's adaptive
  * unigram counts) instead of the model's.
  *
- * Every float operation is in double, in a fixed order, with our own exp/log
- * (cdf.h): encoder and decoder compute bit-identical CDFs. */
+ * Arithmetics. Every float operation is in a fixed order, so encoder and
+ * decoder compute bit-identical CDFs, in one of two arithmetics, which the
+ * file names (docs/format.md, CODING):
+ *  - NC_ARITH_EXACT_DOUBLE (1): doubles with our own exp/log (cdf.h), the
+ *    cumulative CDF of cdf.c; files before CODING existed (mix_double.c,
+ *    frozen: it decodes them);
+ *  - NC_ARITH_FLOAT32 (2): the dense work over the vocabulary in float,
+ *    vectorised with the same bits at any width (vec.h; mix_float32.c).
+ * What they share (the experts, the weight sets, the APM, the learning) is
+ * written once, in mix.c. */
 #ifndef NC_MIX_H
 #define NC_MIX_H
 
@@ -65,37 +73,51 @@
 #define NC_ENS_APM 16u
 #define NC_ENS_ALL 31u
 
+#define NC_ARITH_EXACT_DOUBLE 1u
+#define NC_ARITH_FLOAT32 2u
+
 /* Most entries of all the context heads together (bias_contexts x n_vocab). */
 #define NC_BIAS_CONTEXT_ENTRIES (1u << 23)
 
 typedef struct {
     uint32_t flags;
+    /* The hyperparameters, one per row of nacrith/settings.py's table (which
+     * gives their bounds and the header's defaults), in its order: cffi checks
+     * this struct against the declaration csrc/build_ffi.py makes from it. */
     nc_ngram_params ngram;
     nc_match_params match;
     double bias_lr, bias_limit;
-    double mixer_lr, mixer_limit; /* (0, 1], (0, 32] */
-    double apm_rate;              /* (0, 1] */
-    uint32_t skip_min_len;        /* >= match.min_len */
-    double skip_confidence;       /* (0, 1) */
-    uint32_t skip_warmup;         /* tokens of a frame before the first skip */
-    double skip_agree;            /* [0, 1): least n-gram probability of the match's token; 0: not asked */
-    uint32_t skip_solo_min_len;   /* 0: no solo rule, else >= match.min_len */
-    double skip_solo_confidence;  /* (0, 1) */
-    double bias_scale_lr;         /* [0, 4]: the bias head's learned scale of the logits; 0: none */
+    double bias_scale_lr;         /* the bias head's learned scale of the logits; 0: none */
     uint32_t bias_contexts;       /* context heads besides the bias head (at most, see below); 0: none */
-    double bias_context_lr;       /* (0, 4]: their learning rate */
+    double bias_context_lr;       /* their learning rate */
+    double mixer_lr, mixer_limit;
+    double apm_rate;
+    uint32_t skip_min_len;        /* >= match.min_len */
+    double skip_confidence;
+    uint32_t skip_warmup;         /* tokens of a frame before the first skip */
+    double skip_agree;            /* least n-gram probability of the match's token; 0: not asked */
+    uint32_t skip_solo_min_len;   /* 0: no solo rule, else >= match.min_len */
+    double skip_solo_confidence;
 } nc_ens_params;
 
 typedef struct nc_ens nc_ens;
 
+/* NC_OK for parameters an ensemble can be made of safely: the switches known,
+ * the skip with the match model it reads, and each part's own check. Only
+ * what memory safety needs is checked in C (an array's bound, an allocation's
+ * size: the rows marked c_checked); the bounds of every hyperparameter are
+ * the Python table's, which every value from a user or a file passes first.
+ * These few checks are written by hand next to what they guard, so the C
+ * reads and builds alone, and tests/test_ensemble_table.py holds them to the
+ * table (just inside the bounds accepted, just outside refused, no other
+ * bound restated), rather than generated from the table at build time: a
+ * generator would put six comparisons behind a step of the build. */
 int nc_ens_check_params(const nc_ens_params *params);
-nc_ens *nc_ens_new(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp);
 /* An ensemble shared by n_lanes streams (the lanes of a frame), in arithmetic
- * 1 (cdf.h, double) or 2 (vec.h, float). Every lane keeps its own n-gram
- * context, match and skip decision; the counts, the match index, the bias
- * head, the mixer and the APM learn from every lane. The calls below act on
- * the current lane (nc_ens_set_lane; lane 0 after reset). With one lane and
- * arithmetic 1 this is nc_ens_new. */
+ * `arith` (NC_ARITH_*). Every lane keeps its own n-gram context, match and
+ * skip decision; the counts, the match index, the bias head, the mixer and
+ * the APM learn from every lane. The calls below act on the current lane
+ * (nc_ens_set_lane; lane 0 after reset). */
 nc_ens *nc_ens_new_lanes(const nc_ens_params *params, uint32_t n_vocab, uint32_t n_extra, double inv_temp,
                          uint32_t n_lanes, uint32_t arith);
 int nc_ens_set_lane(nc_ens *e, uint32_t lane);

@@ -31,7 +31,6 @@ int nc_ngram_check_params(const nc_ngram_params *p) {
         return NC_ERR_ARG;
     if (p->table_bits < 8 || p->table_bits > 26) return NC_ERR_ARG;
     if (p->candidates < 1 || p->candidates > NC_SPARSE_MAX) return NC_ERR_ARG;
-    if (p->count_limit < 2 || p->count_limit > 65535) return NC_ERR_ARG;
     return NC_OK;
 }
 

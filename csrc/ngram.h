@@ -17,12 +17,13 @@
 
 #define NC_NGRAM_MAX_ORDER 8
 
+/* Bounds: nacrith/settings.py's table (rows ngram_*), in this order. */
 typedef struct {
-    uint32_t min_order;  /* 1..max_order */
-    uint32_t max_order;  /* ..NC_NGRAM_MAX_ORDER */
-    uint32_t table_bits; /* 8..26: slots per order */
-    uint32_t candidates; /* 1..NC_SPARSE_MAX continuations per context */
-    uint32_t count_limit; /* 2..65535: counts of a context are halved when one reaches it */
+    uint32_t min_order;
+    uint32_t max_order;   /* at most NC_NGRAM_MAX_ORDER */
+    uint32_t table_bits;  /* 2^table_bits slots per order */
+    uint32_t candidates;  /* continuations per context, at most NC_SPARSE_MAX */
+    uint32_t count_limit; /* counts of a context are halved when one reaches it (they are 16-bit) */
 } nc_ngram_params;
 
 typedef struct nc_ngram nc_ngram;
@@ -34,6 +35,9 @@ typedef struct {
     uint32_t n_ctx;
 } nc_ngram_context;
 
+/* NC_OK for parameters the tables can be made of safely: the orders within
+ * the context arrays, the candidates within a prediction, the slots within an
+ * allocation's size; the table's bounds for each of them (mix.h). */
 int nc_ngram_check_params(const nc_ngram_params *params);
 nc_ngram *nc_ngram_new(const nc_ngram_params *params);
 void nc_ngram_free(nc_ngram *ng);

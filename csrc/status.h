@@ -2,7 +2,7 @@
 #define NC_STATUS_H
 
 /* Bump when any exported signature or behaviour changes; nacrith/_native.py checks it. */
-#define NC_ABI_VERSION 9
+#define NC_ABI_VERSION 11
 
 enum nc_status {
     NC_OK = 0,

@@ -18,7 +18,8 @@ static inline float bits_to_float(uint32_t bits) {
     return f;
 }
 
-static inline float exp_v2(float x) {
+/* exp(x) for x in [NC_F32_CUTOFF, 0], in float, from + - * and an exact power of two. */
+static inline float exp_f32(float x) {
     /* Cody-Waite: x = k ln2 + r, |r| <= ln2 / 2, with ln2 split so that k * LN2_HI
      * is exact for |k| < 2^11; then a degree-6 Taylor polynomial (relative error
      * < 2e-7 on that interval) and an exact scale by 2^k, k in [-46, 0]. */
@@ -37,32 +38,30 @@ static inline float exp_v2(float x) {
     return p * bits_to_float((uint32_t)((int32_t)k + 127) << 23);
 }
 
-float nc_v2_exp(float x) { return exp_v2(x); }
-
 static float tree(float *part) {
-    for (int width = NC_V2_PARTS / 2; width >= 1; width /= 2)
+    for (int width = NC_F32_PARTS / 2; width >= 1; width /= 2)
         for (int j = 0; j < width; j++) part[j] += part[j + width];
     return part[0];
 }
 
-NC_VECTORISE float nc_v2_sum(const float *x, uint32_t n) {
-    float part[NC_V2_PARTS] = {0};
+NC_VECTORISE float nc_f32_sum(const float *x, uint32_t n) {
+    float part[NC_F32_PARTS] = {0};
     size_t i = 0;
-    for (; i + NC_V2_PARTS <= n; i += NC_V2_PARTS)
-        for (size_t j = 0; j < NC_V2_PARTS; j++) part[j] += x[i + j];
-    for (; i < n; i++) part[i % NC_V2_PARTS] += x[i];
+    for (; i + NC_F32_PARTS <= n; i += NC_F32_PARTS)
+        for (size_t j = 0; j < NC_F32_PARTS; j++) part[j] += x[i + j];
+    for (; i < n; i++) part[i % NC_F32_PARTS] += x[i];
     return tree(part);
 }
 
-NC_VECTORISE float nc_v2_weights(const float *restrict logits, uint32_t n, float scale, const float *restrict bias, float *restrict w,
+NC_VECTORISE float nc_f32_weights(const float *restrict logits, uint32_t n, float scale, const float *restrict bias, float *restrict w,
                     uint32_t *top) {
     /* Pass 1: scores into w, -inf for the non-finite ones (x - x is NaN exactly
      * for infinities and NaN), and their maximum, which is exact in any order. */
-    float part[NC_V2_PARTS];
-    for (size_t j = 0; j < NC_V2_PARTS; j++) part[j] = -INFINITY;
+    float part[NC_F32_PARTS];
+    for (size_t j = 0; j < NC_F32_PARTS; j++) part[j] = -INFINITY;
     size_t i = 0;
-    for (; i + NC_V2_PARTS <= n; i += NC_V2_PARTS)
-        for (size_t j = 0; j < NC_V2_PARTS; j++) {
+    for (; i + NC_F32_PARTS <= n; i += NC_F32_PARTS)
+        for (size_t j = 0; j < NC_F32_PARTS; j++) {
             float x = logits[i + j];
             float s = x * scale + (bias ? bias[i + j] : 0.0f);
             s = (x - x == 0.0f) ? s : -INFINITY;
@@ -74,10 +73,10 @@ NC_VECTORISE float nc_v2_weights(const float *restrict logits, uint32_t n, float
         float s = x * scale + (bias ? bias[i] : 0.0f);
         s = (x - x == 0.0f) ? s : -INFINITY;
         w[i] = s;
-        part[i % NC_V2_PARTS] = s > part[i % NC_V2_PARTS] ? s : part[i % NC_V2_PARTS];
+        part[i % NC_F32_PARTS] = s > part[i % NC_F32_PARTS] ? s : part[i % NC_F32_PARTS];
     }
     float max = -INFINITY;
-    for (size_t j = 0; j < NC_V2_PARTS; j++) max = part[j] > max ? part[j] : max;
+    for (size_t j = 0; j < NC_F32_PARTS; j++) max = part[j] > max ? part[j] : max;
     if (top) *top = 0;
     if (max == -INFINITY) {
         memset(w, 0, (size_t)n * sizeof *w);
@@ -91,31 +90,31 @@ NC_VECTORISE float nc_v2_weights(const float *restrict logits, uint32_t n, float
             }
     /* Pass 2: weights and their sum. The exponent is clamped before exp() so that
      * it never sees -inf; the clamped ones are then dropped. */
-    for (size_t j = 0; j < NC_V2_PARTS; j++) part[j] = 0.0f;
-    for (i = 0; i + NC_V2_PARTS <= n; i += NC_V2_PARTS)
-        for (size_t j = 0; j < NC_V2_PARTS; j++) {
+    for (size_t j = 0; j < NC_F32_PARTS; j++) part[j] = 0.0f;
+    for (i = 0; i + NC_F32_PARTS <= n; i += NC_F32_PARTS)
+        for (size_t j = 0; j < NC_F32_PARTS; j++) {
             float a = w[i + j] - max;
-            float e = exp_v2(a >= NC_V2_CUTOFF ? a : NC_V2_CUTOFF);
-            e = a >= NC_V2_CUTOFF ? e : 0.0f;
+            float e = exp_f32(a >= NC_F32_CUTOFF ? a : NC_F32_CUTOFF);
+            e = a >= NC_F32_CUTOFF ? e : 0.0f;
             w[i + j] = e;
             part[j] += e;
         }
     for (; i < n; i++) {
         float a = w[i] - max;
-        float e = exp_v2(a >= NC_V2_CUTOFF ? a : NC_V2_CUTOFF);
-        e = a >= NC_V2_CUTOFF ? e : 0.0f;
+        float e = exp_f32(a >= NC_F32_CUTOFF ? a : NC_F32_CUTOFF);
+        e = a >= NC_F32_CUTOFF ? e : 0.0f;
         w[i] = e;
-        part[i % NC_V2_PARTS] += e;
+        part[i % NC_F32_PARTS] += e;
     }
     return tree(part);
 }
 
-NC_VECTORISE uint64_t nc_v2_quantise(const float *restrict w, uint32_t n, float k, uint32_t *restrict freq) {
+NC_VECTORISE uint64_t nc_f32_quantise(const float *restrict w, uint32_t n, float k, uint32_t *restrict freq) {
     /* w * k <= 2^24 (w <= 1, k <= the spare mass): the conversion is exact truncation. */
-    uint32_t part[NC_V2_PARTS] = {0};
+    uint32_t part[NC_F32_PARTS] = {0};
     size_t i = 0;
-    for (; i + NC_V2_PARTS <= n; i += NC_V2_PARTS)
-        for (size_t j = 0; j < NC_V2_PARTS; j++) {
+    for (; i + NC_F32_PARTS <= n; i += NC_F32_PARTS)
+        for (size_t j = 0; j < NC_F32_PARTS; j++) {
             uint32_t v = 1u + (uint32_t)(int32_t)(w[i + j] * k);
             freq[i + j] = v;
             part[j] += v;
@@ -125,26 +124,26 @@ NC_VECTORISE uint64_t nc_v2_quantise(const float *restrict w, uint32_t n, float 
         freq[i] = 1u + (uint32_t)(int32_t)(w[i] * k);
         total += freq[i];
     }
-    for (size_t j = 0; j < NC_V2_PARTS; j++) total += part[j];
+    for (size_t j = 0; j < NC_F32_PARTS; j++) total += part[j];
     return total;
 }
 
-NC_VECTORISE uint64_t nc_v2_prefix(const uint32_t *freq, uint32_t n) {
+NC_VECTORISE uint64_t nc_f32_prefix(const uint32_t *freq, uint32_t n) {
     /* Integer sums are exact in any order; the partial sums only let it vectorise.
      * Each part sums at most n / 16 frequencies of a total of 2^24: no overflow. */
-    uint32_t part[NC_V2_PARTS] = {0};
+    uint32_t part[NC_F32_PARTS] = {0};
     size_t i = 0;
-    for (; i + NC_V2_PARTS <= n; i += NC_V2_PARTS)
-        for (size_t j = 0; j < NC_V2_PARTS; j++) part[j] += freq[i + j];
+    for (; i + NC_F32_PARTS <= n; i += NC_F32_PARTS)
+        for (size_t j = 0; j < NC_F32_PARTS; j++) part[j] += freq[i + j];
     uint64_t total = 0;
     for (; i < n; i++) total += freq[i];
-    for (size_t j = 0; j < NC_V2_PARTS; j++) total += part[j];
+    for (size_t j = 0; j < NC_F32_PARTS; j++) total += part[j];
     return total;
 }
 
-int nc_v2_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t sym) {
+int nc_f32_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t sym) {
     if (!freq || sym >= nsym) return NC_ERR_ARG;
-    uint64_t low = nc_v2_prefix(freq, sym);
+    uint64_t low = nc_f32_prefix(freq, sym);
     if (low + freq[sym] > NC_CDF_TOTAL) return NC_ERR_ARG;
     return nc_encoder_encode_range(enc, (uint32_t)low, freq[sym]);
 }
@@ -152,7 +151,7 @@ int nc_v2_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t 
 /* Symbols summed at once while looking for the decoded one. */
 #define DECODE_BLOCK 256
 
-int nc_v2_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t *sym_out) {
+int nc_f32_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t *sym_out) {
     if (!freq || !sym_out || nsym == 0) return NC_ERR_ARG;
     uint32_t target;
     int st = nc_decoder_target(dec, &target);
@@ -160,7 +159,7 @@ int nc_v2_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t 
     uint64_t low = 0;
     uint32_t i = 0;
     while (i + DECODE_BLOCK < nsym) {
-        uint64_t block = nc_v2_prefix(freq + i, DECODE_BLOCK);
+        uint64_t block = nc_f32_prefix(freq + i, DECODE_BLOCK);
         if (low + block > target) break;
         low += block;
         i += DECODE_BLOCK;
@@ -174,8 +173,8 @@ int nc_v2_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t 
     return nc_decoder_consume(dec, (uint32_t)low, freq[i]);
 }
 
-int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
-                            float *w, uint32_t *freq, int64_t prob_of, double *prob_out) {
+int nc_f32_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
+                             float *w, uint32_t *freq, int64_t prob_of, double *prob_out) {
     uint64_t nsym64 = (uint64_t)n_logits + n_extra;
     if (!freq || (n_logits > 0 && (!logits || !w)) || nsym64 == 0 || nsym64 > NC_MAX_SYMBOLS)
         return NC_ERR_ARG;
@@ -183,10 +182,10 @@ int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_e
     const uint32_t nsym = (uint32_t)nsym64;
     const uint32_t spare = NC_CDF_TOTAL - nsym;
     uint32_t top = 0;
-    float sum = n_logits ? nc_v2_weights(logits, n_logits, inv_temp, NULL, w, &top) : 0.0f;
+    float sum = n_logits ? nc_f32_weights(logits, n_logits, inv_temp, NULL, w, &top) : 0.0f;
     uint64_t total;
     if (sum > 0.0f) {
-        total = nc_v2_quantise(w, n_logits, (float)((double)spare / (double)sum), freq);
+        total = nc_f32_quantise(w, n_logits, (float)((double)spare / (double)sum), freq);
         for (uint32_t i = n_logits; i < nsym; i++) freq[i] = 1;
         total += n_extra;
     } else { /* nothing finite: uniform, the remainder to symbol 0 */
@@ -197,10 +196,10 @@ int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_e
     if (prob_out && prob_of >= 0)
         *prob_out = sum > 0.0f ? (prob_of < n_logits ? (double)w[prob_of] / (double)sum : 0.0)
                                : (prob_of < nsym ? 1.0 / nsym : 0.0);
-    return nc_v2_settle(freq, total, top);
+    return nc_f32_settle(freq, total, top);
 }
 
-int nc_v2_settle(uint32_t *freq, uint64_t total, uint32_t top) {
+int nc_f32_settle(uint32_t *freq, uint64_t total, uint32_t top) {
     if (total <= NC_CDF_TOTAL) {
         freq[top] += (uint32_t)(NC_CDF_TOTAL - total);
     } else {

@@ -1,13 +1,14 @@
-/* Arithmetic 2: the dense per-token work (softmax, quantisation, the bias
- * head's step) in float, written so that a compiler may vectorise it at any
- * width and still give the same bits everywhere.
+/* Arithmetic 2, NC_ARITH_FLOAT32 (the nc_f32_ functions): the dense
+ * per-token work (softmax, quantisation, the bias head's step) in float,
+ * written so that a compiler may vectorise it at any width and still give
+ * the same bits everywhere.
  *
  * Why it is deterministic:
  *  - every element is computed by the same sequence of IEEE-754 float
  *    operations (+ - * / sqrt, conversions), each correctly rounded, so a
  *    4-, 8- or 16-wide SIMD unit and a scalar one give the same result;
- *  - reductions use NC_V2_PARTS interleaved partial sums (element i goes to
- *    part i % NC_V2_PARTS) and then a fixed pairwise tree, so the order of
+ *  - reductions use NC_F32_PARTS interleaved partial sums (element i goes to
+ *    part i % NC_F32_PARTS) and then a fixed pairwise tree, so the order of
  *    additions never depends on how the loop is compiled;
  *  - integer sums and the maximum are exact whatever their order;
  *  - built with -ffp-contract=off and no fast-math: no fused multiply-add, no
@@ -26,7 +27,7 @@
 
 #include "coder.h"
 
-#define NC_V2_PARTS 16
+#define NC_F32_PARTS 16
 
 /* The dense loops are built twice on x86-64 (ELF): for the baseline and for
  * AVX2, chosen when the library loads. Both run the same operations, so the
@@ -39,42 +40,39 @@
 #define NC_VECTORISE
 #endif
 /* Below this exponent a weight is 0 (as in arithmetic 1). */
-#define NC_V2_CUTOFF (-32.0f)
-
-/* exp(x) for x in [NC_V2_CUTOFF, 0], in float, from + - * and an exact power of two. */
-float nc_v2_exp(float x);
+#define NC_F32_CUTOFF (-32.0f)
 
 /* w[i] = exp(s[i] - max s), s[i] = logits[i] * scale + (bias ? bias[i] : 0), for the
  * finite logits; 0 for non-finite ones and below the cut-off. Returns the sum of
  * w (fixed order), 0 when no logit is finite; *top: the first index of the largest s. */
-float nc_v2_weights(const float *logits, uint32_t n, float scale, const float *bias, float *w,
+float nc_f32_weights(const float *logits, uint32_t n, float scale, const float *bias, float *w,
                     uint32_t *top);
 
 /* Sum of n floats in the fixed order described above. */
-float nc_v2_sum(const float *x, uint32_t n);
+float nc_f32_sum(const float *x, uint32_t n);
 
 /* Frequencies freq[i] = 1 + (uint32)(w[i] * k); returns their exact sum. */
-uint64_t nc_v2_quantise(const float *w, uint32_t n, float k, uint32_t *freq);
+uint64_t nc_f32_quantise(const float *w, uint32_t n, float k, uint32_t *freq);
 
 /* The exact sum of freq[0 .. n). */
-uint64_t nc_v2_prefix(const uint32_t *freq, uint32_t n);
+uint64_t nc_f32_prefix(const uint32_t *freq, uint32_t n);
 
 /* Make frequencies summing to `total` sum to NC_CDF_TOTAL: the difference goes
  * to (or comes from) symbol `top`. NC_ERR_ARG if that would empty it. */
-int nc_v2_settle(uint32_t *freq, uint64_t total, uint32_t top);
+int nc_f32_settle(uint32_t *freq, uint64_t total, uint32_t top);
 
 /* Code a symbol under nsym frequencies summing to NC_CDF_TOTAL (no cumulative
  * table is built: the encoder sums the frequencies below the symbol, the
  * decoder sums blocks of them until it passes its target). */
-int nc_v2_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t sym);
-int nc_v2_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t *sym_out);
+int nc_f32_encode(nc_encoder *enc, const uint32_t *freq, uint32_t nsym, uint32_t sym);
+int nc_f32_decode(nc_decoder *dec, const uint32_t *freq, uint32_t nsym, uint32_t *sym_out);
 
 /* The frequencies of softmax(logits * inv_temp) followed by n_extra symbols of
  * frequency 1, as nc_cdf_from_logits but in arithmetic 2 and not cumulative:
  * 1 + floor(w[i] * k) with k = (2^24 - nsym) / sum(w) in float, the
  * remainder to the first highest score. w: scratch of n_logits floats.
  * prob_out (if prob_of >= 0): the unquantised probability of symbol prob_of. */
-int nc_v2_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
-                            float *w, uint32_t *freq, int64_t prob_of, double *prob_out);
+int nc_f32_freqs_from_logits(const float *logits, uint32_t n_logits, uint32_t n_extra, float inv_temp,
+                             float *w, uint32_t *freq, int64_t prob_of, double *prob_out);
 
 #endif

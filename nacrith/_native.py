@@ -7,7 +7,7 @@ try:
 except ImportError as exc:  # pragma: no cover - only on a broken install
     raise ImportError("nacrith's C extension is not built; install the package with 'pip install .'") from exc
 
-ABI_VERSION = 9
+ABI_VERSION = 11
 
 if lib.nc_abi_version() != ABI_VERSION:  # pragma: no cover - only on a stale build
     raise ImportError(

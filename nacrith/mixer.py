@@ -2,44 +2,43 @@
 corrected by the bias head, mixed with the n-gram and match models, refined
 by an APM stage and turned into the coder's CDF. The engine runs it
 (csrc/lanes.h), one C call per step for all the streams of a frame.
+
+Every field is filled from the hyperparameters' table
+(settings.HYPERPARAMETERS, each row naming its C field), and the switches
+from their bits in the header (settings.SWITCHES, whose bit i is C's
+NC_ENS_* flag 1 << i): nothing here names a setting.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from nacrith._native import ffi, lib
-from nacrith.models.match import match_params
-from nacrith.models.ngram import ngram_params
-from nacrith.settings import EnsembleSettings
+from nacrith._native import ffi
+from nacrith.settings import HYPERPARAMETERS, SWITCHES, EnsembleSettings
 
-__all__ = ["ensemble_params"]
+__all__ = ["ensemble_params", "part_params"]
 
 
 def ensemble_params(settings: EnsembleSettings) -> Any:
     """The C parameters (nc_ens_params) of these settings."""
     p = ffi.new("nc_ens_params *")
-    p.flags = (
-        (lib.NC_ENS_NGRAM if settings.ngram else 0)
-        | (lib.NC_ENS_MATCH if settings.match else 0)
-        | (lib.NC_ENS_BIAS if settings.bias else 0)
-        | (lib.NC_ENS_SKIP if settings.skip else 0)
-        | (lib.NC_ENS_APM if settings.apm else 0)
-    )
-    p.ngram = ngram_params(settings)[0]
-    p.match = match_params(settings)[0]
-    p.bias_lr = settings.bias_lr
-    p.bias_limit = settings.bias_limit
-    p.mixer_lr = settings.mixer_lr
-    p.mixer_limit = settings.mixer_limit
-    p.apm_rate = settings.apm_rate
-    p.skip_min_len = settings.skip_min_len
-    p.skip_confidence = settings.skip_confidence
-    p.skip_warmup = settings.skip_warmup
-    p.skip_agree = settings.skip_agree
-    p.skip_solo_min_len = settings.skip_solo_min_len
-    p.skip_solo_confidence = settings.skip_solo_confidence
-    p.bias_scale_lr = settings.bias_scale_lr
-    p.bias_contexts = settings.bias_contexts
-    p.bias_context_lr = settings.bias_context_lr
+    p.flags = sum(1 << bit for bit, name in enumerate(SWITCHES) if getattr(settings, name))
+    for row in HYPERPARAMETERS:
+        if row.c_field is not None:
+            *parts, name = row.c_field.split(".")
+            owner = p
+            for part in parts:  # a part's own struct, such as nc_ngram_params
+                owner = getattr(owner, part)
+            setattr(owner, name, getattr(settings, row.name))
+    return p
+
+
+def part_params(settings: EnsembleSettings, part: str) -> Any:
+    """The C parameters of one part alone (nc_<part>_params: "ngram", "match"),
+    for a model made on its own."""
+    p = ffi.new(f"nc_{part}_params *")
+    prefix = part + "."
+    for row in HYPERPARAMETERS:
+        if row.c_field is not None and row.c_field.startswith(prefix):
+            setattr(p, row.c_field.removeprefix(prefix), getattr(settings, row.name))
     return p

@@ -1,29 +1,41 @@
 """What the encoder may be asked for, and the rules those settings follow.
 
 Each rule lives here once: the compress options (frames.py), the header
-(format.py) and the language model (models/llm.py) call these checks rather
-than repeating them. format.py packs the settings into bytes; this module
-knows nothing of bytes but float32 precision, since every float the header
-stores is coded with exactly the value the decoder will read.
+(nacrith.format) and the language model (models/llm.py) call these checks
+rather than repeating them. nacrith.format packs the settings into bytes;
+this module knows nothing of bytes but float32 precision, since every float
+the header stores is coded with exactly the value the decoder will read, and
+the format each hyperparameter's row names for it.
+
+It imports only the standard library: csrc/build_ffi.py reads the
+hyperparameters' table from this file to declare their C struct, before the
+package can be imported.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import struct
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 __all__ = [
     "ARITHMETICS",
     "ENSEMBLE_LAYOUT",
+    "HYPERPARAMETERS",
     "LEGACY_CODING",
     "MAX_CONTEXT",
     "MAX_FRAME_SIZE",
     "MAX_LANES",
     "MIN_CONTEXT",
     "SWITCHES",
+    "WIRE_MAX",
+    "Arithmetic",
+    "Bounds",
     "Coding",
     "EnsembleSettings",
+    "Hyperparameter",
     "check_batch",
     "check_frame_size",
     "check_lanes",
@@ -31,6 +43,7 @@ __all__ = [
     "check_window",
     "encoder_temperature",
     "float32",
+    "hyperparameter",
     "llm_batch",
 ]
 
@@ -42,16 +55,27 @@ MAX_CONTEXT = 1 << 20
 #: Most streams one neural frame is split into: llama.cpp's sequence limit
 #: (LLAMA_MAX_SEQ), since each stream is a sequence of one context.
 MAX_LANES = 256
-#: The ensemble layout new files are packed in; format.py holds every layout's table.
+#: The ensemble layout new files are packed in; each hyperparameter's row holds its value in every layout.
 ENSEMBLE_LAYOUT = 2
 #: The ensemble's parts, in the order of their switch bits in the header.
 SWITCHES = ("ngram", "match", "bias", "skip", "apm")
 
 
-#: The arithmetics a neural frame's probabilities can be computed in: 1, the
-#: double-precision path of the first files (csrc/cdf.h); 2, float written to
-#: vectorise with the same bits at any SIMD width (csrc/vec.h).
-ARITHMETICS = (1, 2)
+class Arithmetic(enum.IntEnum):
+    """The arithmetics a neural frame's probabilities can be computed in
+    (docs/format.md, CODING: the number is the file's). An IntEnum, so that
+    the number read from a file or given as an int is one."""
+
+    #: The double-precision path of the first files (csrc/cdf.h,
+    #: csrc/mix_double.c): frozen, the decoder of files made with it.
+    EXACT_DOUBLE = 1
+    #: Float, written to vectorise with the same bits at any SIMD width
+    #: (csrc/vec.h, csrc/mix_float32.c): what new files use.
+    FLOAT32 = 2
+
+
+#: Every arithmetic a reader knows.
+ARITHMETICS = tuple(Arithmetic)
 
 
 @dataclass(frozen=True)
@@ -59,19 +83,23 @@ class Coding:
     """How the streams of a neural frame are coded, besides the model and the
     ensemble's settings (docs/format.md, CODING)."""
 
-    #: The arithmetic of the CDF and the ensemble's dense work (ARITHMETICS).
-    arith: int = 2
+    #: The arithmetic of the CDF and the ensemble's dense work: an Arithmetic,
+    #: typed int so that an int read from a file or a dictionary is taken (and
+    #: made an Arithmetic).
+    arith: int = Arithmetic.FLOAT32
     #: The streams of a frame share one ensemble, which learns from all of them
     #: (each keeps its own contexts); else each stream has its own.
     shared: bool = True
 
     def __post_init__(self) -> None:
         if self.arith not in ARITHMETICS:
-            raise ValueError(f"arithmetic must be one of {ARITHMETICS}, not {self.arith}")
+            known = ", ".join(map(str, ARITHMETICS))
+            raise ValueError(f"arithmetic must be one of {known}, not {self.arith}")
+        object.__setattr__(self, "arith", Arithmetic(self.arith))
 
 
 #: What a file without a CODING parameter was coded with.
-LEGACY_CODING = Coding(arith=1, shared=False)
+LEGACY_CODING = Coding(arith=Arithmetic.EXACT_DOUBLE, shared=False)
 
 
 def float32(value: float) -> float:
@@ -122,12 +150,98 @@ def check_lanes(lanes: int, min_stream: int) -> None:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """The values a hyperparameter may take: low to high, each end included unless open."""
+
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below  # NaN: neither
+
+    def text(self, kind: type) -> str:
+        """As messages and docs/format.md write it: "1..8" for integers, "(0, 4]" for floats."""
+        if kind is int:
+            return f"{self.low}..{self.high}"
+        left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+#: Largest value of each wire format (docs/format.md, ENSEMBLE: uint8, uint16,
+#: uint32, float32), which a row's bounds must fit.
+WIRE_MAX = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFF_FFFF, "f": 3.4028234663852886e38}
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One row of the ensemble's table: everything about one hyperparameter
+    but its use in C. EnsembleSettings declares one per field (``hyperparameter``);
+    the ENSEMBLE value's packing (pack_ensemble in nacrith.format), the C parameters
+    (nacrith/mixer.py, and csrc/build_ffi.py's declaration of them) and the
+    checks of EnsembleSettings all come from these rows."""
+
+    #: What ``nacrith compress`` uses.
+    default: float
+    #: Its value in each ensemble layout, layout 1 first: what a header that
+    #: leaves it out means. Frozen once files exist (docs/format.md, ENSEMBLE).
+    layouts: tuple[float, ...]
+    #: Its index in the ENSEMBLE value, and the struct format of its value
+    #: there (WIRE_MAX).
+    tag: int
+    wire: str
+    bounds: Bounds
+    #: Its name in messages, and the unit they give its bounds in.
+    what: str
+    unit: str = ""
+    #: Its field in nc_ens_params (csrc/mix.h; "part.field" in a part's own
+    #: struct), or None for a setting used in Python only.
+    c_field: str | None = None
+    #: Whether C refuses a value out of bounds too: only where a value out of
+    #: bounds would break memory safety (an array bound, an allocation's size).
+    #: tests/test_ensemble_table.py holds C's checks to these bounds.
+    c_checked: bool = False
+    #: The EnsembleSettings field, and its type (int or float): filled in from
+    #: the field it describes.
+    name: str = ""
+    kind: type = int
+
+
+_ROW = "hyperparameter"
+
+
+def hyperparameter(
+    default: float,
+    *,
+    layouts: tuple[float, ...],
+    tag: int,
+    wire: str,
+    bounds: Bounds,
+    what: str,
+    unit: str = "",
+    c_field: str | None = None,
+    c_checked: bool = False,
+) -> Any:
+    """A field of EnsembleSettings with its row of the table (Hyperparameter)."""
+    row = Hyperparameter(default, layouts, tag, wire, bounds, what, unit, c_field, c_checked)
+    return field(default=default, metadata={_ROW: row})
+
+
+@dataclass(frozen=True)
 class EnsembleSettings:
     """Switches and hyperparameters of the ensemble (docs/format.md, ENSEMBLE).
 
     The defaults are what ``nacrith compress`` uses. Floats are kept at float32
     precision, the precision of the header, so the encoder codes with exactly
     the values the decoder will read.
+
+    Each hyperparameter is one row (``hyperparameter``): its default, its
+    value in every ensemble layout, its tag and format in the header, its
+    bounds, and its field in C. Adding one is a row here, a line of
+    docs/format.md's table, and its field and its use in C (csrc/mix.h).
     """
 
     ngram: bool = True
@@ -141,36 +255,88 @@ class EnsembleSettings:
     #: Token n-gram: orders, 2^table_bits slots per order, continuations per context,
     #: and the count at which a context's counts are halved. Order 1 is left out:
     #: the bias head learns the unigrams (docs/measurements.md, "Ensemble").
-    ngram_min_order: int = 2
-    ngram_max_order: int = 4
-    ngram_table_bits: int = 18
-    ngram_candidates: int = 8
-    ngram_count_limit: int = 255
+    ngram_min_order: int = hyperparameter(
+        2, layouts=(1, 2), tag=0, wire="B", bounds=Bounds(1, 8), what="n-gram orders",
+        c_field="ngram.min_order", c_checked=True,
+    )  # fmt: skip
+    ngram_max_order: int = hyperparameter(
+        4, layouts=(4, 4), tag=1, wire="B", bounds=Bounds(1, 8), what="n-gram orders",
+        c_field="ngram.max_order", c_checked=True,
+    )  # fmt: skip
+    ngram_table_bits: int = hyperparameter(
+        18, layouts=(18, 18), tag=2, wire="B", bounds=Bounds(8, 26), what="n-gram table bits",
+        c_field="ngram.table_bits", c_checked=True,
+    )  # fmt: skip
+    ngram_candidates: int = hyperparameter(
+        8, layouts=(8, 8), tag=3, wire="B", bounds=Bounds(1, 16), what="n-gram candidates",
+        c_field="ngram.candidates", c_checked=True,
+    )  # fmt: skip
+    ngram_count_limit: int = hyperparameter(
+        255, layouts=(255, 255), tag=4, wire="H", bounds=Bounds(2, 65535), what="n-gram count limit",
+        c_field="ngram.count_limit",
+    )  # fmt: skip
     #: Match model: tokens hashed to find a repeat, hash table and history sizes (log2),
     #: and how many events its learned hit rates average over at most.
-    match_min_len: int = 6
-    match_hash_bits: int = 20
-    match_history_bits: int = 22
-    match_rate_limit: int = 1023
+    match_min_len: int = hyperparameter(
+        6, layouts=(6, 6), tag=5, wire="B", bounds=Bounds(1, 64), what="match minimum length",
+        unit=" tokens", c_field="match.min_len",
+    )  # fmt: skip
+    match_hash_bits: int = hyperparameter(
+        20, layouts=(20, 20), tag=6, wire="B", bounds=Bounds(8, 26), what="match hash bits",
+        c_field="match.hash_bits", c_checked=True,
+    )  # fmt: skip
+    match_history_bits: int = hyperparameter(
+        22, layouts=(22, 22), tag=7, wire="B", bounds=Bounds(10, 30), what="match history bits",
+        c_field="match.history_bits", c_checked=True,
+    )  # fmt: skip
+    match_rate_limit: int = hyperparameter(
+        1023, layouts=(1023, 1023), tag=8, wire="H", bounds=Bounds(2, 65535), what="match rate limit",
+        c_field="match.rate_limit",
+    )  # fmt: skip
     #: Bias head: AdaGrad learning rate and bound of each bias (nats).
-    bias_lr: float = 0.5
-    bias_limit: float = 8.0
+    bias_lr: float = hyperparameter(
+        0.5, layouts=(0.5, 0.5), tag=9, wire="f", bounds=Bounds(0, 4, open_low=True),
+        what="bias learning rate", c_field="bias_lr",
+    )  # fmt: skip
+    bias_limit: float = hyperparameter(
+        8.0, layouts=(8.0, 8.0), tag=10, wire="f", bounds=Bounds(0, 64, open_low=True), what="bias limit",
+        c_field="bias_limit",
+    )  # fmt: skip
     #: Bias head: learning rate of its scale of the logits, a per-document
-    #: temperature (0: none; the scale stays 1).
-    bias_scale_lr: float = 0.05
+    #: temperature (0: none; the scale stays 1). Files made before it existed: 0.
+    bias_scale_lr: float = hyperparameter(
+        0.05, layouts=(0.0, 0.05), tag=21, wire="f", bounds=Bounds(0, 4), what="bias scale learning rate",
+        c_field="bias_scale_lr",
+    )  # fmt: skip
     #: Context heads: bias heads keyed on the stream's previous token modulo
     #: their number (at most 2^23 / vocabulary size), each added to the bias
     #: head where its context comes, and their learning rate (arithmetic 2
-    #: only; 0: none). Inputs below frames.CONTEXT_HEADS_MIN_INPUT bytes are
-    #: coded without them unless they are asked for by name
-    #: (CompressOptions.fit_to_input; docs/measurements.md, "Ensemble").
-    bias_contexts: int = 64
-    bias_context_lr: float = 0.25
+    #: only; 0: none, as in files made before they existed). Inputs below
+    #: frames.CONTEXT_HEADS_MIN_INPUT bytes are coded without them unless they
+    #: are asked for by name (CompressOptions.fit_to_input; docs/measurements.md,
+    #: "Ensemble"): the layouts have none, so a small file's header stays 2 bytes.
+    bias_contexts: int = hyperparameter(
+        64, layouts=(0, 0), tag=22, wire="H", bounds=Bounds(0, 65535), what="context heads",
+        c_field="bias_contexts",
+    )  # fmt: skip
+    bias_context_lr: float = hyperparameter(
+        0.25, layouts=(0.25, 0.25), tag=23, wire="f", bounds=Bounds(0, 4, open_low=True),
+        what="context heads' learning rate", c_field="bias_context_lr",
+    )  # fmt: skip
     #: Mixer: learning rate and bound of the weight logits.
-    mixer_lr: float = 0.02
-    mixer_limit: float = 8.0
+    mixer_lr: float = hyperparameter(
+        0.02, layouts=(0.02, 0.02), tag=11, wire="f", bounds=Bounds(0, 1, open_low=True),
+        what="mixer learning rate", c_field="mixer_lr",
+    )  # fmt: skip
+    mixer_limit: float = hyperparameter(
+        8.0, layouts=(8.0, 8.0), tag=12, wire="f", bounds=Bounds(0, 32, open_low=True), what="mixer limit",
+        c_field="mixer_limit",
+    )  # fmt: skip
     #: APM: learning rate of its tables.
-    apm_rate: float = 0.005
+    apm_rate: float = hyperparameter(
+        0.005, layouts=(0.005, 0.005), tag=13, wire="f", bounds=Bounds(0, 1, open_low=True), what="APM rate",
+        c_field="apm_rate",
+    )  # fmt: skip
     #: Confidence skip, never in the first skip_warmup tokens of a frame; either
     #: rule skips the LLM. Agreement: the match is at least skip_min_len tokens
     #: long with a learned hit rate of at least skip_confidence and, when
@@ -179,57 +345,63 @@ class EnsembleSettings:
     #: least skip_solo_min_len tokens long with a hit rate of at least
     #: skip_solo_confidence. Skipped tokens reach the LLM in batches of at most
     #: skip_batch tokens. The agreement keeps the skip from costing bits where the
-    #: match model is often wrong (docs/measurements.md, "Ensemble").
-    skip_min_len: int = 16
-    skip_confidence: float = 0.9
-    skip_warmup: int = 256
-    skip_batch: int = 32
-    skip_agree: float = 0.9
-    #: The solo rule catches text repeated beyond the n-gram's memory (docs/measurements.md).
-    skip_solo_min_len: int = 24
-    skip_solo_confidence: float = 0.98
+    #: match model is often wrong (docs/measurements.md, "Ensemble"); files made
+    #: before it existed ask for none (0).
+    skip_min_len: int = hyperparameter(
+        16, layouts=(24, 16), tag=14, wire="H", bounds=Bounds(1, 65535), what="skip length", unit=" tokens",
+        c_field="skip_min_len",
+    )  # fmt: skip
+    skip_confidence: float = hyperparameter(
+        0.9, layouts=(0.98, 0.9), tag=15, wire="f", bounds=Bounds(0, 1, open_low=True, open_high=True),
+        what="skip confidence", c_field="skip_confidence",
+    )  # fmt: skip
+    skip_warmup: int = hyperparameter(
+        256, layouts=(256, 256), tag=16, wire="I", bounds=Bounds(0, 0xFFFF_FFFF), what="skip warm-up",
+        unit=" tokens", c_field="skip_warmup",
+    )  # fmt: skip
+    #: (Python only: the batches the language model is fed, frames.py and engine.py.)
+    skip_batch: int = hyperparameter(
+        32, layouts=(32, 32), tag=17, wire="H", bounds=Bounds(1, 65535), what="skip batch", unit=" tokens",
+    )  # fmt: skip
+    skip_agree: float = hyperparameter(
+        0.9, layouts=(0.0, 0.9), tag=18, wire="f", bounds=Bounds(0, 1, open_high=True), what="skip agreement",
+        c_field="skip_agree",
+    )  # fmt: skip
+    #: The solo rule catches text repeated beyond the n-gram's memory
+    #: (docs/measurements.md); files made before it existed have none (0).
+    skip_solo_min_len: int = hyperparameter(
+        24, layouts=(0, 24), tag=19, wire="H", bounds=Bounds(0, 65535), what="solo skip length",
+        unit=" tokens", c_field="skip_solo_min_len",
+    )  # fmt: skip
+    skip_solo_confidence: float = hyperparameter(
+        0.98, layouts=(0.98, 0.98), tag=20, wire="f", bounds=Bounds(0, 1, open_low=True, open_high=True),
+        what="solo skip confidence", c_field="skip_solo_confidence",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "float":
-                object.__setattr__(self, f.name, float32(float(value)))
+        for row in HYPERPARAMETERS:
+            if row.kind is float:
+                object.__setattr__(self, row.name, float32(float(getattr(self, row.name))))
         self.validate()
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting out of range."""
-
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(what)
-
-        need(1 <= self.ngram_min_order <= self.ngram_max_order <= 8, "n-gram orders must be 1..8, min <= max")
-        need(8 <= self.ngram_table_bits <= 26, "n-gram table bits must be 8..26")
-        need(1 <= self.ngram_candidates <= 16, "n-gram candidates must be 1..16")
-        need(2 <= self.ngram_count_limit <= 65535, "n-gram count limit must be 2..65535")
-        need(1 <= self.match_min_len <= 64, "match minimum length must be 1..64 tokens")
-        need(8 <= self.match_hash_bits <= 26, "match hash bits must be 8..26")
-        need(10 <= self.match_history_bits <= 30, "match history bits must be 10..30")
-        need(2 <= self.match_rate_limit <= 65535, "match rate limit must be 2..65535")
-        need(0 < self.bias_lr <= 4, "bias learning rate must be in (0, 4]")
-        need(0 < self.bias_limit <= 64, "bias limit must be in (0, 64]")
-        need(0 <= self.bias_scale_lr <= 4, "bias scale learning rate must be in [0, 4]")
-        need(0 <= self.bias_contexts <= 65535, "context heads must be 0..65535")
-        need(0 < self.bias_context_lr <= 4, "context heads' learning rate must be in (0, 4]")
-        need(0 < self.mixer_lr <= 1, "mixer learning rate must be in (0, 1]")
-        need(0 < self.mixer_limit <= 32, "mixer limit must be in (0, 32]")
-        need(0 < self.apm_rate <= 1, "APM rate must be in (0, 1]")
-        need(self.match_min_len <= self.skip_min_len <= 65535, "skip length must be match length..65535")
-        need(0 < self.skip_confidence < 1, "skip confidence must be in (0, 1)")
-        need(0 <= self.skip_warmup < 1 << 32, "skip warm-up must fit 32 bits")
-        need(1 <= self.skip_batch <= 65535, "skip batch must be 1..65535 tokens")
-        need(0 <= self.skip_agree < 1, "skip agreement must be in [0, 1)")
-        need(
-            self.skip_solo_min_len == 0 or self.match_min_len <= self.skip_solo_min_len <= 65535,
-            "solo skip length must be 0 or match length..65535",
+        for row in HYPERPARAMETERS:
+            if getattr(self, row.name) not in row.bounds:
+                raise ValueError(f"{row.what} must be {row.bounds.text(row.kind)}{row.unit}")
+        # The rules that tie settings together; the table bounds each alone.
+        rules = (
+            (self.ngram_min_order <= self.ngram_max_order, "n-gram orders must be 1..8, min <= max"),
+            (self.match_min_len <= self.skip_min_len, "skip length must be match length..65535"),
+            (
+                self.skip_solo_min_len == 0 or self.match_min_len <= self.skip_solo_min_len,
+                "solo skip length must be 0 or match length..65535",
+            ),
+            (not self.skip or self.match, "the confidence skip needs the match model"),
         )
-        need(0 < self.skip_solo_confidence < 1, "solo skip confidence must be in (0, 1)")
-        need(not self.skip or self.match, "the confidence skip needs the match model")
+        for ok, message in rules:
+            if not ok:
+                raise ValueError(message)
 
     @property
     def model_batch(self) -> int:
@@ -250,6 +422,14 @@ class EnsembleSettings:
         if "match" in parts:
             off["skip"] = False
         return replace(self, **off)
+
+
+#: The ensemble's hyperparameters, one row each, in EnsembleSettings' order.
+HYPERPARAMETERS: tuple[Hyperparameter, ...] = tuple(
+    replace(f.metadata[_ROW], name=f.name, kind=float if f.type == "float" else int)
+    for f in fields(EnsembleSettings)
+    if _ROW in f.metadata
+)
 
 
 def llm_batch(ensemble: EnsembleSettings | None) -> int:

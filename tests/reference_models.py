@@ -23,7 +23,7 @@ from nacrith._native import check, ffi, lib
 from nacrith.mixer import ensemble_params
 from nacrith.models.match import match_params
 from nacrith.models.ngram import ngram_params
-from nacrith.settings import EnsembleSettings, check_temperature
+from nacrith.settings import Arithmetic, EnsembleSettings, check_temperature
 from nacrith.support.coder import Decoder, Encoder, scores_pointer
 
 __all__ = ["BiasHead", "Ensemble", "MatchModel", "NgramModel", "SparsePrediction", "softmax"]
@@ -163,7 +163,7 @@ class BiasHead:
 
 class Ensemble:
     """The ensemble of ``lanes`` streams (csrc/mix.h), one symbol per call, in
-    arithmetic 1 or 2; ``set_lane`` chooses the stream the next call codes."""
+    an Arithmetic; ``set_lane`` chooses the stream the next call codes."""
 
     def __init__(
         self,
@@ -171,7 +171,7 @@ class Ensemble:
         n_vocab: int,
         n_extra: int,
         temperature: float,
-        arith: int = 1,
+        arith: int = Arithmetic.EXACT_DOUBLE,
         lanes: int = 1,
     ) -> None:
         check_temperature(temperature)

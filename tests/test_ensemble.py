@@ -19,9 +19,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reference_models import BiasHead, Ensemble, MatchModel, NgramModel, softmax
 
+from nacrith._native import lib
 from nacrith.engine import count_samples
 from nacrith.errors import CoderError
-from nacrith.settings import Coding, EnsembleSettings
+from nacrith.settings import ARITHMETICS, Arithmetic, Coding, EnsembleSettings
 from nacrith.support.coder import CDF_TOTAL, Decoder, Encoder, ScoreCDF
 
 V = 600
@@ -40,7 +41,7 @@ class TableLogits:
 
 
 def code(
-    settings: EnsembleSettings, symbols: list[int], logits: TableLogits, arith: int = 1
+    settings: EnsembleSettings, symbols: list[int], logits: TableLogits, arith: int = Arithmetic.EXACT_DOUBLE
 ) -> tuple[bytes, list[float], int]:
     """Encode; returns the payload, the bits of each symbol and how many skipped the model."""
     ens = Ensemble(settings, V, EXTRA, 1.0, arith)
@@ -57,7 +58,11 @@ def code(
 
 
 def decode(
-    settings: EnsembleSettings, payload: bytes, n: int, logits: TableLogits, arith: int = 1
+    settings: EnsembleSettings,
+    payload: bytes,
+    n: int,
+    logits: TableLogits,
+    arith: int = Arithmetic.EXACT_DOUBLE,
 ) -> list[int]:
     ens = Ensemble(settings, V, EXTRA, 1.0, arith)
     dec = Decoder(payload)
@@ -298,7 +303,7 @@ def test_bias_head_scale_cools_an_over_confident_model():
 # --- the ensemble --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arith", [1, 2])
+@pytest.mark.parametrize("arith", list(Arithmetic))
 @pytest.mark.parametrize("settings", all_switch_combinations(), ids=combination_id)
 def test_every_switch_combination_round_trips(settings, arith):
     logits = TableLogits()
@@ -320,7 +325,7 @@ def test_coding_is_deterministic():
 @given(
     st.lists(st.integers(0, V + EXTRA - 1), max_size=300),
     st.sampled_from(all_switch_combinations()),
-    st.sampled_from([1, 2]),
+    st.sampled_from(list(Arithmetic)),
 )
 def test_any_symbols_round_trip(symbols, settings, arith):
     logits = TableLogits(seed=4)
@@ -328,7 +333,7 @@ def test_any_symbols_round_trip(symbols, settings, arith):
     assert decode(settings, payload, len(symbols), logits, arith) == symbols
 
 
-@pytest.mark.parametrize("arith", [1, 2])
+@pytest.mark.parametrize("arith", list(Arithmetic))
 def test_cheap_models_beat_a_useless_language_model(arith):
     """With flat logits, a repetitive stream must cost far less than the model alone."""
     flat = TableLogits(scale=0.0)
@@ -345,7 +350,7 @@ def test_the_two_arithmetics_cost_the_same_bits():
     logits = TableLogits()
     symbols = repetitive(n=3000)
     settings = EnsembleSettings(skip_warmup=0, skip_min_len=8, bias_contexts=0)
-    one, two = (sum(code(settings, symbols, logits, arith)[1]) for arith in (1, 2))
+    one, two = (sum(code(settings, symbols, logits, arith)[1]) for arith in Arithmetic)
     assert abs(two - one) < 0.002 * one, (one, two)
 
 
@@ -362,11 +367,22 @@ def test_context_heads_learn_what_follows_each_token():
         symbols += [a, partner[a]]
     flat = TableLogits(scale=0.0)
     only_bias = EnsembleSettings(ngram=False, match=False, skip=False, apm=False)
-    without = code(replace(only_bias, bias_contexts=0), symbols, flat, arith=2)
-    with_heads = code(only_bias, symbols, flat, arith=2)
+    without = code(replace(only_bias, bias_contexts=0), symbols, flat, arith=Arithmetic.FLOAT32)
+    with_heads = code(only_bias, symbols, flat, arith=Arithmetic.FLOAT32)
     assert only_bias.bias_contexts == 64
     assert sum(with_heads[1]) < 0.8 * sum(without[1])
-    assert decode(only_bias, with_heads[0], len(symbols), flat, arith=2) == symbols
+    assert decode(only_bias, with_heads[0], len(symbols), flat, arith=Arithmetic.FLOAT32) == symbols
+
+
+def test_the_arithmetics_are_the_c_ones_and_ints_name_them():
+    """Arithmetic's values are the files' numbers and C's NC_ARITH_*; an int read
+    from a file or given by a caller becomes the Arithmetic of that number."""
+    assert (Arithmetic.EXACT_DOUBLE, Arithmetic.FLOAT32) == ARITHMETICS == (1, 2)
+    assert lib.NC_ARITH_EXACT_DOUBLE == Arithmetic.EXACT_DOUBLE
+    assert lib.NC_ARITH_FLOAT32 == Arithmetic.FLOAT32
+    assert Coding(1).arith is Arithmetic.EXACT_DOUBLE and Coding().arith is Arithmetic.FLOAT32
+    with pytest.raises(ValueError, match="arithmetic must be one of 1, 2, not 3"):
+        Coding(3)
 
 
 def test_context_heads_are_unused_in_arithmetic_1():
@@ -374,7 +390,9 @@ def test_context_heads_are_unused_in_arithmetic_1():
     symbols = repetitive()
     heads = EnsembleSettings(skip_warmup=0, skip_min_len=8)
     assert heads.bias_contexts
-    assert code(heads, symbols, logits, 1)[0] == code(replace(heads, bias_contexts=0), symbols, logits, 1)[0]
+    exact = Arithmetic.EXACT_DOUBLE
+    without = replace(heads, bias_contexts=0)
+    assert code(heads, symbols, logits, exact)[0] == code(without, symbols, logits, exact)[0]
 
 
 @pytest.mark.parametrize(

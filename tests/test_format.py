@@ -32,12 +32,12 @@ from nacrith.format import (
     SingleFrame,
     Tag,
     Trailer,
-    _varint_from,
     ensemble_of_layout,
     pack_ensemble,
     pack_single,
     pack_varint,
     unpack_ensemble,
+    varint_from,
     zstd_stream_bound,
 )
 from nacrith.options import CONTEXT_HEADS_MIN_INPUT, CompressOptions
@@ -123,7 +123,7 @@ def flip(data: bytes, bit: int) -> bytes:
 @given(st.integers(0, 2**64 - 1))
 def test_varint_round_trip(value):
     packed = pack_varint(value)
-    assert _varint_from(packed, "test") == value
+    assert varint_from(packed, "test") == value
     assert len(packed) == max(1, -(-value.bit_length() // 7))  # 7 bits a byte, no padding
 
 
@@ -166,7 +166,7 @@ def test_varint_out_of_range_refused(value):
 )
 def test_varint_malformed(data, error, message):
     with pytest.raises(error, match=message):
-        _varint_from(data, "test")
+        varint_from(data, "test")
 
 
 # --- file header ----------------------------------------------------------------
@@ -610,7 +610,7 @@ LAYOUT_1 = dict(
 )
 
 
-#: Layout 2's defaults. Never edit: written out here, not taken from format.py,
+#: Layout 2's defaults. Never edit: written out here, not taken from the code,
 #: so that a change to the frozen table there fails this test.
 LAYOUT_2 = {
     **LAYOUT_1,

@@ -41,8 +41,8 @@ from nacrith.format import (
     SingleFrame,
     Tag,
     Trailer,
-    _varint_from,
     pack_varint,
+    varint_from,
 )
 from nacrith.reader import read_info
 from nacrith.settings import MAX_CONTEXT
@@ -359,7 +359,7 @@ def with_extra_header_parameter(blob: bytes, extra: bytes) -> bytes:
     header, rest = blob[: stream.tell()], blob[stream.tell() :]
     prefix = len(MAGIC) + 3  # magic, version, required and optional flags
     size_len = next(k for k in (1, 2, 3) if header[prefix + k - 1] < 0x80)
-    assert _varint_from(header[prefix : prefix + size_len], "size") == len(header) - prefix - size_len - 4
+    assert varint_from(header[prefix : prefix + size_len], "size") == len(header) - prefix - size_len - 4
     params = header[prefix + size_len : -4] + extra
     body = header[:prefix] + pack_varint(len(params)) + params
     return body + struct.pack("<I", zlib.crc32(body)) + rest

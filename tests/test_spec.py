@@ -32,7 +32,7 @@ from nacrith.format import (
     pack_single,
 )
 from nacrith.options import CompressOptions
-from nacrith.settings import Coding
+from nacrith.settings import ENSEMBLE_LAYOUT, HYPERPARAMETERS, WIRE_MAX, Coding
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "format.md"
 CONTENT = b"Hello, world!\n"
@@ -132,6 +132,59 @@ def test_the_default_ensemble_tag_is_the_one_the_spec_gives():
     assert match, "the example no longer gives the default ENSEMBLE tag"
     # The example's text is short: the default ensemble, without the context heads.
     assert pack_ensemble(CompressOptions().for_input(len(CONTENT)).ensemble) == bytes.fromhex(match.group(1))
+
+
+# --- the ENSEMBLE settings' table ------------------------------------------------
+
+#: The spec's names of the wire formats (settings.Hyperparameter.wire).
+WIRE_NAMES = {"B": "uint8", "H": "uint16", "I": "uint32", "f": "float32"}
+
+
+def ensemble_table() -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the spec's table of ENSEMBLE settings, cells stripped of backquotes."""
+    text = SPEC.read_text(encoding="utf-8")
+    start = text.index("| Index | Setting")
+    lines = []
+    for line in text[start:].splitlines():
+        if not line.startswith("|"):
+            break
+        lines.append([cell.strip().strip("`") for cell in line.strip("|").split("|")])
+    return lines[0], lines[2:]
+
+
+def spec_bounds(cell: str) -> tuple[float, float, bool, bool] | None:
+    """(low, high, open_low, open_high) of a Range cell that gives plain numbers;
+    None where it names another setting or SLIDE (a rule the table's bounds leave to the code)."""
+    interval = re.match(r"([(\[])([\d.]+), ([\d.]+)([)\]])", cell)
+    if interval:
+        low, high = float(interval.group(2)), float(interval.group(3))
+        return low, high, interval.group(1) == "(", interval.group(4) == ")"
+    numbers = re.match(r"(\d+) … (\d+)", cell)
+    if numbers:
+        return int(numbers.group(1)), int(numbers.group(2)), False, False
+    return None
+
+
+def test_the_ensemble_table_of_the_spec_is_the_codes():
+    """docs/format.md's table of ENSEMBLE settings and settings.HYPERPARAMETERS
+    give the same index, name, value type, layout defaults and bounds for
+    every setting: a row added to one is added to the other."""
+    header, rows = ensemble_table()
+    layouts = [i for i, name in enumerate(header) if name.startswith("Layout ")]
+    assert [header[i] for i in layouts] == [f"Layout {n}" for n in range(1, ENSEMBLE_LAYOUT + 1)]
+    by_tag = sorted(HYPERPARAMETERS, key=lambda row: row.tag)
+    assert [int(cells[0]) for cells in rows] == [row.tag for row in by_tag]
+    for cells, row in zip(rows, by_tag, strict=True):
+        assert cells[1] == row.name
+        assert cells[2] == WIRE_NAMES[row.wire], row.name
+        assert [row.kind(cells[i]) for i in layouts] == list(row.layouts), row.name
+        bounds = spec_bounds(cells[header.index("Range")])
+        if cells[header.index("Range")].startswith("any"):
+            assert (row.bounds.low, row.bounds.high) == (0, WIRE_MAX[row.wire]), row.name
+        elif bounds is not None:
+            b = row.bounds
+            assert bounds == (b.low, b.high, b.open_low, b.open_high), row.name
+    assert f"An index ≥ {len(by_tag)} is" in SPEC.read_text(encoding="utf-8").replace("\n", " ")
 
 
 # --- version 2 ----------------------------------------------------------------

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nacrith._native import ffi
+from nacrith.mixer import part_params
 from nacrith.settings import EnsembleSettings
 
 __all__ = ["match_params"]
 
 
 def match_params(settings: EnsembleSettings) -> Any:
-    """The model's nc_match_params, from the ensemble's settings."""
-    p = ffi.new("nc_match_params *")
-    p.min_len = settings.match_min_len
-    p.hash_bits = settings.match_hash_bits
-    p.history_bits = settings.match_history_bits
-    p.rate_limit = settings.match_rate_limit
-    return p
+    """The model's nc_match_params, from the ensemble's settings (their table's match.* rows)."""
+    return part_params(settings, "match")

@@ -11,18 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nacrith._native import ffi
+from nacrith.mixer import part_params
 from nacrith.settings import EnsembleSettings
 
 __all__ = ["ngram_params"]
 
 
 def ngram_params(settings: EnsembleSettings) -> Any:
-    """The model's nc_ngram_params, from the ensemble's settings."""
-    p = ffi.new("nc_ngram_params *")
-    p.min_order = settings.ngram_min_order
-    p.max_order = settings.ngram_max_order
-    p.table_bits = settings.ngram_table_bits
-    p.candidates = settings.ngram_candidates
-    p.count_limit = settings.ngram_count_limit
-    return p
+    """The model's nc_ngram_params, from the ensemble's settings (their table's ngram.* rows)."""
+    return part_params(settings, "ngram")
