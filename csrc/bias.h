@@ -8,16 +8,15 @@
  * Why AdaGrad: the useful correction is the document's long-run token
  * statistics (forgetting them was measured to cost), which a fixed step
  * either learns too slowly (small lr) or keeps too noisy (large lr); a step
- * that shrinks with each entry's own gradient history does both. On the first
- * 20,000 tokens of alice29.txt: -4.2% bits against -3.6% for the best fixed step.
+ * that shrinks with each entry's own gradient history does both
+ * (docs/measurements.md, "Ensemble").
  *
  * Optionally (scale_lr > 0) it also learns one scale of the logits,
  * base = softmax(scale * logits / T + b), by the same kind of step on
  * d(-log base(token))/d scale = E_base[logits / T] - logits[token] / T,
  * starting at 1 and kept within [1/4, 4]: a per-document temperature. The
- * model is over-confident on some texts (on asyoulik.txt the scale settles
- * near 0.95: 0.14% fewer bits for the model with the bias head, 0.1% for the
- * full ensemble), and no per-token bias can flatten every distribution at once. */
+ * model is over-confident on some texts (docs/measurements.md, "Ensemble"),
+ * and no per-token bias can flatten every distribution at once. */
 #ifndef NC_BIAS_H
 #define NC_BIAS_H
 

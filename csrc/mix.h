@@ -18,10 +18,9 @@
  * that they take at most 64 MB; the base uses the sum of the bias head's
  * values and its context's head's, and both learn from each model step. What
  * a document does after a given token (a name after "Mr", a line break after
- * a rhyme) is learned where one head for every context would blur it: on
- * alice29.txt, 64 heads gave 0.30% fewer bits, 128 0.36%, 256 0.41%
- * (docs/measurements.md, "Ensemble"; a head per first-seen token, or keyed
- * on the last two tokens, did worse).
+ * a rhyme) is learned where one head for every context would blur it
+ * (docs/measurements.md, "Ablation": more heads gain a little more, and a
+ * head per first-seen token, or keyed on the last two tokens, did worse).
  *
  * APM (secondary estimation): the probability of one candidate token (the
  * match model's prediction, else the mixture's top token) is refined by an
@@ -36,9 +35,8 @@
  *    learned hit rate for that length is at least skip_confidence, and (when
  *    skip_agree > 0 and the n-gram is on) the n-gram's highest order gives
  *    the match's token a probability of at least skip_agree. Two models
- *    agreeing are right far more often than one alone: on a real
- *    package-manager log the match model is right 92% of the time it is that
- *    long and that confident, 99.8% of the time the n-gram agrees at 0.9.
+ *    agreeing are right far more often than one alone
+ *    (docs/measurements.md, "Ensemble": skip by agreement).
  *  - solo (when skip_solo_min_len > 0): the match alone is at least
  *    skip_solo_min_len tokens long with a hit rate of at least
  *    skip_solo_confidence. A long match that is almost never wrong is a

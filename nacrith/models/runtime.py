@@ -135,11 +135,10 @@ class ThreadGovernor:
     Spinning threads are fast alone and ruinous when processes share the
     cores: each graph operation ends at a barrier, and a thread waiting there
     for a partner that another process has pushed off its core wastes its own
-    time slice (two compressions with 2 threads each on 2 cores, measured:
-    3.3x slower than one alone; with 1 thread each, 1.4x). No waiting policy
-    serves both cases (a short spin or none made one process alone 2-3.5x
-    slower in a virtual machine, where waking an idle core is slow), so the
-    number of threads follows the cores instead; it never changes a logit.
+    time slice. No waiting policy serves both cases (a short spin or none
+    slows a process alone, in a virtual machine, where waking an idle core is
+    slow: docs/measurements.md, "Threads that wait"), so the number of threads
+    follows the cores instead; it never changes a logit.
 
     The signal is the CPU time the process gets while llama.cpp decodes:
     alone, every thread is busy or spinning, so it is close to ``threads``
