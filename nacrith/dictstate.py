@@ -29,7 +29,7 @@ from nacrith.engine import count_samples
 from nacrith.errors import DictionaryError
 from nacrith.format import ESCAPE_SYMBOLS, _Cursor, pack_varint
 from nacrith.mixer import ensemble_params
-from nacrith.settings import Coding, EnsembleSettings
+from nacrith.settings import Arithmetic, Coding, EnsembleSettings
 
 __all__ = [
     "pack_samples",
@@ -82,12 +82,12 @@ def _region_names(e: EnsembleSettings) -> list[str]:
             "match history length",
         ]
     if e.bias:
-        for arith in (1, 2):
+        for arith in Arithmetic:
             names += [
-                f"bias values (arithmetic {arith})",
-                f"bias gradients (arithmetic {arith})",
-                f"bias scale (arithmetic {arith})",
-                f"bias scale gradient (arithmetic {arith})",
+                f"bias values (arithmetic {int(arith)})",
+                f"bias gradients (arithmetic {int(arith)})",
+                f"bias scale (arithmetic {int(arith)})",
+                f"bias scale gradient (arithmetic {int(arith)})",
             ]
     names += ["mixer weights", "APM tables"]
     if e.skip:

@@ -10,7 +10,7 @@ from typing import Any
 from nacrith.dictionary import Dictionary
 from nacrith.format import Environment, FrameType, Header
 from nacrith.reader import FileInfo
-from nacrith.settings import EnsembleSettings
+from nacrith.settings import Arithmetic, EnsembleSettings
 
 __all__ = ["dictionary_report", "environment_text", "file_report", "rows_text"]
 
@@ -170,7 +170,10 @@ def _start_text(h: Header) -> str:
 
 def _coding_text(h: Header) -> str:
     """The CODING parameter: the arithmetic, and whether a frame's streams share the ensemble."""
-    arith = {1: "arithmetic 1 (double)", 2: "arithmetic 2 (float, vectorised)"}[h.coding.arith]
+    arith = {
+        Arithmetic.EXACT_DOUBLE: "arithmetic 1 (double)",
+        Arithmetic.FLOAT32: "arithmetic 2 (float, vectorised)",
+    }[Arithmetic(h.coding.arith)]
     if h.ensemble is None or h.lanes == 1:
         return arith
     return (
