@@ -1,7 +1,7 @@
 """What the encoder may be asked for, and the rules those settings follow.
 
-Each rule lives here once: the compress options (frames.py), the header
-(nacrith.format) and the language model (models/llm.py) call these checks
+Each rule lives here once: the compress options (options.py), a frame's
+settings (frameparams.py) and the header (nacrith.format) call these checks
 rather than repeating them. nacrith.format packs the settings into bytes;
 this module knows nothing of bytes but float32 precision, since every float
 the header stores is coded with exactly the value the decoder will read, and
@@ -9,7 +9,8 @@ the format each hyperparameter's row names for it.
 
 It imports only the standard library: csrc/build_ffi.py reads the
 hyperparameters' table from this file to declare their C struct, before the
-package can be imported.
+package can be imported. (Over 400 lines for that table: one row per
+hyperparameter, its layouts, wire format and bounds, read best as one.)
 """
 
 from __future__ import annotations
